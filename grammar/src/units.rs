@@ -1,0 +1,342 @@
+//! Typed units: bytes, exact decimals, devices, bandwidths. A string becomes one of these only in
+//! this crate.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A non-negative decimal number exactly as written: `mantissa / 10^scale`.
+///
+/// Shares and fractions stay decimal so that `33.3%` means exactly that and sums are exact.
+#[derive(Clone, Copy, Debug)]
+pub struct Decimal {
+    mantissa: u64,
+    scale: u32,
+}
+
+/// More fractional digits than this cannot change a byte count of any real device.
+const MAX_SCALE: u32 = 18;
+
+impl Decimal {
+    pub const fn new(mantissa: u64, scale: u32) -> Self {
+        Self { mantissa, scale }
+    }
+
+    pub const fn from_int(value: u64) -> Self {
+        Self { mantissa: value, scale: 0 }
+    }
+
+    /// Reads unsigned `12`, `1.5`, `.5`, `1.`; `None` when it has too many digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+        if int.is_empty() && frac.is_empty() {
+            return None;
+        }
+        if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let frac = frac.trim_end_matches('0');
+        let scale = u32::try_from(frac.len()).ok().filter(|s| *s <= MAX_SCALE)?;
+        let mut mantissa: u64 = 0;
+        for b in int.bytes().chain(frac.bytes()) {
+            mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        }
+        Some(Self { mantissa, scale })
+    }
+
+    pub const fn is_zero(self) -> bool {
+        self.mantissa == 0
+    }
+
+    /// `floor(self * factor)`, or `None` past `u64`.
+    pub fn times_floor(self, factor: u64) -> Option<u64> {
+        let product = u128::from(self.mantissa).checked_mul(u128::from(factor))?;
+        u64::try_from(product / 10u128.pow(self.scale)).ok()
+    }
+
+    pub fn to_f64(self) -> f64 {
+        // Display is exact and `f64::from_str` rounds correctly.
+        self.to_string().parse().unwrap_or(f64::NAN)
+    }
+
+    /// The exact sum, or `None` on overflow.
+    pub fn checked_add(self, other: Self) -> Option<Self> {
+        let scale = self.scale.max(other.scale);
+        let a = self.mantissa.checked_mul(10u64.checked_pow(scale - self.scale)?)?;
+        let b = other.mantissa.checked_mul(10u64.checked_pow(scale - other.scale)?)?;
+        Some(Self { mantissa: a.checked_add(b)?, scale })
+    }
+
+    fn widened(self, scale: u32) -> u128 {
+        u128::from(self.mantissa) * 10u128.pow(scale - self.scale)
+    }
+}
+
+impl PartialEq for Decimal {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Decimal {}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Decimal {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let scale = self.scale.max(other.scale);
+        self.widened(scale).cmp(&other.widened(scale))
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.mantissa.to_string();
+        let scale = self.scale as usize;
+        if scale == 0 {
+            return f.write_str(&digits);
+        }
+        let padded = format!("{digits:0>width$}", width = scale + 1);
+        let (int, frac) = padded.split_at(padded.len() - scale);
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() { write!(f, "{int}") } else { write!(f, "{int}.{frac}") }
+    }
+}
+
+impl Serialize for Decimal {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.to_f64())
+    }
+}
+
+/// A number of bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Bytes(pub u64);
+
+impl Bytes {
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The shortest exact spelling in the allocation language: `2560mb`, `3gb`, `1000b`.
+    pub fn to_allocation_text(self) -> String {
+        for unit in [ByteUnit::Tib, ByteUnit::Gib, ByteUnit::Mib, ByteUnit::Kib] {
+            let size = unit.bytes();
+            if self.0 != 0 && self.0 % size == 0 {
+                return format!("{}{}", self.0 / size, unit.short());
+            }
+        }
+        format!("{}b", self.0)
+    }
+}
+
+impl fmt::Display for Bytes {
+    /// Human form with binary units: `23.80 GB` is never written; `22.17 GiB` is.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        for (name, size) in units {
+            if self.0 >= size {
+                #[expect(clippy::cast_precision_loss, reason = "a human-readable figure")]
+                let value = self.0 as f64 / size as f64;
+                return write!(f, "{value:.2} {name}");
+            }
+        }
+        write!(f, "{} B", self.0)
+    }
+}
+
+/// A unit of bytes. Binary, case-insensitive, as DisTorch reads them: `gb` is 2^30 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteUnit {
+    B,
+    Kib,
+    Mib,
+    Gib,
+    Tib,
+}
+
+impl ByteUnit {
+    pub const ALL_SPELLINGS: [&'static str; 13] =
+        ["b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib", "t", "tb", "tib"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "b" => Some(Self::B),
+            "k" | "kb" | "kib" => Some(Self::Kib),
+            "m" | "mb" | "mib" => Some(Self::Mib),
+            "g" | "gb" | "gib" => Some(Self::Gib),
+            "t" | "tb" | "tib" => Some(Self::Tib),
+            _ => None,
+        }
+    }
+
+    pub const fn bytes(self) -> u64 {
+        match self {
+            Self::B => 1,
+            Self::Kib => 1 << 10,
+            Self::Mib => 1 << 20,
+            Self::Gib => 1 << 30,
+            Self::Tib => 1 << 40,
+        }
+    }
+
+    const fn short(self) -> &'static str {
+        match self {
+            Self::B => "b",
+            Self::Kib => "kb",
+            Self::Mib => "mb",
+            Self::Gib => "gb",
+            Self::Tib => "tb",
+        }
+    }
+}
+
+/// A device that can hold or compute a model's layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Device {
+    Cpu,
+    Cuda(u32),
+    Mps,
+    Xpu(u32),
+    Npu(u32),
+    Hip(u32),
+    DirectMl(u32),
+    /// The model file itself: layers streamed from disk every step.
+    Disk,
+}
+
+/// The family of a [`Device`], without its ordinal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    Cpu,
+    Cuda,
+    Mps,
+    Xpu,
+    Npu,
+    Hip,
+    DirectMl,
+    Disk,
+}
+
+impl DeviceKind {
+    pub const ALL: [Self; 8] =
+        [Self::Cpu, Self::Cuda, Self::Mps, Self::Xpu, Self::Npu, Self::Hip, Self::DirectMl, Self::Disk];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+            Self::Mps => "mps",
+            Self::Xpu => "xpu",
+            Self::Npu => "npu",
+            Self::Hip => "hip",
+            Self::DirectMl => "directml",
+            Self::Disk => "disk",
+        }
+    }
+
+    /// Whether the device is numbered (`cuda:0`) or single (`cpu`).
+    pub const fn has_ordinal(self) -> bool {
+        !matches!(self, Self::Cpu | Self::Mps | Self::Disk)
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// The canonical way to write a device of this kind, for hints: `cuda:0`, `cpu`.
+    pub fn example(self) -> String {
+        if self.has_ordinal() { format!("{}:0", self.name()) } else { self.name().to_owned() }
+    }
+
+    pub const fn with_ordinal(self, ordinal: u32) -> Device {
+        match self {
+            Self::Cpu => Device::Cpu,
+            Self::Cuda => Device::Cuda(ordinal),
+            Self::Mps => Device::Mps,
+            Self::Xpu => Device::Xpu(ordinal),
+            Self::Npu => Device::Npu(ordinal),
+            Self::Hip => Device::Hip(ordinal),
+            Self::DirectMl => Device::DirectMl(ordinal),
+            Self::Disk => Device::Disk,
+        }
+    }
+}
+
+impl Device {
+    pub const fn kind(self) -> DeviceKind {
+        match self {
+            Self::Cpu => DeviceKind::Cpu,
+            Self::Cuda(_) => DeviceKind::Cuda,
+            Self::Mps => DeviceKind::Mps,
+            Self::Xpu(_) => DeviceKind::Xpu,
+            Self::Npu(_) => DeviceKind::Npu,
+            Self::Hip(_) => DeviceKind::Hip,
+            Self::DirectMl(_) => DeviceKind::DirectMl,
+            Self::Disk => DeviceKind::Disk,
+        }
+    }
+
+    pub const fn ordinal(self) -> Option<u32> {
+        match self {
+            Self::Cuda(n) | Self::Xpu(n) | Self::Npu(n) | Self::Hip(n) | Self::DirectMl(n) => Some(n),
+            Self::Cpu | Self::Mps | Self::Disk => None,
+        }
+    }
+
+    /// Whether the device is an accelerator with memory of its own.
+    pub const fn is_accelerator(self) -> bool {
+        !matches!(self, Self::Cpu | Self::Disk)
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ordinal() {
+            Some(n) => write!(f, "{}:{n}", self.kind().name()),
+            None => f.write_str(self.kind().name()),
+        }
+    }
+}
+
+impl Serialize for Device {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Device {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        crate::parser::parse_device(&text).map_err(|kind| serde::de::Error::custom(kind.to_string()))
+    }
+}
+
+/// A transfer rate in bytes per second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Bandwidth(pub u64);
+
+impl Bandwidth {
+    pub const fn bytes_per_second(self) -> u64 {
+        self.0
+    }
+
+    /// Decimal gigabytes per second, as bandwidths are quoted.
+    #[expect(clippy::cast_precision_loss, reason = "a human-readable figure")]
+    pub fn gb_per_second(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+}
+
+impl fmt::Display for Bandwidth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1} GB/s", self.gb_per_second())
+    }
+}
