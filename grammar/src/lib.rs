@@ -17,6 +17,6 @@ mod units;
 
 pub use ast::{Allocation, Amount, Entry, Mode, Target};
 pub use error::{AllocationError, AllocationErrorKind};
-pub use parser::{parse_allocation, parse_bandwidth, parse_size};
+pub use parser::{parse_allocation, parse_bandwidth, parse_device, parse_size};
 pub use span::{Span, Spanned};
 pub use units::{Bandwidth, ByteUnit, Bytes, Decimal, Device, DeviceKind};

@@ -1,0 +1,50 @@
+//! Command-line types, apart from the commands' code.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// mgc, the MultiGPU compiler: plans where a diffusion model's layers live and when they move.
+#[derive(Debug, Parser)]
+#[command(name = "mgc", version, about, long_about = None, max_term_width = 100)]
+#[command(after_help = "Exit codes: 0 fine, 1 the input has problems, 2 mgc itself failed.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a workflow file, or an allocation string, and explain every problem
+    Check(CheckArgs),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Tables and diagnostics for people
+    #[default]
+    Human,
+    /// One JSON document on stdout, errors included
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("input").required(true))]
+pub struct CheckArgs {
+    /// The workflow file (TOML)
+    #[arg(group = "input")]
+    pub workflow: Option<PathBuf>,
+    /// Check an allocation string instead, such as `cuda:0,8gb;cpu,*`
+    #[arg(long, short, group = "input", value_name = "STRING", allow_hyphen_values = true)]
+    pub allocation: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A model file: `.safetensors` or `.gguf`
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}

@@ -1,0 +1,1 @@
+//! Model inventories (header readers) — see mod docs.

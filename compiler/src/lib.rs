@@ -1,0 +1,14 @@
+//! mgc's compiler front end.
+//!
+//! | stage | from | to | function |
+//! |---|---|---|---|
+//! | parse | workflow TOML text | [`spec::RawWorkflow`] | [`spec::toml_to_spec`] |
+//! | resolve | [`spec::RawWorkflow`] | [`workflow::Workflow`] | [`workflow::spec_to_workflow`] |
+//! | inventory | model file header | [`inventory::Inventory`] | [`inventory::file_to_inventory`] |
+//!
+//! Every stage returns all the errors it finds, each a kind and a span; rendering is the CLI's.
+
+pub mod hardware;
+pub mod inventory;
+pub mod spec;
+pub mod workflow;

@@ -1,0 +1,163 @@
+//! The resolved workflow: every name checked, every string turned into its unit, no `Option`s
+//! left for later stages to guess about.
+
+mod error;
+mod resolve;
+
+use std::path::PathBuf;
+
+use mgc_grammar::{Allocation, Bandwidth, Bytes, Device, Span};
+use serde::Serialize;
+
+pub use error::{SpecError, SpecErrorKind};
+pub use resolve::{spec_to_workflow, toml_to_workflow};
+
+/// A workflow, checked and typed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Workflow {
+    pub devices: Vec<DeviceSpec>,
+    pub links: Vec<Link>,
+    pub models: Vec<ModelSpec>,
+    pub workload: Workload,
+    pub schedule: Schedule,
+}
+
+/// Where a device's figures come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Declared,
+    Detected,
+}
+
+/// A device the plan may use.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceSpec {
+    #[serde(rename = "name")]
+    pub device: Device,
+    pub memory: Bytes,
+    pub reserve: Bytes,
+    pub origin: Origin,
+}
+
+/// The kinds of link with a known bandwidth: measured figures from DisTorch's benchmarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkKind {
+    Nvlink,
+    Pcie4x16,
+    Pcie3x16,
+    Pcie3x8,
+    Pcie3x4,
+    /// GPU to GPU over PCIe 3.0 x8, without NVLink.
+    Pcie3x8P2p,
+}
+
+impl LinkKind {
+    pub const ALL: [Self; 6] =
+        [Self::Nvlink, Self::Pcie4x16, Self::Pcie3x16, Self::Pcie3x8, Self::Pcie3x4, Self::Pcie3x8P2p];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Nvlink => "nvlink",
+            Self::Pcie4x16 => "pcie4x16",
+            Self::Pcie3x16 => "pcie3x16",
+            Self::Pcie3x8 => "pcie3x8",
+            Self::Pcie3x4 => "pcie3x4",
+            Self::Pcie3x8P2p => "pcie3x8-p2p",
+        }
+    }
+
+    /// The measured bandwidth of this kind of link.
+    pub const fn bandwidth(self) -> Bandwidth {
+        Bandwidth(match self {
+            Self::Nvlink => 50_800_000_000,
+            Self::Pcie4x16 => 27_200_000_000,
+            Self::Pcie3x16 => 15_800_000_000,
+            Self::Pcie3x8 => 6_800_000_000,
+            Self::Pcie3x4 => 2_100_000_000,
+            Self::Pcie3x8P2p => 4_400_000_000,
+        })
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name.to_ascii_lowercase())
+    }
+}
+
+/// A connection between two devices.
+#[derive(Clone, Debug, Serialize)]
+pub struct Link {
+    pub between: [Device; 2],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<LinkKind>,
+    pub bandwidth: Bandwidth,
+}
+
+/// How a model's resident layers are chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// By the cost model, to minimise the step time.
+    #[default]
+    Auto,
+    /// From the model's tail, as DisTorch does.
+    Tail,
+    /// From the model's head.
+    Head,
+}
+
+/// A model of the workflow.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelSpec {
+    pub name: String,
+    /// The path as resolved against the workflow file's folder.
+    pub file: PathBuf,
+    pub compute: Device,
+    #[serde(serialize_with = "serialize_allocation")]
+    pub allocation: Allocation,
+    pub placement: Placement,
+    /// Where the allocation string sits in the workflow file, for errors found later.
+    #[serde(skip)]
+    pub allocation_span: Span,
+    /// The offset of the allocation string's first character in the workflow file, when spans
+    /// inside it map to the file one to one.
+    #[serde(skip)]
+    pub allocation_offset: Option<usize>,
+}
+
+fn serialize_allocation<S: serde::Serializer>(allocation: &Allocation, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(allocation)
+}
+
+/// How much work one step does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// Tokens per step, given directly.
+    Tokens { tokens: u64, batch: u64 },
+    /// An image or video size, turned into tokens per model family by the compiler.
+    Resolution { width: u64, height: u64, frames: u64, batch: u64 },
+}
+
+/// How many layers ahead copies are issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prefetch {
+    Auto,
+    Layers(u32),
+}
+
+/// How copies are issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Schedule {
+    pub prefetch: Prefetch,
+    /// Consecutive streamed layers smaller than this are copied together.
+    pub batch_below: Bytes,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self { prefetch: Prefetch::Auto, batch_below: Bytes(32 << 20) }
+    }
+}
