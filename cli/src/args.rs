@@ -17,6 +17,10 @@ pub struct Cli {
 pub enum Command {
     /// Check a workflow file, or an allocation string, and explain every problem
     Check(CheckArgs),
+    /// Show the models, layers and bytes of a model file, reading only its header
+    Inspect(InspectArgs),
+    /// Write a header-only model file from a tensor inventory (JSON), to try mgc without the weights
+    SynthModel(SynthArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -47,4 +51,16 @@ pub struct InspectArgs {
     pub file: PathBuf,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// A tensor inventory: `{"model", "prefix", "tensors": [[key, shape, dtype], ...]}`
+    pub inventory: PathBuf,
+    /// The safetensors file to write (its data region is a sparse hole)
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Key prefix for every tensor (default: the inventory's own `prefix`)
+    #[arg(long)]
+    pub prefix: Option<String>,
 }

@@ -48,6 +48,8 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Status {
     let result = match cli.command {
         Command::Check(args) => commands::check::run(&args, out, err),
+        Command::Inspect(args) => commands::inspect::run(&args, out, err),
+        Command::SynthModel(args) => commands::synth::run(&args, out, err),
     };
     match result {
         Ok(status) => status,

@@ -8,6 +8,7 @@
 //!
 //! Every stage returns all the errors it finds, each a kind and a span; rendering is the CLI's.
 
+pub mod atomic;
 pub mod hardware;
 pub mod inventory;
 pub mod spec;

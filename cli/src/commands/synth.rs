@@ -1,0 +1,36 @@
+//! `mgc synth-model`: a header-only safetensors file from a tensor inventory.
+
+use std::io::Write;
+
+use mgc_compiler::inventory::synth::{InventoryFixture, write_header_only};
+
+use crate::Status;
+use crate::args::SynthArgs;
+
+pub fn run(args: &SynthArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
+    let text = match fs_err::read_to_string(&args.inventory) {
+        Ok(text) => text,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(Status::InputProblem);
+        }
+    };
+    let fixture: InventoryFixture = match serde_json::from_str(&text) {
+        Ok(fixture) => fixture,
+        Err(e) => {
+            writeln!(err, "error: `{}` is not a tensor inventory: {e}", args.inventory.display())?;
+            return Ok(Status::InputProblem);
+        }
+    };
+    let prefix = args.prefix.clone().or_else(|| fixture.prefix.clone()).unwrap_or_default();
+    match write_header_only(&fixture, &prefix, &args.output) {
+        Ok(size) => {
+            writeln!(out, "{}: {} tensors, {size} bytes (header only)", args.output.display(), fixture.tensors.len())?;
+            Ok(Status::Ok)
+        }
+        Err(e) => {
+            writeln!(err, "error: `{}`: {e}", args.output.display())?;
+            Ok(Status::InputProblem)
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Header-only model files: a valid safetensors header for a tensor inventory, with the data
+//! region left as a sparse hole, so a "23 GB" model costs a few hundred KB of disk. mgc reads
+//! only headers, so to the compiler such a file is the real model.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::dtype::{Dtype, PlainType};
+use super::shape_text;
+
+/// A tensor inventory: the models in `tests/fixtures/models/*.json`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct InventoryFixture {
+    pub model: String,
+    /// The key prefix the model's tensors carry in its published file.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// `[key, shape, dtype]` in the order the inventory lists them.
+    pub tensors: Vec<(String, Vec<u64>, String)>,
+    #[serde(default)]
+    pub data_bytes: Option<u64>,
+}
+
+/// Why an inventory cannot become a file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SynthError {
+    #[error("tensor `{0}` has unknown dtype `{1}`")]
+    UnknownDtype(String, String),
+    #[error("tensor `{0}` has shape {1}, too large")]
+    Overflow(String, String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Writes a header-only safetensors file for `fixture`, keys prefixed with `prefix`, tensors in
+/// the order the safetensors serializer writes them (dtype descending, then key). Returns the
+/// file's logical size. The file appears whole or not at all.
+pub fn write_header_only(fixture: &InventoryFixture, prefix: &str, out: &Path) -> Result<u64, SynthError> {
+    let rank = |dtype: PlainType| PlainType::ALL.iter().position(|(t, _)| *t == dtype).unwrap_or(0);
+    let mut tensors = Vec::with_capacity(fixture.tensors.len());
+    for (key, shape, dtype_name) in &fixture.tensors {
+        let dtype = PlainType::from_name(dtype_name)
+            .ok_or_else(|| SynthError::UnknownDtype(key.clone(), dtype_name.clone()))?;
+        let bytes = Dtype::Plain(dtype)
+            .bytes_for(shape)
+            .map_err(|_| SynthError::Overflow(key.clone(), shape_text(shape)))?;
+        tensors.push((format!("{prefix}{key}"), shape, dtype, bytes));
+    }
+    tensors.sort_by(|a, b| rank(b.2).cmp(&rank(a.2)).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
+
+    let mut header = String::from("{");
+    if let Some(metadata) = fixture.metadata.as_ref().filter(|m| !m.is_empty()) {
+        header.push_str(&format!("\"__metadata__\":{}", serde_json::to_string(metadata).unwrap_or_default()));
+    }
+    let mut offset: u64 = 0;
+    for (name, shape, dtype, bytes) in &tensors {
+        if header.len() > 1 {
+            header.push(',');
+        }
+        let end = offset.checked_add(*bytes).ok_or_else(|| SynthError::Overflow(name.clone(), shape_text(shape)))?;
+        header.push_str(&format!(
+            "{}:{{\"dtype\":\"{}\",\"shape\":{},\"data_offsets\":[{offset},{end}]}}",
+            serde_json::to_string(name).unwrap_or_default(),
+            dtype.name(),
+            serde_json::to_string(shape).unwrap_or_default(),
+        ));
+        offset = end;
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let total = 8 + header.len() as u64 + offset;
+    crate::atomic::write_with(out, |file| {
+        file.write_all(&(header.len() as u64).to_le_bytes())?;
+        file.write_all(header.as_bytes())?;
+        file.set_len(total)
+    })?;
+    Ok(total)
+}
