@@ -87,7 +87,7 @@ const QK_K: u64 = 256;
 
 /// Every ggml type in current use, from ggml's block layouts. Ids 4, 5 (Q4_2, Q4_3) and 31–33,
 /// 36–38 (the repacked Q4_0_N_M and IQ4_NL_N_M) were removed from ggml and are refused.
-pub const GGML_TYPES: [GgmlType; 33] = [
+pub const GGML_TYPES: [GgmlType; 34] = [
     ggml(0, "F32", 1, 4),
     ggml(1, "F16", 1, 2),
     ggml(2, "Q4_0", 32, 2 + 16),
@@ -121,6 +121,7 @@ pub const GGML_TYPES: [GgmlType; 33] = [
     ggml(35, "TQ2_0", QK_K, 2 + 64),
     ggml(39, "MXFP4", 32, 1 + 16),
     ggml(40, "NVFP4", 64, 4 + 32),
+    ggml(41, "Q1_0", 128, 2 + 16),
 ];
 
 const fn ggml(id: u32, name: &'static str, block_size: u64, type_size: u64) -> GgmlType {

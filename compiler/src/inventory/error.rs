@@ -55,8 +55,8 @@ pub enum InventoryErrorKind {
     UnknownGgmlType { tensor: String, id: u32 },
     #[error("tensor `{tensor}`: shape {shape} is too large (its size overflows)")]
     ShapeOverflow { tensor: String, shape: String },
-    #[error("tensor `{tensor}`: {elements} elements do not fill whole units of {unit}")]
-    NotWhole { tensor: String, elements: String, unit: u64 },
+    #[error("tensor `{tensor}`: {dtype} {shape} does not fill whole units of {unit} elements")]
+    NotWhole { tensor: String, dtype: String, shape: String, unit: u64 },
     #[error("tensor `{tensor}`: data is {actual} bytes, but {dtype} {shape} needs {expected}")]
     SizeMismatch { tensor: String, dtype: String, shape: String, expected: u64, actual: u64 },
     #[error("tensor `{tensor}`: data ends at byte {end}, past the end of the file's data ({available} bytes)")]
@@ -67,6 +67,8 @@ pub enum InventoryErrorKind {
     BadMetadata { message: String },
     #[error("GGUF version {version} is not supported")]
     GgufVersion { version: u32 },
+    #[error("is a big-endian GGUF file")]
+    BigEndianGguf,
     #[error("declares {count} {what}, more than the file could hold ({limit} at most)")]
     TooMany { what: &'static str, count: u64, limit: u64 },
     #[error("a string of {length} bytes at byte {at} runs past the end of the file")]
@@ -88,6 +90,7 @@ impl InventoryErrorKind {
             }
             Self::UnknownGgmlType { .. } => "a newer quantization than this mgc knows, or a damaged file".into(),
             Self::GgufVersion { .. } => "mgc reads GGUF versions 2 and 3".into(),
+            Self::BigEndianGguf => "mgc reads little-endian GGUF files, the kind llama.cpp and ComfyUI-GGUF write".into(),
             _ => return None,
         })
     }

@@ -214,6 +214,9 @@ pub(super) fn read(file: File, size: u64) -> Result<Inventory, Kind> {
         return Err(Kind::UnknownFormat { start: format!("bytes {}", shown.join(" ")) });
     }
     let version = r.u32("the version")?;
+    if matches!(version.swap_bytes(), 2 | 3) {
+        return Err(Kind::BigEndianGguf);
+    }
     if !(version == 2 || version == 3) {
         return Err(Kind::GgufVersion { version });
     }
@@ -265,7 +268,9 @@ pub(super) fn read(file: File, size: u64) -> Result<Inventory, Kind> {
         let dtype = Dtype::Ggml(ggml);
         let bytes = dtype.bytes_for(&shape).map_err(|e| match e {
             SizeError::Overflow => Kind::ShapeOverflow { tensor: name.clone(), shape: shape_text(&shape) },
-            SizeError::NotWhole { unit } => Kind::NotWhole { tensor: name.clone(), elements: shape_text(&shape), unit },
+            SizeError::NotWhole { unit } => {
+                Kind::NotWhole { tensor: name.clone(), dtype: ggml.name.to_owned(), shape: shape_text(&shape), unit }
+            }
         })?;
         if offset % alignment != 0 {
             return Err(Kind::Misaligned { tensor: name, offset, alignment });

@@ -70,7 +70,7 @@ pub(super) fn read(mut file: File, size: u64) -> Result<Inventory, Kind> {
         let expected = dtype.bytes_for(&t.shape).map_err(|e| match e {
             SizeError::Overflow => Kind::ShapeOverflow { tensor: name.clone(), shape: shape_text(&t.shape) },
             SizeError::NotWhole { unit } => {
-                Kind::NotWhole { tensor: name.clone(), elements: shape_text(&t.shape), unit }
+                Kind::NotWhole { tensor: name.clone(), dtype: t.dtype.clone(), shape: shape_text(&t.shape), unit }
             }
         })?;
         let (begin, end) = t.data_offsets;
