@@ -29,14 +29,30 @@ impl AllocationError {
         self
     }
 
+    /// The same error with every span, secondary ones included, set to `span`: for a string whose
+    /// characters cannot be mapped into the file one to one (it has escapes).
+    #[must_use]
+    pub fn collapsed_to(mut self, span: Span) -> Self {
+        self.span = span;
+        self.kind = match self.kind {
+            AllocationErrorKind::DuplicateDevice { device, .. } => AllocationErrorKind::DuplicateDevice { device, first: span },
+            AllocationErrorKind::MultipleRest { .. } => AllocationErrorKind::MultipleRest { first: span },
+            AllocationErrorKind::MixedModes { this, first, .. } => AllocationErrorKind::MixedModes { this, first, first_span: span },
+            other => other,
+        };
+        self
+    }
+
     /// The secondary places the error refers to, such as the first mention of a duplicate.
     pub fn related_spans(&self) -> Vec<(Span, &'static str)> {
-        match &self.kind {
+        let mut related = match &self.kind {
             AllocationErrorKind::DuplicateDevice { first, .. } => vec![(*first, "first given here")],
             AllocationErrorKind::MultipleRest { first } => vec![(*first, "first `*` here")],
             AllocationErrorKind::MixedModes { first_span, .. } => vec![(*first_span, "the first amount sets the mode")],
             _ => Vec::new(),
-        }
+        };
+        related.retain(|(span, _)| *span != self.span);
+        related
     }
 }
 

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use mgc_compiler::hardware::{DetectedDevice, Hardware};
-use mgc_compiler::workflow::{Placement, Prefetch, Workflow, Workload, toml_to_workflow};
+use mgc_compiler::workflow::{Origin, Placement, Prefetch, Workflow, Workload, toml_to_workflow};
 use mgc_grammar::{Allocation, Amount, parse_allocation};
 
 use crate::Status;
@@ -91,11 +91,14 @@ fn workflow_summary(path: &Path, workflow: &Workflow) -> String {
     for d in &workflow.devices {
         let reserve = if d.reserve.get() > 0 { format!("reserve {}", d.reserve) } else { String::new() };
         text.push_str(&format!(
-            "  {:<10} {:>12}  {:<20} {:?}\n",
+            "  {:<10} {:>12}  {:<20} {}\n",
             d.device.to_string(),
             d.memory.to_string(),
             reserve,
-            d.origin
+            match d.origin {
+                Origin::Declared => "declared",
+                Origin::Detected => "detected",
+            }
         ));
     }
     if !workflow.links.is_empty() {

@@ -71,8 +71,8 @@ impl Resolver<'_> {
     fn moved_into_file(&self, value: &TomlSpanned<String>, error: AllocationError) -> AllocationError {
         match string_content_offset(self.source, value) {
             Some(offset) => error.shifted(offset),
-            // An escaped string: point at the whole value.
-            None => AllocationError { span: span_of(value), ..error.shifted(span_of(value).start) },
+            // An escaped string: its characters do not map one to one, so point at the whole value.
+            None => error.collapsed_to(span_of(value)),
         }
     }
 
@@ -214,12 +214,17 @@ impl Resolver<'_> {
                 None => {
                     let names = LinkKind::ALL.map(LinkKind::name);
                     let lower = kind.get_ref().to_ascii_lowercase().replace(['.', ' ', '_'], "");
-                    let suggestion = names
-                        .iter()
-                        .map(|n| (strsim::damerau_levenshtein(&lower, n), *n))
-                        .filter(|(d, _)| *d <= 3)
-                        .min_by_key(|(d, _)| *d)
-                        .map(|(_, n)| n.to_owned());
+                    let by_prefix = names.iter().find(|n| !lower.is_empty() && n.starts_with(lower.as_str()));
+                    let suggestion = by_prefix
+                        .map(|n| (*n).to_owned())
+                        .or_else(|| {
+                            names
+                                .iter()
+                                .map(|n| (strsim::damerau_levenshtein(&lower, n), *n))
+                                .filter(|(d, _)| *d <= 3)
+                                .min_by_key(|(d, _)| *d)
+                                .map(|(_, n)| n.to_owned())
+                        });
                     self.push(Kind::UnknownLinkKind { kind: kind.get_ref().clone(), suggestion }, span_of(kind));
                     None
                 }

@@ -1,0 +1,83 @@
+//! `mgc check`: allocation strings and workflow files, valid and broken, as a user sees them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `mgc` and returns what a user would see, with the exit code.
+fn mgc(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_mgc")).args(args).current_dir(dir).env("NO_COLOR", "1").output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
+}
+
+#[test]
+fn allocation_corpus() {
+    let corpus = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/allocations.txt")).unwrap();
+    let cases: Vec<&str> = corpus.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(cases.len() >= 40, "the corpus has {} strings", cases.len());
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (i, case) in cases.iter().enumerate() {
+        let (code, out, err) = mgc(&["check", "--allocation", case], here);
+        let (json_code, json, json_err) = mgc(&["check", "--allocation", case, "--format", "json"], here);
+        assert_eq!(code, json_code, "{case}");
+        assert!(code == 0 || code == 1, "{case}: exit {code}");
+        assert!(json_err.is_empty(), "{case}: {json_err}");
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        if code == 0 {
+            assert!(parsed["mode"].is_string(), "{case}");
+            assert!(err.is_empty());
+        } else {
+            // Every error's span is a valid range of the input.
+            for error in parsed["errors"].as_array().unwrap() {
+                let (start, end) = (error["span"][0].as_u64().unwrap() as usize, error["span"][1].as_u64().unwrap() as usize);
+                assert!(start <= end && end <= case.len(), "{case}: span {start}..{end}");
+            }
+        }
+        let text = format!("$ mgc check --allocation '{case}'\nexit {code}\n{out}{err}\n$ ... --format json\n{json}");
+        insta::with_settings!({ description => *case, omit_expression => true }, {
+            insta::assert_snapshot!(format!("allocation_{i:02}"), text);
+        });
+    }
+}
+
+#[test]
+fn workflow_corpus() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workflows");
+    insta::glob!("workflows/*.toml", |path| {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let (code, out, err) = mgc(&["check", name], &here);
+        let (json_code, json, _) = mgc(&["check", name, "--format", "json"], &here);
+        assert_eq!(code, json_code);
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        if name.starts_with("ok-") {
+            assert_eq!(code, 0, "{name}: {err}");
+        } else {
+            assert_eq!(code, 1, "{name}: {out}");
+            let source = std::fs::read_to_string(path).unwrap();
+            for error in parsed["errors"].as_array().unwrap() {
+                let end = error["span"][1].as_u64().unwrap() as usize;
+                assert!(end <= source.len(), "{name}: span past the file");
+            }
+        }
+        insta::assert_snapshot!(format!("exit {code}\n{out}{err}"));
+    });
+}
+
+#[test]
+fn help_is_stable() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for args in [&["--help"][..], &["check", "--help"], &["inspect", "--help"]] {
+        let (code, out, _) = mgc(args, here);
+        assert_eq!(code, 0);
+        insta::assert_snapshot!(format!("help_{}", args.join("_").trim_start_matches("--")), out);
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert_eq!(mgc(&["check"], here).0, 2);
+    assert_eq!(mgc(&["frobnicate"], here).0, 2);
+    assert_eq!(mgc(&["check", "does-not-exist.toml"], here).0, 1);
+}
