@@ -32,7 +32,11 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() { Status::ToolFailed.into() } else { Status::Ok.into() };
+            return if error.use_stderr() {
+                Status::ToolFailed.into()
+            } else {
+                Status::Ok.into()
+            };
         }
     };
     let stdout = std::io::stdout();

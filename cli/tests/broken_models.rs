@@ -1,6 +1,12 @@
 //! A corpus of broken model files, each answered by `mgc inspect` with its own clear error,
 //! naming the file, and exit code 1 — never a panic, never a huge allocation.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -46,7 +52,7 @@ impl Gguf {
     }
     /// Pads to the default alignment and appends `data` bytes.
     fn data(&mut self, data: usize) -> Vec<u8> {
-        while self.0.len() % 32 != 0 {
+        while !self.0.len().is_multiple_of(32) {
             self.0.push(0);
         }
         self.0.resize(self.0.len() + data, 0);
@@ -58,43 +64,293 @@ fn corpus(dir: &Path) -> Vec<(String, &'static str)> {
     let mut cases: Vec<(&str, Vec<u8>, &'static str)> = vec![
         ("empty.safetensors", vec![], "is empty"),
         ("short.safetensors", vec![1, 2, 3, 4, 5], "too short"),
-        ("length-beyond-file.safetensors", { let mut b = 1000u64.to_le_bytes().to_vec(); b.extend(b"{}  "); b }, "but the file has only"),
-        ("not-utf8.safetensors", { let mut b = 6u64.to_le_bytes().to_vec(); b.extend(b"{\"\xff\xfe\"}"); b }, "not valid UTF-8"),
-        ("not-json.safetensors", safetensors("{not json", 0), "not valid JSON"),
-        ("json-array.safetensors", safetensors("[1, 2, 3]", 0), "not an object"),
-        ("unknown-dtype.safetensors", safetensors(r#"{"w":{"dtype":"F7","shape":[2],"data_offsets":[0,2]}}"#, 2), "unknown dtype `F7`"),
-        ("shape-overflow.safetensors", safetensors(r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}}"#, 4), "overflows"),
-        ("size-mismatch.safetensors", safetensors(r#"{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,8]}}"#, 16), "needs 16"),
-        ("out-of-bounds.safetensors", safetensors(r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, 8), "past the end"),
-        ("overlap.safetensors", safetensors(r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}"#, 24), "overlaps"),
-        ("duplicate.safetensors", safetensors(r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}"#, 2), "appears twice"),
-        ("negative-dim.safetensors", safetensors(r#"{"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}}"#, 1), "tensor `a`"),
-        ("missing-field.safetensors", safetensors(r#"{"a":{"dtype":"U8","shape":[1]}}"#, 1), "data_offsets"),
-        ("metadata-not-strings.safetensors", safetensors(r#"{"__metadata__":{"a":1}}"#, 0), "__metadata__"),
-        ("offsets-backwards.safetensors", safetensors(r#"{"a":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}}"#, 4), "end before"),
-        ("f4-half-byte.safetensors", safetensors(r#"{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}"#, 2), "whole units"),
-        ("deep-json.safetensors", safetensors(&format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)), 0), "not an object"),
-        ("noise.bin", b"\x7fELF\x02\x01\x01\x00garbage".to_vec(), "neither safetensors nor GGUF"),
-        ("version-1.gguf", Gguf::start(1, 0, 0).data(0), "version 1 is not supported"),
-        ("big-endian.gguf", { let mut g = Gguf(b"GGUF".to_vec()); g.u32(3u32.swap_bytes()).u64(0).u64(0); g.data(0) }, "big-endian"),
-        ("truncated.gguf", b"GGUF\x03\x00\x00\x00".to_vec(), "too short"),
-        ("absurd-tensor-count.gguf", Gguf::start(3, u64::MAX, 0).data(64), "tensors, more than the file could hold"),
-        ("absurd-kv-count.gguf", Gguf::start(3, 0, 1 << 60).data(64), "metadata keys, more than"),
-        ("string-beyond-file.gguf", { let mut g = Gguf::start(3, 0, 1); g.u64(1 << 40); g.data(64) }, "runs past the end"),
-        ("unknown-value-type.gguf", { let mut g = Gguf::start(3, 0, 1); g.str("k").u32(99); g.data(64) }, "unknown value type 99"),
-        ("deep-arrays.gguf", { let mut g = Gguf::start(3, 0, 1); g.str("k").u32(9); for _ in 0..12 { g.u32(9).u64(1); } g.data(64) }, "nests arrays"),
-        ("array-too-long.gguf", { let mut g = Gguf::start(3, 0, 1); g.str("k").u32(9).u32(10).u64(1 << 50); g.data(64) }, "array elements, more than"),
-        ("bad-alignment.gguf", { let mut g = Gguf::start(3, 0, 1); g.str("general.alignment").u32(4).u32(3); g.data(0) }, "not a power of two"),
-        ("unknown-ggml-type.gguf", { let mut g = Gguf::start(3, 1, 0); g.tensor("w", &[32], 200, 0); g.data(64) }, "unknown ggml type 200"),
-        ("removed-ggml-type.gguf", { let mut g = Gguf::start(3, 1, 0); g.tensor("w", &[32], 31, 0); g.data(64) }, "unknown ggml type 31"),
-        ("five-dims.gguf", { let mut g = Gguf::start(3, 1, 0); g.tensor("w", &[1, 1, 1, 1, 1], 0, 0); g.data(64) }, "5 dimensions"),
-        ("dims-overflow.gguf", { let mut g = Gguf::start(3, 1, 0); g.tensor("w", &[1 << 40, 1 << 40], 0, 0); g.data(64) }, "overflows"),
-        ("not-whole-blocks.gguf", { let mut g = Gguf::start(3, 1, 0); g.tensor("w", &[17], 8, 0); g.data(64) }, "units of 32 elements"),
-        ("misaligned.gguf", { let mut g = Gguf::start(3, 1, 0); g.tensor("w", &[4], 0, 3); g.data(64) }, "not a multiple of the alignment"),
-        ("tensor-beyond-file.gguf", { let mut g = Gguf::start(3, 1, 0); g.tensor("w", &[1024], 0, 0); g.data(64) }, "past the end"),
-        ("gguf-overlap.gguf", { let mut g = Gguf::start(3, 2, 0); g.tensor("a", &[16], 0, 0).tensor("b", &[16], 0, 32); g.data(128) }, "overlaps"),
-        ("gguf-duplicate.gguf", { let mut g = Gguf::start(3, 2, 0); g.tensor("a", &[8], 0, 0).tensor("a", &[8], 0, 32); g.data(64) }, "appears twice"),
-        ("header-cut.gguf", { let mut g = Gguf::start(3, 0, 1); g.str("k").u32(4); g.0.clone() }, "ends inside the header"),
+        (
+            "length-beyond-file.safetensors",
+            {
+                let mut b = 1000u64.to_le_bytes().to_vec();
+                b.extend(b"{}  ");
+                b
+            },
+            "but the file has only",
+        ),
+        (
+            "not-utf8.safetensors",
+            {
+                let mut b = 6u64.to_le_bytes().to_vec();
+                b.extend(b"{\"\xff\xfe\"}");
+                b
+            },
+            "not valid UTF-8",
+        ),
+        (
+            "not-json.safetensors",
+            safetensors("{not json", 0),
+            "not valid JSON",
+        ),
+        (
+            "json-array.safetensors",
+            safetensors("[1, 2, 3]", 0),
+            "not an object",
+        ),
+        (
+            "unknown-dtype.safetensors",
+            safetensors(
+                r#"{"w":{"dtype":"F7","shape":[2],"data_offsets":[0,2]}}"#,
+                2,
+            ),
+            "unknown dtype `F7`",
+        ),
+        (
+            "shape-overflow.safetensors",
+            safetensors(
+                r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}}"#,
+                4,
+            ),
+            "overflows",
+        ),
+        (
+            "size-mismatch.safetensors",
+            safetensors(
+                r#"{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,8]}}"#,
+                16,
+            ),
+            "needs 16",
+        ),
+        (
+            "out-of-bounds.safetensors",
+            safetensors(
+                r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
+                8,
+            ),
+            "past the end",
+        ),
+        (
+            "overlap.safetensors",
+            safetensors(
+                r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}"#,
+                24,
+            ),
+            "overlaps",
+        ),
+        (
+            "duplicate.safetensors",
+            safetensors(
+                r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}"#,
+                2,
+            ),
+            "appears twice",
+        ),
+        (
+            "negative-dim.safetensors",
+            safetensors(
+                r#"{"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}}"#,
+                1,
+            ),
+            "tensor `a`",
+        ),
+        (
+            "missing-field.safetensors",
+            safetensors(r#"{"a":{"dtype":"U8","shape":[1]}}"#, 1),
+            "data_offsets",
+        ),
+        (
+            "metadata-not-strings.safetensors",
+            safetensors(r#"{"__metadata__":{"a":1}}"#, 0),
+            "__metadata__",
+        ),
+        (
+            "offsets-backwards.safetensors",
+            safetensors(
+                r#"{"a":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}}"#,
+                4,
+            ),
+            "end before",
+        ),
+        (
+            "f4-half-byte.safetensors",
+            safetensors(
+                r#"{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}"#,
+                2,
+            ),
+            "whole units",
+        ),
+        (
+            "deep-json.safetensors",
+            safetensors(&format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)), 0),
+            "not an object",
+        ),
+        (
+            "noise.bin",
+            b"\x7fELF\x02\x01\x01\x00garbage".to_vec(),
+            "neither safetensors nor GGUF",
+        ),
+        (
+            "version-1.gguf",
+            Gguf::start(1, 0, 0).data(0),
+            "version 1 is not supported",
+        ),
+        (
+            "big-endian.gguf",
+            {
+                let mut g = Gguf(b"GGUF".to_vec());
+                g.u32(3u32.swap_bytes()).u64(0).u64(0);
+                g.data(0)
+            },
+            "big-endian",
+        ),
+        (
+            "truncated.gguf",
+            b"GGUF\x03\x00\x00\x00".to_vec(),
+            "too short",
+        ),
+        (
+            "absurd-tensor-count.gguf",
+            Gguf::start(3, u64::MAX, 0).data(64),
+            "tensors, more than the file could hold",
+        ),
+        (
+            "absurd-kv-count.gguf",
+            Gguf::start(3, 0, 1 << 60).data(64),
+            "metadata keys, more than",
+        ),
+        (
+            "string-beyond-file.gguf",
+            {
+                let mut g = Gguf::start(3, 0, 1);
+                g.u64(1 << 40);
+                g.data(64)
+            },
+            "runs past the end",
+        ),
+        (
+            "unknown-value-type.gguf",
+            {
+                let mut g = Gguf::start(3, 0, 1);
+                g.str("k").u32(99);
+                g.data(64)
+            },
+            "unknown value type 99",
+        ),
+        (
+            "deep-arrays.gguf",
+            {
+                let mut g = Gguf::start(3, 0, 1);
+                g.str("k").u32(9);
+                for _ in 0..12 {
+                    g.u32(9).u64(1);
+                }
+                g.data(64)
+            },
+            "nests arrays",
+        ),
+        (
+            "array-too-long.gguf",
+            {
+                let mut g = Gguf::start(3, 0, 1);
+                g.str("k").u32(9).u32(10).u64(1 << 50);
+                g.data(64)
+            },
+            "array elements, more than",
+        ),
+        (
+            "bad-alignment.gguf",
+            {
+                let mut g = Gguf::start(3, 0, 1);
+                g.str("general.alignment").u32(4).u32(3);
+                g.data(0)
+            },
+            "not a power of two",
+        ),
+        (
+            "unknown-ggml-type.gguf",
+            {
+                let mut g = Gguf::start(3, 1, 0);
+                g.tensor("w", &[32], 200, 0);
+                g.data(64)
+            },
+            "unknown ggml type 200",
+        ),
+        (
+            "removed-ggml-type.gguf",
+            {
+                let mut g = Gguf::start(3, 1, 0);
+                g.tensor("w", &[32], 31, 0);
+                g.data(64)
+            },
+            "unknown ggml type 31",
+        ),
+        (
+            "five-dims.gguf",
+            {
+                let mut g = Gguf::start(3, 1, 0);
+                g.tensor("w", &[1, 1, 1, 1, 1], 0, 0);
+                g.data(64)
+            },
+            "5 dimensions",
+        ),
+        (
+            "dims-overflow.gguf",
+            {
+                let mut g = Gguf::start(3, 1, 0);
+                g.tensor("w", &[1 << 40, 1 << 40], 0, 0);
+                g.data(64)
+            },
+            "overflows",
+        ),
+        (
+            "not-whole-blocks.gguf",
+            {
+                let mut g = Gguf::start(3, 1, 0);
+                g.tensor("w", &[17], 8, 0);
+                g.data(64)
+            },
+            "units of 32 elements",
+        ),
+        (
+            "misaligned.gguf",
+            {
+                let mut g = Gguf::start(3, 1, 0);
+                g.tensor("w", &[4], 0, 3);
+                g.data(64)
+            },
+            "not a multiple of the alignment",
+        ),
+        (
+            "tensor-beyond-file.gguf",
+            {
+                let mut g = Gguf::start(3, 1, 0);
+                g.tensor("w", &[1024], 0, 0);
+                g.data(64)
+            },
+            "past the end",
+        ),
+        (
+            "gguf-overlap.gguf",
+            {
+                let mut g = Gguf::start(3, 2, 0);
+                g.tensor("a", &[16], 0, 0).tensor("b", &[16], 0, 32);
+                g.data(128)
+            },
+            "overlaps",
+        ),
+        (
+            "gguf-duplicate.gguf",
+            {
+                let mut g = Gguf::start(3, 2, 0);
+                g.tensor("a", &[8], 0, 0).tensor("a", &[8], 0, 32);
+                g.data(64)
+            },
+            "appears twice",
+        ),
+        (
+            "header-cut.gguf",
+            {
+                let mut g = Gguf::start(3, 0, 1);
+                g.str("k").u32(4);
+                g.0.clone()
+            },
+            "ends inside the header",
+        ),
     ];
     let mut out = Vec::new();
     for (name, bytes, expect) in cases.drain(..) {
@@ -130,14 +386,30 @@ fn every_broken_file_gets_its_own_clear_error_and_exit_code_1() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert_eq!(output.status.code(), Some(1), "{name}: {stdout}{stderr}");
             assert!(!stderr.contains("panicked"), "{name}: {stderr}");
-            let said = if format == "json" { stdout.to_string() } else { stderr.to_string() };
-            assert!(said.contains(name.as_str()), "{name}: the message must name the file: {said}");
-            assert!(said.contains(expect), "{name}: expected `{expect}` in: {said}");
+            let said = if format == "json" {
+                stdout.to_string()
+            } else {
+                stderr.to_string()
+            };
+            assert!(
+                said.contains(name.as_str()),
+                "{name}: the message must name the file: {said}"
+            );
+            assert!(
+                said.contains(expect),
+                "{name}: expected `{expect}` in: {said}"
+            );
             if format == "human" {
                 writeln!(transcript, "$ mgc inspect {name}\n{stderr}").unwrap();
             } else {
                 let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-                assert!(json["errors"][0]["message"].as_str().unwrap().contains(expect), "{name}");
+                assert!(
+                    json["errors"][0]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains(expect),
+                    "{name}"
+                );
             }
         }
     }

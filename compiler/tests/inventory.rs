@@ -1,6 +1,12 @@
 //! Every published model inventory, written as a header-only file and read back: exact totals,
 //! families, and the layer table (snapshotted).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,8 +16,11 @@ use mgc_compiler::inventory::{Family, FileFormat, Role, file_to_inventory, inven
 
 fn fixtures() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models");
-    let mut paths: Vec<PathBuf> =
-        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     paths.sort();
     assert!(paths.len() >= 20, "fixtures missing in {}", dir.display());
     paths
@@ -19,7 +28,10 @@ fn fixtures() -> Vec<PathBuf> {
 
 fn load(path: &Path) -> (InventoryFixture, serde_json::Value) {
     let text = std::fs::read_to_string(path).unwrap();
-    (serde_json::from_str(&text).unwrap(), serde_json::from_str(&text).unwrap())
+    (
+        serde_json::from_str(&text).unwrap(),
+        serde_json::from_str(&text).unwrap(),
+    )
 }
 
 /// The family and role each inventory must be detected as (prefix → family).
@@ -29,11 +41,13 @@ fn expected(name: &str) -> Vec<(&'static str, Family, Role)> {
     match name {
         "clip_g" => vec![("", F::ClipG, R::TextEncoder)],
         "clip_l" => vec![("", F::ClipL, R::TextEncoder)],
-        "flux1-dev" | "flux1-schnell" => vec![("", F::Flux, R::Diffusion)],
+        "flux1-dev" | "flux1-schnell" | "tiny_flux" => vec![("", F::Flux, R::Diffusion)],
         "flux_ae" => vec![("", F::FluxVae, R::Vae)],
         "hunyuan_video_t2v_720p_bf16" => vec![("", F::HunyuanVideo, R::Diffusion)],
         "qwen_image_bf16" => vec![("", F::QwenImage, R::Diffusion)],
-        "sd3.5_large_mmdit" | "sd3.5_medium_mmdit" => vec![("model.diffusion_model.", F::Sd3, R::Diffusion)],
+        "sd3.5_large_mmdit" | "sd3.5_medium_mmdit" => {
+            vec![("model.diffusion_model.", F::Sd3, R::Diffusion)]
+        }
         "sdxl_base_1.0_checkpoint" => vec![
             ("conditioner.embedders.0.", F::ClipL, R::TextEncoder),
             ("conditioner.embedders.1.", F::ClipG, R::TextEncoder),
@@ -62,30 +76,72 @@ fn every_inventory_reads_back_exactly() {
         let size = write_header_only(&fixture, &prefix, &file).unwrap();
         assert_eq!(std::fs::metadata(&file).unwrap().len(), size);
         if let Some(published) = raw["header_only_file_bytes"].as_u64() {
-            assert_eq!(size, published, "{name}: file size differs from the reference generator");
+            assert_eq!(
+                size, published,
+                "{name}: file size differs from the reference generator"
+            );
         }
 
         let inventory = file_to_inventory(&file).unwrap();
         assert_eq!(inventory.format, FileFormat::Safetensors);
-        assert_eq!(inventory.tensors.len() as u64, raw["tensor_count"].as_u64().unwrap(), "{name}");
-        assert_eq!(inventory.data_bytes(), raw["data_bytes"].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            inventory.tensors.len() as u64,
+            raw["tensor_count"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            inventory.data_bytes(),
+            raw["data_bytes"].as_u64().unwrap(),
+            "{name}"
+        );
 
         let models = inventory_to_models(&inventory);
-        let found: Vec<(String, Family, Role)> = models.iter().map(|m| (m.prefix.clone(), m.family, m.role)).collect();
-        let want: Vec<(String, Family, Role)> = expected(&name).into_iter().map(|(p, f, r)| (p.to_owned(), f, r)).collect();
+        let found: Vec<(String, Family, Role)> = models
+            .iter()
+            .map(|m| (m.prefix.clone(), m.family, m.role))
+            .collect();
+        let want: Vec<(String, Family, Role)> = expected(&name)
+            .into_iter()
+            .map(|(p, f, r)| (p.to_owned(), f, r))
+            .collect();
         assert_eq!(found, want, "{name}");
-        assert_eq!(models.iter().map(|m| m.bytes).sum::<u64>(), inventory.data_bytes(), "{name}");
+        assert_eq!(
+            models.iter().map(|m| m.bytes).sum::<u64>(),
+            inventory.data_bytes(),
+            "{name}"
+        );
         for model in &models {
             let in_layers: usize = model.layers.iter().map(|l| l.tensor_count).sum();
-            assert_eq!(in_layers, model.tensor_count, "{name}: every tensor in exactly one layer");
-            assert_eq!(model.layers.iter().map(|l| l.bytes).sum::<u64>(), model.bytes, "{name}");
+            assert_eq!(
+                in_layers, model.tensor_count,
+                "{name}: every tensor in exactly one layer"
+            );
+            assert_eq!(
+                model.layers.iter().map(|l| l.bytes).sum::<u64>(),
+                model.bytes,
+                "{name}"
+            );
         }
 
         let mut table = String::new();
         for model in &models {
-            writeln!(table, "model `{}` {} {} tensors={} bytes={}", model.prefix, model.family.name(), model.role.name(), model.tensor_count, model.bytes).unwrap();
+            writeln!(
+                table,
+                "model `{}` {} {} tensors={} bytes={}",
+                model.prefix,
+                model.family.name(),
+                model.role.name(),
+                model.tensor_count,
+                model.bytes
+            )
+            .unwrap();
             for layer in &model.layers {
-                writeln!(table, "  {:<48} {:>5} {:>14}", layer.name, layer.tensor_count, layer.bytes).unwrap();
+                writeln!(
+                    table,
+                    "  {:<48} {:>5} {:>14}",
+                    layer.name, layer.tensor_count, layer.bytes
+                )
+                .unwrap();
             }
         }
         insta::assert_snapshot!(format!("layers__{name}"), table);
@@ -95,7 +151,8 @@ fn every_inventory_reads_back_exactly() {
 #[test]
 fn flux_dev_blocks_run_in_numeric_order() {
     let dir = tempfile::tempdir().unwrap();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/flux1-dev.json");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/flux1-dev.json");
     let (fixture, _) = load(&path);
     let file = dir.path().join("flux1-dev.safetensors");
     write_header_only(&fixture, "", &file).unwrap();
@@ -106,9 +163,16 @@ fn flux_dev_blocks_run_in_numeric_order() {
     let names: Vec<&str> = models[0].layers.iter().map(|l| l.name.as_str()).collect();
     let double: Vec<String> = (0..19).map(|i| format!("double_blocks.{i}")).collect();
     let single: Vec<String> = (0..38).map(|i| format!("single_blocks.{i}")).collect();
-    let blocks: Vec<&str> = names.iter().copied().filter(|n| n.contains("_blocks.")).collect();
+    let blocks: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| n.contains("_blocks."))
+        .collect();
     let expected: Vec<&str> = double.iter().chain(&single).map(String::as_str).collect();
-    assert_eq!(blocks, expected, "blocks.2 before blocks.10, doubles before singles");
+    assert_eq!(
+        blocks, expected,
+        "blocks.2 before blocks.10, doubles before singles"
+    );
     assert_eq!(names.first(), Some(&"img_in"));
     assert_eq!(names.last(), Some(&"final_layer"));
 }

@@ -143,10 +143,8 @@ impl Allocation {
 impl fmt::Display for Allocation {
     /// The canonical spelling, which parses back to the same meaning.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.bare {
-            if let Some(entry) = self.entries.first() {
-                return entry.amount.value.fmt(f);
-            }
+        if let (true, Some(entry)) = (self.bare, self.entries.first()) {
+            return entry.amount.value.fmt(f);
         }
         for (i, entry) in self.entries.iter().enumerate() {
             if i > 0 {

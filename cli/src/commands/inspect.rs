@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use mgc_compiler::inventory::{FileFormat, Inventory, Layer, Model, file_to_inventory, inventory_to_models};
+use mgc_compiler::inventory::{
+    FileFormat, Inventory, Layer, Model, file_to_inventory, inventory_to_models,
+};
 use serde::Serialize;
 
 use crate::Status;
@@ -23,12 +25,18 @@ struct Report<'a> {
     models: &'a [Model],
 }
 
-pub fn run(args: &InspectArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
+pub fn run(
+    args: &InspectArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<Status> {
     let inventory = match file_to_inventory(&args.file) {
         Ok(inventory) => inventory,
         Err(error) => {
             match args.format {
-                Format::Json => out.write_all(render::json_text(&render::json_errors(&[error])).as_bytes())?,
+                Format::Json => {
+                    out.write_all(render::json_text(&render::json_errors(&[error])).as_bytes())?
+                }
                 Format::Human => {
                     writeln!(err, "error: {error}")?;
                     if let Some(help) = &error.help {
@@ -55,7 +63,9 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
             };
             out.write_all(render::json_text(&report).as_bytes())?;
         }
-        Format::Human => out.write_all(human(&args.file.display().to_string(), &inventory, &models).as_bytes())?,
+        Format::Human => {
+            out.write_all(human(&args.file.display().to_string(), &inventory, &models).as_bytes())?
+        }
     }
     Ok(Status::Ok)
 }
@@ -65,7 +75,7 @@ pub fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut text = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             text.push(',');
         }
         text.push(c);
@@ -91,8 +101,16 @@ fn human(name: &str, inventory: &Inventory, models: &[Model]) -> String {
         bytes_text(inventory.data_bytes()),
     );
     for (i, model) in models.iter().enumerate() {
-        let prefix = if model.prefix.is_empty() { "no prefix".to_owned() } else { format!("prefix `{}`", model.prefix) };
-        let dtypes: Vec<String> = model.dtypes.iter().map(|(d, b)| format!("{d} {}", mgc_grammar::Bytes(*b))).collect();
+        let prefix = if model.prefix.is_empty() {
+            "no prefix".to_owned()
+        } else {
+            format!("prefix `{}`", model.prefix)
+        };
+        let dtypes: Vec<String> = model
+            .dtypes
+            .iter()
+            .map(|(d, b)| format!("{d} {}", mgc_grammar::Bytes(*b)))
+            .collect();
         text.push_str(&format!(
             "\nmodel {} of {}: {} ({}), {prefix}\n  tensors  {}\n  bytes    {}\n  dtypes   {}\n  layers   {}\n\n",
             i + 1,
@@ -104,7 +122,10 @@ fn human(name: &str, inventory: &Inventory, models: &[Model]) -> String {
             dtypes.join(", "),
             model.layers.len(),
         ));
-        text.push_str(&format!("  {:<44} {:>7} {:>12} {:>16}\n", "layer", "tensors", "each", "bytes"));
+        text.push_str(&format!(
+            "  {:<44} {:>7} {:>12} {:>16}\n",
+            "layer", "tensors", "each", "bytes"
+        ));
         for run in runs(&model.layers) {
             text.push_str(&run);
         }

@@ -70,7 +70,9 @@ pub fn file_to_inventory(path: &Path) -> Result<Inventory, InventoryError> {
 }
 
 fn read(path: &Path) -> Result<Inventory, InventoryErrorKind> {
-    let io = |e: std::io::Error| InventoryErrorKind::Io { message: e.to_string() };
+    let io = |e: std::io::Error| InventoryErrorKind::Io {
+        message: e.to_string(),
+    };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_dir() {
         return Err(InventoryErrorKind::Directory);
@@ -84,15 +86,24 @@ fn read(path: &Path) -> Result<Inventory, InventoryErrorKind> {
     let got = read_up_to(&mut file, &mut start).map_err(io)?;
     let start = start.get(..got).unwrap_or_default();
     file.seek(SeekFrom::Start(0)).map_err(io)?;
-    let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    let (format, mut inventory) = if start.starts_with(b"GGUF") || extension.as_deref() == Some("gguf") {
-        (FileFormat::Gguf, gguf::read(file, size)?)
-    } else if start.get(8) == Some(&b'{') || extension.as_deref() == Some("safetensors") || extension.as_deref() == Some("sft") {
-        (FileFormat::Safetensors, safetensors::read(file, size)?)
-    } else {
-        let shown: Vec<String> = start.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        return Err(InventoryErrorKind::UnknownFormat { start: format!("bytes {}", shown.join(" ")) });
-    };
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let (format, mut inventory) =
+        if start.starts_with(b"GGUF") || extension.as_deref() == Some("gguf") {
+            (FileFormat::Gguf, gguf::read(file, size)?)
+        } else if start.get(8) == Some(&b'{')
+            || extension.as_deref() == Some("safetensors")
+            || extension.as_deref() == Some("sft")
+        {
+            (FileFormat::Safetensors, safetensors::read(file, size)?)
+        } else {
+            let shown: Vec<String> = start.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            return Err(InventoryErrorKind::UnknownFormat {
+                start: format!("bytes {}", shown.join(" ")),
+            });
+        };
     inventory.path = path.to_owned();
     inventory.format = format;
     Ok(inventory)
@@ -114,9 +125,14 @@ fn read_up_to(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize
 fn check_overlaps(tensors: &[Tensor]) -> Result<(), InventoryErrorKind> {
     let mut previous: Option<&Tensor> = None;
     for tensor in tensors.iter().filter(|t| t.bytes > 0) {
-        if let Some(prev) = previous {
-            if tensor.offset < prev.offset + prev.bytes {
-                return Err(InventoryErrorKind::Overlap { tensor: tensor.name.clone(), other: prev.name.clone() });
+        if let Some(prev) = previous
+            && tensor.offset < prev.offset + prev.bytes
+        {
+            {
+                return Err(InventoryErrorKind::Overlap {
+                    tensor: tensor.name.clone(),
+                    other: prev.name.clone(),
+                });
             }
         }
         previous = Some(tensor);

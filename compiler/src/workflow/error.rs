@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use miette::{Diagnostic, LabeledSpan};
 use mgc_grammar::{AllocationError, Span};
+use miette::{Diagnostic, LabeledSpan};
 use thiserror::Error;
 
 /// One problem in a workflow file and where it is.
@@ -27,7 +27,10 @@ pub enum SpecErrorKind {
     #[error("{message}")]
     Toml { message: String },
     #[error("in the allocation of model `{model}`: {error}")]
-    Allocation { model: String, error: AllocationError },
+    Allocation {
+        model: String,
+        error: AllocationError,
+    },
     #[error("{error}")]
     Value { error: AllocationError },
     #[error("device `{device}` is declared twice")]
@@ -35,13 +38,24 @@ pub enum SpecErrorKind {
     #[error("`disk` is not declared: it is the model file itself")]
     DiskDeclared,
     #[error("reserve {reserve} is more than the memory {memory} of `{device}`")]
-    ReserveTooLarge { device: String, reserve: String, memory: String },
+    ReserveTooLarge {
+        device: String,
+        reserve: String,
+        memory: String,
+    },
     #[error("device `{device}` has no memory")]
     NoMemory { device: String },
     #[error("device `{device}` is not declared")]
-    Undeclared { device: String, declared: Vec<String> },
+    Undeclared {
+        device: String,
+        declared: Vec<String>,
+    },
     #[error("device `{device}` is not on this machine")]
-    NotDetected { device: String, detected: Vec<String>, notes: Vec<String> },
+    NotDetected {
+        device: String,
+        detected: Vec<String>,
+        notes: Vec<String>,
+    },
     #[error("`disk` cannot compute")]
     DiskCompute,
     #[error("a link joins two devices, not {count}")]
@@ -57,7 +71,10 @@ pub enum SpecErrorKind {
     #[error("a link has both a `kind` and a `bandwidth`")]
     LinkWithBoth,
     #[error("unknown link kind `{kind}`")]
-    UnknownLinkKind { kind: String, suggestion: Option<String> },
+    UnknownLinkKind {
+        kind: String,
+        suggestion: Option<String>,
+    },
     #[error("model `{name}` is declared twice")]
     DuplicateModel { name: String, first: Span },
     #[error("a model name is empty")]
@@ -85,7 +102,9 @@ impl SpecErrorKind {
         match self {
             Self::Toml { .. } => "here".into(),
             Self::Allocation { error, .. } | Self::Value { error } => error.kind.label(),
-            Self::DuplicateDevice { .. } | Self::DuplicateModel { .. } | Self::DuplicateLink { .. } => "again here".into(),
+            Self::DuplicateDevice { .. }
+            | Self::DuplicateModel { .. }
+            | Self::DuplicateLink { .. } => "again here".into(),
             Self::Undeclared { .. } => "not among the `[[device]]` tables".into(),
             Self::NotDetected { .. } => "not detected".into(),
             Self::MissingFile { .. } | Self::NotAFile { .. } => "this path".into(),
@@ -143,7 +162,9 @@ impl SpecErrorKind {
 
     fn related(&self) -> Vec<(Span, &'static str)> {
         match self {
-            Self::DuplicateDevice { first, .. } | Self::DuplicateModel { first, .. } | Self::DuplicateLink { first, .. } => {
+            Self::DuplicateDevice { first, .. }
+            | Self::DuplicateModel { first, .. }
+            | Self::DuplicateLink { first, .. } => {
                 vec![(*first, "first here")]
             }
             Self::Allocation { error, .. } | Self::Value { error } => error.related_spans(),
@@ -156,18 +177,27 @@ fn quoted_list(items: &[String]) -> String {
     if items.is_empty() {
         return "none".into();
     }
-    items.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|d| format!("`{d}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Diagnostic for SpecError {
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.kind.help().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.kind
+            .help()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let primary = LabeledSpan::new_primary_with_span(Some(self.kind.label()), self.span);
-        let related =
-            self.kind.related().into_iter().map(|(span, text)| LabeledSpan::new_with_span(Some(text.to_owned()), span));
+        let related = self
+            .kind
+            .related()
+            .into_iter()
+            .map(|(span, text)| LabeledSpan::new_with_span(Some(text.to_owned()), span));
         Some(Box::new(std::iter::once(primary).chain(related)))
     }
 }

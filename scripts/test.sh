@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test suite: sets up the Python environment (torch, gguf, pytest) when missing, then runs
+# every Rust test with real files (header-only models, GGUF files written by the reference writer).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+bash scripts/setup-python.sh
+cargo test --workspace --locked
