@@ -286,3 +286,46 @@ fn decimals_are_exact() {
     assert_eq!(Decimal::parse(".").map(|d| d.to_string()), None);
     assert!(Decimal::parse("1.0000000000000000000001").is_none());
 }
+
+/// Strings made of the language's own characters, in random order: none may panic, and every
+/// error must point inside the string, on character boundaries.
+#[test]
+fn random_strings_never_panic_and_spans_stay_inside() {
+    let alphabet: Vec<char> = "cuda:0,1;.*%gbkmtiB -+=pxnhrsk9\té".chars().collect();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..50_000 {
+        let len = (next() % 24) as usize;
+        let text: String = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        match parse_allocation(&text) {
+            Ok(allocation) => {
+                let again = parse_allocation(&allocation.to_string()).unwrap();
+                assert!(allocation.same_meaning(&again), "{text:?} -> {allocation}");
+            }
+            Err(errors) => {
+                assert!(!errors.is_empty());
+                for error in errors {
+                    for span in std::iter::once(error.span)
+                        .chain(error.related_spans().into_iter().map(|(s, _)| s))
+                    {
+                        assert!(
+                            span.start <= span.end && span.end <= text.len(),
+                            "{text:?}: {error:?}"
+                        );
+                        assert!(
+                            text.is_char_boundary(span.start) && text.is_char_boundary(span.end),
+                            "{text:?}: {error:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -145,7 +145,8 @@ fn runs(layers: &[Layer]) -> Vec<String> {
         let mut j = i + 1;
         if let Some((list, start)) = split(&first.name) {
             while let Some(next) = layers.get(j) {
-                let same = split(&next.name) == Some((list.clone(), start + (j - i) as u64))
+                let same = split(&next.name)
+                    == Some((list.clone(), start.saturating_add((j - i) as u64)))
                     && next.bytes == first.bytes
                     && next.tensor_count == first.tensor_count;
                 if !same {
@@ -154,7 +155,11 @@ fn runs(layers: &[Layer]) -> Vec<String> {
                 j += 1;
             }
             if j - i > 1 {
-                let name = format!("{list}.{start}..{} ({})", start + (j - i - 1) as u64, j - i);
+                let name = format!(
+                    "{list}.{start}..{} ({})",
+                    start.saturating_add((j - i - 1) as u64),
+                    j - i
+                );
                 let total = first.bytes * (j - i) as u64;
                 rows.push(format!(
                     "  {name:<44} {:>7} {:>12} {:>16}\n",
