@@ -28,8 +28,10 @@ pub struct RawWorkflow {
 pub struct RawDevice {
     pub name: Spanned<String>,
     pub memory: Spanned<String>,
-    /// Kept free for activations and other programs.
+    /// Kept free for other programs and fragmentation, out of `memory`.
     pub reserve: Option<Spanned<String>>,
+    /// Compute throughput at the models' dtype, in TFLOP/s (default: by kind of device).
+    pub tflops: Option<Spanned<f64>>,
 }
 
 /// `[[link]]`: how two devices are connected.

@@ -1,7 +1,289 @@
-//! The plan format shared by the compiler, the runtime and the ComfyUI node pack.
+//! The plan format shared by the compiler, the runtime and the ComfyUI node pack: plain data,
+//! versioned, canonical (lists only, in a stable order), with a JSON Schema ([`schema`]).
 //!
-//! Only its version is fixed so far; the plan's types land with `mgc compile`. A plan whose
-//! `format_version` differs from [`PLAN_VERSION`] is refused, never guessed at.
+//! A plan says, before a weight is read, where every layer lives and computes, which copies run
+//! when, each device's peak memory and the predicted step time. Nothing in it is executed.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// The version of the plan format this build reads and writes.
 pub const PLAN_VERSION: u32 = 1;
+
+/// A compiled plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Always [`PLAN_VERSION`] for plans this build writes; other versions are refused.
+    pub format_version: u32,
+    /// The program that wrote the plan, such as `mgc 0.1.0`.
+    pub generator: String,
+    /// The model files the plan was compiled against, with their fingerprints.
+    pub inputs: Vec<InputFile>,
+    pub devices: Vec<DevicePlan>,
+    pub links: Vec<LinkPlan>,
+    pub schedule: ScheduleSettings,
+    /// In execution order: text encoders, then diffusion models, then VAEs.
+    pub models: Vec<ModelPlan>,
+    /// Every copy of one step, in the order it is issued, for all models.
+    pub transfers: Vec<Transfer>,
+    /// The diffusion step (the slowest diffusion model's, when several alternate).
+    pub predicted: Predicted,
+}
+
+/// A model file and what identifies its contents: a changed file is refused at run time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputFile {
+    /// As written in the workflow, resolved against the workflow's folder.
+    pub path: String,
+    /// `safetensors` or `gguf`.
+    pub format: String,
+    pub size_bytes: u64,
+    /// The bytes before the tensor data, which the fingerprint covers.
+    pub header_bytes: u64,
+    /// SHA-256 of the header bytes, hex.
+    pub header_sha256: String,
+}
+
+/// A device, its memory and what the plan puts on it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePlan {
+    /// `cuda:0`, `cpu`, `disk`, …
+    pub name: String,
+    /// Total memory; 0 for `disk`.
+    pub memory_bytes: u64,
+    /// Kept free, out of `memory_bytes`.
+    pub reserve_bytes: u64,
+    /// Weights that live here for the whole workflow.
+    pub resident_bytes: u64,
+    /// Resident weights plus the largest in-flight copies and activations of any phase.
+    pub peak_bytes: u64,
+    /// Pinned host memory for batched copies (on `cpu` only).
+    pub staging_bytes: u64,
+    /// Assumed compute throughput, FLOP/s at the models' dtype.
+    pub flops_per_second: f64,
+}
+
+/// A connection the plan copies over.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkPlan {
+    pub from: String,
+    pub to: String,
+    pub bandwidth_bytes_per_second: u64,
+    /// Where the figure comes from: `kind pcie4x16`, `declared`, or `default`.
+    pub source: String,
+}
+
+/// How copies are issued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// Layers ahead a copy is issued (the largest any model uses).
+    pub prefetch: u32,
+    /// Whether the prefetch distances were chosen by the cost model.
+    pub prefetch_auto: bool,
+    /// Consecutive streamed layers smaller than this are copied together.
+    pub batch_below_bytes: u64,
+}
+
+/// One model: where it computes and where each of its layers lives.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPlan {
+    pub name: String,
+    /// Index into [`Plan::inputs`].
+    pub input: usize,
+    /// The file's path, as in [`Plan::inputs`].
+    pub file: String,
+    /// The key prefix of this model's tensors in the file.
+    pub prefix: String,
+    pub family: String,
+    pub role: String,
+    /// Models of one phase can be active together; phases run one after another.
+    pub phase: u32,
+    pub compute: String,
+    /// The allocation string, canonical.
+    pub allocation: String,
+    /// `auto`, `tail` or `head`.
+    pub placement: String,
+    /// How resident layers were chosen, in words.
+    pub placement_reason: String,
+    pub prefetch: u32,
+    /// Tokens per step the compute times assume.
+    pub tokens: u64,
+    /// The most this model may keep on each device, from its allocation.
+    pub budgets: Vec<Budget>,
+    /// Activations and temporaries reserved on the compute device while the model runs.
+    pub activation_bytes: u64,
+    pub bytes: u64,
+    pub layers: Vec<LayerPlan>,
+    pub predicted: Predicted,
+}
+
+/// The most a model may keep on one device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    pub device: String,
+    pub bytes: u64,
+    /// Bytes of the model the plan puts there.
+    pub used_bytes: u64,
+}
+
+/// A layer: a block, or a small module outside blocks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayerPlan {
+    pub index: usize,
+    pub name: String,
+    pub bytes: u64,
+    /// Where the layer's weights live.
+    pub home: String,
+    /// Whether the weights are copied to the compute device every step.
+    pub streamed: bool,
+    pub flops: f64,
+    pub compute_seconds: f64,
+    /// Predicted start and end of the layer's compute within one steady-state step.
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub tensors: Vec<TensorPlan>,
+}
+
+/// A tensor of a layer, where it is in the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TensorPlan {
+    /// The full key in the file, prefix included.
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<u64>,
+    /// Bytes from the start of the file.
+    pub offset: u64,
+    pub bytes: u64,
+}
+
+/// One copy of streamed layers to the compute device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    pub id: usize,
+    /// Index into [`Plan::models`].
+    pub model: usize,
+    /// The layers it carries, `first..=last`.
+    pub first_layer: usize,
+    pub last_layer: usize,
+    pub from: String,
+    pub to: String,
+    pub bytes: u64,
+    /// The copy is issued when this layer starts computing (the previous step's, when
+    /// `from_previous_step`).
+    pub issue_at_layer: usize,
+    pub from_previous_step: bool,
+    /// Copied through the pinned staging buffer (several small layers in one copy).
+    pub batched: bool,
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+}
+
+/// Predicted timings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Predicted {
+    /// One steady-state step, from the simulation of compute and copy streams.
+    pub step_seconds: f64,
+    /// `max(compute, streamed bytes / bandwidth)`: no schedule can beat it.
+    pub lower_bound_seconds: f64,
+    pub compute_seconds: f64,
+    /// Time the copy streams are busy.
+    pub copy_seconds: f64,
+    /// Share of the copy time that runs while compute is busy.
+    pub hidden_copy_fraction: f64,
+}
+
+/// Why a plan cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    #[error("not a plan: {0}")]
+    NotJson(String),
+    #[error("plan format version {found} is not supported; this mgc reads version {PLAN_VERSION}")]
+    Version { found: String },
+    #[error("the plan is damaged: {0}")]
+    Damaged(String),
+}
+
+impl Plan {
+    /// Reads a plan, refusing other format versions and damaged files.
+    pub fn from_json(text: &str) -> Result<Self, PlanError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| PlanError::NotJson(e.to_string()))?;
+        match value.get("format_version") {
+            Some(v) if v.as_u64() == Some(u64::from(PLAN_VERSION)) => {}
+            Some(v) => {
+                return Err(PlanError::Version {
+                    found: v.to_string(),
+                });
+            }
+            None => return Err(PlanError::Damaged("no `format_version`".into())),
+        }
+        let plan: Self =
+            serde_json::from_value(value).map_err(|e| PlanError::Damaged(e.to_string()))?;
+        plan.check()?;
+        Ok(plan)
+    }
+
+    /// The canonical JSON text: pretty, fields in a fixed order, a final newline.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// Cross-references inside the plan point where they should.
+    fn check(&self) -> Result<(), PlanError> {
+        let damaged = |what: String| Err(PlanError::Damaged(what));
+        for (i, model) in self.models.iter().enumerate() {
+            if model.input >= self.inputs.len() {
+                return damaged(format!(
+                    "model {i} refers to input {} of {}",
+                    model.input,
+                    self.inputs.len()
+                ));
+            }
+            for (j, layer) in model.layers.iter().enumerate() {
+                if layer.index != j {
+                    return damaged(format!(
+                        "model `{}` layer {j} has index {}",
+                        model.name, layer.index
+                    ));
+                }
+                if layer.tensors.iter().map(|t| t.bytes).sum::<u64>() != layer.bytes {
+                    return damaged(format!(
+                        "model `{}` layer `{}`: tensor bytes do not add up",
+                        model.name, layer.name
+                    ));
+                }
+            }
+        }
+        for t in &self.transfers {
+            let Some(model) = self.models.get(t.model) else {
+                return damaged(format!("transfer {} refers to model {}", t.id, t.model));
+            };
+            if t.first_layer > t.last_layer || t.last_layer >= model.layers.len() {
+                return damaged(format!(
+                    "transfer {} carries layers {}..={}",
+                    t.id, t.first_layer, t.last_layer
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The plan's JSON Schema.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Plan)).unwrap_or_default()
+}

@@ -38,6 +38,19 @@ pub struct DeviceSpec {
     pub memory: Bytes,
     pub reserve: Bytes,
     pub origin: Origin,
+    /// Declared compute throughput, FLOP/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flops: Option<f64>,
+    /// Where the device is declared in the workflow file.
+    #[serde(skip)]
+    pub span: Option<Span>,
+}
+
+impl DeviceSpec {
+    /// The memory plans may use: the total less the reserve.
+    pub const fn usable(&self) -> Bytes {
+        Bytes(self.memory.get().saturating_sub(self.reserve.get()))
+    }
 }
 
 /// The kinds of link with a known bandwidth: measured figures from DisTorch's benchmarks.

@@ -163,15 +163,25 @@ impl Resolver<'_> {
                 }
                 Some((Some(reserve), _)) => reserve,
             };
-            devices.push((
-                DeviceSpec {
-                    device,
-                    memory,
-                    reserve,
-                    origin: Origin::Declared,
-                },
-                name_span,
-            ));
+            let flops = match &item.tflops {
+                None => None,
+                Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 => {
+                    Some(t.get_ref() * 1e12)
+                }
+                Some(t) => {
+                    self.push(Kind::NotPositive { key: "tflops" }, span_of(t));
+                    continue;
+                }
+            };
+            let spec = DeviceSpec {
+                device,
+                memory,
+                reserve,
+                origin: Origin::Declared,
+                flops,
+                span: Some(name_span),
+            };
+            devices.push((spec, name_span));
         }
         let declared = !raw.is_empty();
         let mut devices: Vec<DeviceSpec> = devices.into_iter().map(|(d, _)| d).collect();
@@ -192,6 +202,8 @@ impl Resolver<'_> {
                     memory: found.memory,
                     reserve: Bytes(0),
                     origin: Origin::Detected,
+                    flops: None,
+                    span: None,
                 });
             }
         }
