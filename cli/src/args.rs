@@ -19,6 +19,12 @@ pub enum Command {
     Check(CheckArgs),
     /// Show the models, layers and bytes of a model file, reading only its header
     Inspect(InspectArgs),
+    /// Compile a workflow into a plan: where every layer lives, which copies run when, peaks, step time
+    Compile(CompileArgs),
+    /// Explain a plan: memory per device, placement per model, the predicted step
+    Explain(ExplainArgs),
+    /// Print the JSON Schema of the plan format
+    Schema,
     /// Write a header-only model file from a tensor inventory (JSON), to try mgc without the weights
     SynthModel(SynthArgs),
 }
@@ -69,4 +75,24 @@ pub struct SynthArgs {
     /// Key prefix for every tensor (default: the inventory's own `prefix`)
     #[arg(long)]
     pub prefix: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The workflow file (TOML)
+    pub workflow: PathBuf,
+    /// Where to write the plan [default: the workflow's name with `.plan.json`]
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// A plan written by `mgc compile`
+    pub plan: PathBuf,
+    /// Also draw the plan as an SVG picture: memory per device and one step's timeline
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }

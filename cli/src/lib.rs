@@ -4,6 +4,7 @@
 pub mod args;
 mod commands;
 pub mod render;
+mod svg;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -54,6 +55,11 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Status {
         Command::Check(args) => commands::check::run(&args, out, err),
         Command::Inspect(args) => commands::inspect::run(&args, out, err),
         Command::SynthModel(args) => commands::synth::run(&args, out, err),
+        Command::Compile(args) => commands::compile::run(&args, out, err),
+        Command::Explain(args) => commands::explain::run(&args, out, err),
+        Command::Schema => out
+            .write_all(render::json_text(&mgc_plan::schema()).as_bytes())
+            .map(|()| Status::Ok),
     };
     match result {
         Ok(status) => status,

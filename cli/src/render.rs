@@ -79,3 +79,28 @@ pub fn json_text<T: Serialize>(value: &T) -> String {
     text.push('\n');
     text
 }
+
+/// A diagnostic with a span into a workflow file, of either stage.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Spanned {
+    #[error(transparent)]
+    Spec(mgc_compiler::workflow::SpecError),
+    #[error(transparent)]
+    Problem(mgc_compiler::compile::Problem),
+}
+
+impl Diagnostic for Spanned {
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        match self {
+            Self::Spec(e) => e.help(),
+            Self::Problem(e) => e.help(),
+        }
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        match self {
+            Self::Spec(e) => e.labels(),
+            Self::Problem(e) => e.labels(),
+        }
+    }
+}

@@ -1,4 +1,6 @@
-//! Every example workflow checks clean against its models (made header-only from inventories).
+//! Every example workflow, with its models made header-only from inventories: it checks clean,
+//! compiles to a plan (snapshotted, as JSON and as `explain` text), the same bytes every time,
+//! and the plan reads back and places every tensor exactly once.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -7,11 +9,28 @@
     reason = "tests"
 )]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[test]
-fn every_example_checks_clean() {
+use mgc_plan::Plan;
+
+fn mgc(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_mgc"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        output.status.code().unwrap_or(-1),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+/// A folder with every example workflow and the model files they use.
+fn setup() -> (tempfile::TempDir, Vec<String>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
@@ -23,44 +42,185 @@ fn every_example_checks_clean() {
     {
         let mut parts = line.split_whitespace();
         let (file, inventory) = (parts.next().unwrap(), parts.next().unwrap());
-        let status = Command::new(env!("CARGO_BIN_EXE_mgc"))
-            .args([
+        let inventory = root.join(format!("tests/fixtures/models/{inventory}.json"));
+        let out = models.join(file);
+        let (code, _, err) = mgc(
+            &[
                 "synth-model",
-                root.join(format!("tests/fixtures/models/{inventory}.json"))
-                    .to_str()
-                    .unwrap(),
+                inventory.to_str().unwrap(),
                 "-o",
-            ])
-            .arg(models.join(file))
-            .output()
-            .unwrap();
-        assert!(
-            status.status.success(),
-            "{file}: {}",
-            String::from_utf8_lossy(&status.stderr)
+                out.to_str().unwrap(),
+            ],
+            dir.path(),
         );
+        assert_eq!(code, 0, "{file}: {err}");
     }
-    let mut examples: Vec<_> = std::fs::read_dir(root.join("examples"))
+    let mut examples: Vec<PathBuf> = std::fs::read_dir(root.join("examples"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     examples.sort();
-    assert!(examples.len() >= 5);
-    for example in examples {
-        let name = example.file_name().unwrap().to_str().unwrap().to_owned();
-        std::fs::copy(&example, dir.path().join(&name)).unwrap();
-        let output = Command::new(env!("CARGO_BIN_EXE_mgc"))
-            .arg("check")
-            .arg(&name)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        let (out, err) = (
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
-        assert_eq!(output.status.code(), Some(0), "{name}: {err}");
+    let names = examples
+        .iter()
+        .map(|example| {
+            let name = example.file_name().unwrap().to_str().unwrap().to_owned();
+            std::fs::copy(example, dir.path().join(&name)).unwrap();
+            name
+        })
+        .collect();
+    (dir, names)
+}
+
+#[test]
+fn every_example_checks_clean() {
+    let (dir, examples) = setup();
+    assert!(examples.len() >= 6);
+    for name in examples {
+        let (code, out, err) = mgc(&["check", &name], dir.path());
+        assert_eq!(code, 0, "{name}: {err}");
         insta::assert_snapshot!(format!("example__{name}"), out);
+    }
+}
+
+/// The plan with each layer's tensor list replaced by its length, for review.
+fn reviewable(plan: &Plan) -> serde_json::Value {
+    let mut value = serde_json::to_value(plan).unwrap();
+    for model in value["models"].as_array_mut().unwrap() {
+        for layer in model["layers"].as_array_mut().unwrap() {
+            let count = layer["tensors"].as_array().unwrap().len();
+            layer["tensors"] = serde_json::json!(format!("[{count} tensors]"));
+        }
+    }
+    value
+}
+
+#[test]
+fn every_example_compiles_to_a_plan() {
+    let (dir, examples) = setup();
+    for name in examples {
+        let stem = name.trim_end_matches(".toml");
+        let plan_file = format!("{stem}.plan.json");
+        let (code, out, err) = mgc(&["compile", &name, "-o", &plan_file], dir.path());
+        assert_eq!(code, 0, "{name}: {err}");
+        assert!(out.starts_with(&format!("wrote {plan_file}")));
+        let first = std::fs::read_to_string(dir.path().join(&plan_file)).unwrap();
+
+        // Deterministic: the same input gives the same bytes.
+        let again = format!("{stem}.again.json");
+        assert_eq!(mgc(&["compile", &name, "-o", &again], dir.path()).0, 0);
+        assert!(
+            first == std::fs::read_to_string(dir.path().join(&again)).unwrap(),
+            "{name}: compile is not deterministic"
+        );
+
+        let plan = Plan::from_json(&first).unwrap();
+        let back = plan.to_json();
+        let differ = back.lines().zip(first.lines()).find(|(a, b)| a != b);
+        assert!(
+            back == first,
+            "{name}: the plan does not read back to the same text: {differ:?}"
+        );
+        for model in &plan.models {
+            // Every tensor of the model's file sits in exactly one layer, and the layers add up.
+            let input = &plan.inputs[model.input];
+            let file = dir.path().join(&input.path);
+            let inventory = mgc_compiler::inventory::file_to_inventory(&file).unwrap();
+            let mut planned: Vec<&str> = model
+                .layers
+                .iter()
+                .flat_map(|l| l.tensors.iter().map(|t| t.name.as_str()))
+                .collect();
+            planned.sort_unstable();
+            let mut expected: Vec<&str> = inventory
+                .tensors
+                .iter()
+                .map(|t| t.name.as_str())
+                .filter(|n| n.starts_with(&model.prefix))
+                .collect();
+            expected.sort_unstable();
+            assert_eq!(planned, expected, "{name}/{}", model.name);
+            assert_eq!(
+                model.layers.iter().map(|l| l.bytes).sum::<u64>(),
+                model.bytes
+            );
+            // Budgets are respected, except by the device that takes the rest.
+            for budget in &model.budgets {
+                let used: u64 = model
+                    .layers
+                    .iter()
+                    .filter(|l| l.home == budget.device)
+                    .map(|l| l.bytes)
+                    .sum();
+                assert_eq!(used, budget.used_bytes);
+            }
+            // Streamed means away from the compute device; every streamed layer has a copy.
+            for layer in &model.layers {
+                assert_eq!(layer.streamed, layer.home != model.compute);
+            }
+            let index = plan
+                .models
+                .iter()
+                .position(|m| m.name == model.name)
+                .unwrap();
+            for layer in model.layers.iter().filter(|l| l.streamed) {
+                let copies = plan
+                    .transfers
+                    .iter()
+                    .filter(|t| {
+                        t.model == index
+                            && t.first_layer <= layer.index
+                            && layer.index <= t.last_layer
+                    })
+                    .count();
+                assert_eq!(
+                    copies, 1,
+                    "{name}/{}: layer {} is copied {copies} times",
+                    model.name, layer.name
+                );
+            }
+            assert!(
+                model.predicted.step_seconds + 1e-12 >= model.predicted.lower_bound_seconds,
+                "{name}/{}: step below its lower bound",
+                model.name
+            );
+        }
+        for device in &plan.devices {
+            if device.name != "disk" {
+                assert!(
+                    device.peak_bytes <= device.memory_bytes - device.reserve_bytes,
+                    "{name}: {} over its memory",
+                    device.name
+                );
+            }
+        }
+        insta::assert_json_snapshot!(format!("plan__{stem}"), reviewable(&plan));
+        let (code, explained, err) = mgc(&["explain", &plan_file], dir.path());
+        assert_eq!(code, 0, "{err}");
+        assert!(out.ends_with(&explained), "compile prints the explanation");
+        insta::assert_snapshot!(format!("explain__{stem}"), explained);
+
+        // The picture: a bar per device and a lane per copy stream.
+        let svg_file = format!("{stem}.svg");
+        let (code, _, err) = mgc(&["explain", &plan_file, "--svg", &svg_file], dir.path());
+        assert_eq!(code, 0, "{err}");
+        let svg = std::fs::read_to_string(dir.path().join(&svg_file)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        for device in plan.devices.iter().filter(|d| d.name != "disk") {
+            assert!(
+                svg.contains(&format!(">{}</text>", device.name)),
+                "{name}: no bar for {}",
+                device.name
+            );
+        }
+        let mut streams: Vec<&str> = plan.transfers.iter().map(|t| t.from.as_str()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        for stream in streams {
+            assert!(
+                svg.contains(&format!("copy {stream} →")),
+                "{name}: no lane for {stream}"
+            );
+        }
     }
 }

@@ -178,9 +178,9 @@ pub struct Transfer {
     pub from: String,
     pub to: String,
     pub bytes: u64,
-    /// The copy is issued when this layer starts computing (the previous step's, when
-    /// `from_previous_step`).
-    pub issue_at_layer: usize,
+    /// The copy is issued once this layer has finished and freed the buffer the copy reuses (the
+    /// previous step's layer when `from_previous_step`); absent: as soon as the stream is free.
+    pub issue_after_layer: Option<usize>,
     pub from_previous_step: bool,
     /// Copied through the pinned staging buffer (several small layers in one copy).
     pub batched: bool,

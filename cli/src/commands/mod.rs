@@ -1,3 +1,5 @@
 pub mod check;
+pub mod compile;
+pub mod explain;
 pub mod inspect;
 pub mod synth;

@@ -1,0 +1,154 @@
+//! `mgc compile`: a workflow becomes a plan, written atomically.
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use mgc_compiler::compile::{CompileError, toml_to_plan};
+use mgc_plan::Plan;
+
+use crate::Status;
+use crate::args::{CompileArgs, Format};
+use crate::commands::{check::detect, explain};
+use crate::render;
+
+pub fn run(
+    args: &CompileArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<Status> {
+    let source = match fs_err::read_to_string(&args.workflow) {
+        Ok(source) => source,
+        Err(error) => {
+            writeln!(err, "error: {error}")?;
+            return Ok(Status::InputProblem);
+        }
+    };
+    let dir = args.workflow.parent().unwrap_or(Path::new("."));
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| args.workflow.with_extension("plan.json"));
+    let mut plan = match toml_to_plan(&source, dir, &detect) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            report(&args.workflow, &source, &errors, args.format, out, err)?;
+            return Ok(Status::InputProblem);
+        }
+    };
+    let plan_dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    relative_paths(&mut plan, plan_dir);
+    let text = plan.to_json();
+    if let Err(error) =
+        mgc_compiler::atomic::write_with(&output, |file| file.write_all(text.as_bytes()))
+    {
+        writeln!(err, "error: cannot write the plan: {error}")?;
+        return Ok(Status::ToolFailed);
+    }
+    match args.format {
+        Format::Json => {
+            let summary = serde_json::json!({ "plan": output.display().to_string(), "predicted": plan.predicted });
+            out.write_all(render::json_text(&summary).as_bytes())?;
+        }
+        Format::Human => {
+            writeln!(out, "wrote {}\n", output.display())?;
+            out.write_all(explain::text(&plan).as_bytes())?;
+        }
+    }
+    Ok(Status::Ok)
+}
+
+fn report(
+    path: &Path,
+    source: &str,
+    errors: &[CompileError],
+    format: Format,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<()> {
+    let name = path.display().to_string();
+    let mut spanned = Vec::new();
+    let mut plain = Vec::new();
+    let mut json = Vec::new();
+    for error in errors {
+        match error {
+            CompileError::Spec(e) => {
+                json.push(render::JsonError::from_diagnostic(e));
+                spanned.push(render::Spanned::Spec(e.clone()));
+            }
+            CompileError::Problem(p) => {
+                json.push(render::JsonError::from_diagnostic(p));
+                spanned.push(render::Spanned::Problem(p.clone()));
+            }
+            CompileError::Inventory(e) => {
+                json.push(render::JsonError {
+                    message: e.to_string(),
+                    span: [0, 0],
+                    label: None,
+                    help: e.help.clone(),
+                });
+                plain.push(e.clone());
+            }
+            other => plain_other(other, &mut json),
+        }
+    }
+    if format == Format::Json {
+        out.write_all(render::json_text(&serde_json::json!({ "errors": json })).as_bytes())?;
+        return Ok(());
+    }
+    for error in &plain {
+        writeln!(err, "error: {error}")?;
+        if let Some(help) = &error.help {
+            writeln!(err, "  help: {help}")?;
+        }
+    }
+    if !spanned.is_empty() {
+        err.write_all(render::human(&name, source, &spanned).as_bytes())?;
+    }
+    Ok(())
+}
+
+fn plain_other(error: &CompileError, json: &mut Vec<render::JsonError>) {
+    json.push(render::JsonError {
+        message: error.to_string(),
+        span: [0, 0],
+        label: None,
+        help: None,
+    });
+}
+
+/// Model paths in the plan, relative to the folder the plan is written to.
+fn relative_paths(plan: &mut Plan, plan_dir: &Path) {
+    let base = std::fs::canonicalize(plan_dir).unwrap_or_else(|_| plan_dir.to_owned());
+    let rel = |path: &str| -> String {
+        let Ok(full) = std::fs::canonicalize(path) else {
+            return path.to_owned();
+        };
+        relative(&full, &base).display().to_string()
+    };
+    for input in &mut plan.inputs {
+        input.path = rel(&input.path);
+    }
+    for model in &mut plan.models {
+        model.file = plan
+            .inputs
+            .get(model.input)
+            .map_or_else(|| model.file.clone(), |i| i.path.clone());
+    }
+}
+
+fn relative(path: &Path, base: &Path) -> PathBuf {
+    let path: Vec<Component> = path.components().collect();
+    let base: Vec<Component> = base.components().collect();
+    let common = path.iter().zip(&base).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..base.len() {
+        out.push("..");
+    }
+    for c in path.iter().skip(common) {
+        out.push(c.as_os_str());
+    }
+    out
+}

@@ -1,0 +1,229 @@
+//! The cost model: how fast each link copies and each device computes, and what a layer costs.
+//!
+//! Link bandwidths are DisTorch's measured figures by kind of link, or what the workflow declares;
+//! compute time is a layer's FLOPs at the workload's token count over the device's throughput.
+
+use mgc_grammar::{Device, DeviceKind};
+
+use crate::inventory::{Dtype, Family, PlainType, Role, Tensor};
+use crate::workflow::{LinkKind, Workflow, Workload};
+
+/// Assumed sustained throughput of an accelerator at 16-bit weights, FLOP/s, when the workflow
+/// gives none (`tflops` on a `[[device]]`): a mid-range current GPU at realistic matmul efficiency.
+pub const DEFAULT_ACCELERATOR_FLOPS: f64 = 80e12;
+/// Assumed CPU throughput, FLOP/s: a desktop CPU running 16-bit matmuls.
+pub const DEFAULT_CPU_FLOPS: f64 = 0.2e12;
+/// Assumed read speed of the model file (`disk`), bytes/s: an NVMe drive.
+pub const DEFAULT_DISK_READ: u64 = 2_000_000_000;
+/// Launch and bookkeeping cost of one layer, seconds.
+pub const PER_LAYER_OVERHEAD: f64 = 20e-6;
+
+/// A link's speed and where the figure comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rate {
+    pub bytes_per_second: f64,
+    pub source: String,
+}
+
+/// Link speeds and device throughputs for one workflow.
+#[derive(Clone, Debug)]
+pub struct CostModel {
+    links: Vec<(Device, Device, u64, String)>,
+    flops: Vec<(Device, f64)>,
+    disk_read: u64,
+}
+
+impl CostModel {
+    pub fn new(workflow: &Workflow) -> Self {
+        let links = workflow
+            .links
+            .iter()
+            .map(|l| {
+                let source = l
+                    .kind
+                    .map_or_else(|| "declared".to_owned(), |k| format!("kind {}", k.name()));
+                (
+                    l.between[0],
+                    l.between[1],
+                    l.bandwidth.bytes_per_second(),
+                    source,
+                )
+            })
+            .collect();
+        let flops = workflow
+            .devices
+            .iter()
+            .map(|d| (d.device, d.flops.unwrap_or_else(|| default_flops(d.device))))
+            .collect();
+        Self {
+            links,
+            flops,
+            disk_read: DEFAULT_DISK_READ,
+        }
+    }
+
+    /// Compute throughput of a device, FLOP/s.
+    pub fn flops(&self, device: Device) -> f64 {
+        self.flops
+            .iter()
+            .find(|(d, _)| *d == device)
+            .map_or_else(|| default_flops(device), |(_, f)| *f)
+    }
+
+    /// How fast bytes move from `from` to `to`.
+    pub fn rate(&self, from: Device, to: Device) -> Rate {
+        if let Some((_, _, bw, source)) = self
+            .links
+            .iter()
+            .find(|(a, b, _, _)| (*a == from && *b == to) || (*a == to && *b == from))
+        {
+            return Rate {
+                bytes_per_second: *bw as f64,
+                source: source.clone(),
+            };
+        }
+        if from == Device::Disk {
+            let disk = self.disk_read as f64;
+            if to == Device::Cpu {
+                return Rate {
+                    bytes_per_second: disk,
+                    source: "default disk read".into(),
+                };
+            }
+            let host = self.rate(Device::Cpu, to);
+            return Rate {
+                bytes_per_second: disk.min(host.bytes_per_second),
+                source: format!("default disk read, then {}", host.source),
+            };
+        }
+        let (kind, what) = if from.is_accelerator() && to.is_accelerator() {
+            (LinkKind::Pcie3x8P2p, "default pcie3x8-p2p")
+        } else {
+            (LinkKind::Pcie4x16, "default pcie4x16")
+        };
+        Rate {
+            bytes_per_second: kind.bandwidth().bytes_per_second() as f64,
+            source: what.into(),
+        }
+    }
+}
+
+fn default_flops(device: Device) -> f64 {
+    match device.kind() {
+        DeviceKind::Cpu | DeviceKind::Disk => DEFAULT_CPU_FLOPS,
+        _ => DEFAULT_ACCELERATOR_FLOPS,
+    }
+}
+
+/// Tokens one step of a model processes: the workload's, or derived from the image size.
+pub fn tokens(family: Family, role: Role, workload: &Workload) -> u64 {
+    let (width, height, frames, batch, given) = match *workload {
+        Workload::Tokens { tokens, batch } => (1024, 1024, 1, batch, Some(tokens)),
+        Workload::Resolution {
+            width,
+            height,
+            frames,
+            batch,
+        } => (width, height, frames, batch, None),
+    };
+    let latent_frames = frames.saturating_sub(1) / 4 + 1;
+    let per_item = match (role, family) {
+        (Role::TextEncoder, Family::ClipL | Family::ClipG | Family::ClipH) => 77,
+        (Role::TextEncoder, _) => 512,
+        (Role::Vae, _) => (width / 8).max(1) * (height / 8).max(1) * latent_frames,
+        (_, _) if given.is_some() => given.unwrap_or(1),
+        (_, Family::Sdxl | Family::Sd1) => (width / 8).max(1) * (height / 8).max(1),
+        (_, Family::Wan21 | Family::Wan22 | Family::HunyuanVideo) => {
+            (width / 16).max(1) * (height / 16).max(1) * latent_frames
+        }
+        (_, _) => (width / 16).max(1) * (height / 16).max(1) * frames,
+    };
+    per_item.saturating_mul(batch).max(1)
+}
+
+/// Tensors that are looked up, not multiplied: they cost no FLOPs.
+fn is_lookup(name: &str) -> bool {
+    [
+        "token_embedding",
+        "embed_tokens",
+        "position_embedding",
+        "positional_embedding",
+        "relative_attention_bias",
+        "spiece_model",
+        "pos_embed",
+        "position_ids",
+    ]
+    .iter()
+    .any(|k| name.contains(k))
+        || name == "shared.weight"
+        || name.ends_with(".shared.weight")
+}
+
+fn elements(t: &Tensor) -> f64 {
+    t.shape.iter().map(|&d| d as f64).product()
+}
+
+/// FLOPs of one layer at `tokens`: every weight applied to every token (2 FLOPs a weight), and
+/// attention's `4·N²·d` when the layer has attention.
+pub fn layer_flops(tensors: &[&Tensor], tokens: u64) -> f64 {
+    let n = tokens as f64;
+    let mut flops = 0.0;
+    let mut attention_width: f64 = 0.0;
+    for t in tensors.iter().filter(|t| !is_lookup(&t.name)) {
+        if t.shape.len() >= 2 {
+            flops += 2.0 * n * elements(t);
+            if t.name.contains("attn")
+                || t.name.contains("Attention")
+                || t.name.contains("attention")
+            {
+                attention_width = attention_width.max(t.shape.get(1).copied().unwrap_or(0) as f64);
+            }
+        } else {
+            flops += n * elements(t);
+        }
+    }
+    flops + 4.0 * n * n * attention_width
+}
+
+/// Bytes of one element as the model computes: 4 for a model stored in F32, 2 otherwise.
+fn compute_element_bytes(tensors: &[Tensor]) -> u64 {
+    let f32_bytes: u64 = tensors
+        .iter()
+        .filter(|t| t.dtype == Dtype::Plain(PlainType::F32))
+        .map(|t| t.bytes)
+        .sum();
+    let all: u64 = tensors.iter().map(|t| t.bytes).sum();
+    if f32_bytes * 2 > all { 4 } else { 2 }
+}
+
+/// Weights applied to one conditioning vector, not to every token: they make no activations
+/// of token width.
+fn is_conditioning(name: &str) -> bool {
+    [
+        "mod",
+        "adaLN",
+        "time",
+        "guidance",
+        "vector_in",
+        "y_embedder",
+        "t_embedder",
+        "label_emb",
+    ]
+    .iter()
+    .any(|k| name.contains(k))
+}
+
+/// Activations and temporaries of one step on the compute device: the widest per-token layer
+/// output for every token, three times over (its input, the wide intermediate, its output).
+pub fn activation_bytes(tensors: &[Tensor], tokens: u64) -> u64 {
+    let width = tensors
+        .iter()
+        .filter(|t| t.shape.len() >= 2 && !is_lookup(&t.name) && !is_conditioning(&t.name))
+        .filter_map(|t| t.shape.first().copied())
+        .max()
+        .unwrap_or(0);
+    tokens
+        .saturating_mul(width)
+        .saturating_mul(compute_element_bytes(tensors))
+        .saturating_mul(3)
+}
