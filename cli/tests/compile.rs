@@ -209,3 +209,71 @@ fn schema_describes_the_plan() {
             .any(|f| f == "format_version")
     );
 }
+
+#[test]
+fn a_hardware_profile_replaces_the_defaults_and_workflow_figures_replace_the_profile() {
+    let dir = with_flux();
+    std::fs::write(
+        dir.path().join("hw.toml"),
+        "[[device]]\nname = \"cuda:0\"\nflops_per_second = 1.6e14\n\n[[device]]\nname = \"cuda:1\"\nflops_per_second = 5e13\n\n[[link]]\nfrom = \"cpu\"\nto = \"cuda:0\"\nbytes_per_second = 2.2e10\n\n[disk]\nread_bytes_per_second = 3.5e9\n",
+    )
+    .unwrap();
+    let text = format!(
+        "profile = \"hw.toml\"\n{}",
+        workflow("24gb", "1gb", "cuda:0,12gb;cuda:1,4gb;cpu,*")
+    )
+    .replace(
+        "name = \"cuda:1\"\nmemory = \"12gb\"",
+        "name = \"cuda:1\"\nmemory = \"12gb\"\ntflops = 20",
+    );
+    std::fs::write(dir.path().join("p.toml"), text).unwrap();
+    let (code, _, err) = mgc(&["compile", "p.toml"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    let plan = mgc_plan::Plan::from_json(
+        &std::fs::read_to_string(dir.path().join("p.plan.json")).unwrap(),
+    )
+    .unwrap();
+    let flops = |name: &str| {
+        plan.devices
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap()
+            .flops_per_second
+    };
+    assert_eq!(flops("cuda:0"), 1.6e14, "from the profile");
+    assert_eq!(
+        flops("cuda:1"),
+        2e13,
+        "the workflow's `tflops` wins over the profile"
+    );
+    let link = plan
+        .links
+        .iter()
+        .find(|l| l.from == "cpu" && l.to == "cuda:0")
+        .unwrap();
+    assert_eq!(
+        (link.bandwidth_bytes_per_second, link.source.as_str()),
+        (22_000_000_000, "profile")
+    );
+
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[[device]]\nname = \"gpu:0\"\nflops_per_second = 1e14\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("q.toml"),
+        format!(
+            "profile = \"bad.toml\"\n{}",
+            workflow("24gb", "1gb", "cuda:0,12gb;cpu,*")
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = mgc(&["compile", "q.toml"], dir.path());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot read the hardware profile `bad.toml`")
+            && err.contains("unknown device `gpu:0`"),
+        "{err}"
+    );
+}

@@ -12,5 +12,6 @@ pub mod atomic;
 pub mod compile;
 pub mod hardware;
 pub mod inventory;
+pub mod profile;
 pub mod spec;
 pub mod workflow;

@@ -12,6 +12,8 @@ use crate::workflow::{SpecError, SpecErrorKind};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWorkflow {
+    /// A hardware profile written by `mgc probe`, relative to the workflow file.
+    pub profile: Option<Spanned<String>>,
     #[serde(default)]
     pub device: Vec<Spanned<RawDevice>>,
     #[serde(default)]

@@ -6,6 +6,7 @@
 use mgc_grammar::{Device, DeviceKind};
 
 use crate::inventory::{Dtype, Family, PlainType, Role, Tensor};
+use crate::profile::Profile;
 use crate::workflow::{LinkKind, Workflow, Workload};
 
 /// Assumed sustained throughput of an accelerator at 16-bit weights, FLOP/s, when the workflow
@@ -31,6 +32,7 @@ pub struct CostModel {
     links: Vec<(Device, Device, u64, String)>,
     flops: Vec<(Device, f64)>,
     disk_read: u64,
+    profile: Option<Profile>,
 }
 
 impl CostModel {
@@ -53,12 +55,18 @@ impl CostModel {
         let flops = workflow
             .devices
             .iter()
-            .map(|d| (d.device, d.flops.unwrap_or_else(|| default_flops(d.device))))
+            .filter_map(|d| d.flops.map(|f| (d.device, f)))
             .collect();
+        let profile = workflow.profile.clone();
+        let disk_read = profile
+            .as_ref()
+            .and_then(Profile::disk_read)
+            .map_or(DEFAULT_DISK_READ, |r| r as u64);
         Self {
             links,
             flops,
-            disk_read: DEFAULT_DISK_READ,
+            disk_read,
+            profile,
         }
     }
 
@@ -67,7 +75,9 @@ impl CostModel {
         self.flops
             .iter()
             .find(|(d, _)| *d == device)
-            .map_or_else(|| default_flops(device), |(_, f)| *f)
+            .map(|(_, f)| *f)
+            .or_else(|| self.profile.as_ref().and_then(|p| p.flops(device)))
+            .unwrap_or_else(|| default_flops(device))
     }
 
     /// How fast bytes move from `from` to `to`.
@@ -82,18 +92,30 @@ impl CostModel {
                 source: source.clone(),
             };
         }
+        if let Some(measured) = self.profile.as_ref().and_then(|p| p.rate(from, to)) {
+            return Rate {
+                bytes_per_second: measured,
+                source: "profile".into(),
+            };
+        }
         if from == Device::Disk {
             let disk = self.disk_read as f64;
+            let measured = self.profile.as_ref().and_then(Profile::disk_read).is_some();
+            let what = if measured {
+                "profile disk read"
+            } else {
+                "default disk read"
+            };
             if to == Device::Cpu {
                 return Rate {
                     bytes_per_second: disk,
-                    source: "default disk read".into(),
+                    source: what.into(),
                 };
             }
             let host = self.rate(Device::Cpu, to);
             return Rate {
                 bytes_per_second: disk.min(host.bytes_per_second),
-                source: format!("default disk read, then {}", host.source),
+                source: format!("{what}, then {}", host.source),
             };
         }
         let (kind, what) = if from.is_accelerator() && to.is_accelerator() {

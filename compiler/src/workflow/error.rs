@@ -95,6 +95,8 @@ pub enum SpecErrorKind {
     ResolutionShape,
     #[error("prefetch must be `\"auto\"` or a number of layers")]
     BadPrefetch,
+    #[error("cannot read the hardware profile `{path}`: {message}")]
+    BadProfile { path: String, message: String },
 }
 
 impl SpecErrorKind {
@@ -157,6 +159,7 @@ impl SpecErrorKind {
             Self::TokensAndResolution => "`tokens` sets the work per step directly; `resolution` derives it from the model".into(),
             Self::ResolutionShape => "write `resolution = [1024, 1024]`".into(),
             Self::BadPrefetch => "write `prefetch = \"auto\"` or `prefetch = 2`".into(),
+            Self::BadProfile { .. } => "`mgc probe -o FILE` writes a profile; paths are relative to the workflow file".into(),
         })
     }
 

@@ -15,6 +15,9 @@ pub use resolve::{spec_to_workflow, toml_to_workflow};
 /// A workflow, checked and typed.
 #[derive(Clone, Debug, Serialize)]
 pub struct Workflow {
+    /// Measured figures that replace the defaults of the cost model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::Profile>,
     pub devices: Vec<DeviceSpec>,
     pub links: Vec<Link>,
     pub models: Vec<ModelSpec>,

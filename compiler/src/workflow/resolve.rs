@@ -44,6 +44,7 @@ pub fn spec_to_workflow(
         hardware: OnceCell::new(),
         detect,
     };
+    let profile = raw.profile.as_ref().and_then(|p| r.profile(p, dir));
     let (devices, declared) = r.devices(&raw.device);
     let links = r.links(&raw.link, &devices, declared);
     let models = r.models(&raw.model, dir, &devices, declared);
@@ -52,6 +53,7 @@ pub fn spec_to_workflow(
     let mut errors = r.errors;
     if errors.is_empty() {
         return Ok(Workflow {
+            profile,
             devices,
             links,
             models,
@@ -101,6 +103,30 @@ impl Resolver<'_> {
             // An escaped string: its characters do not map one to one, so point at the whole value.
             None => error.collapsed_to(span_of(value)),
         }
+    }
+
+    fn profile(
+        &mut self,
+        value: &TomlSpanned<String>,
+        dir: &Path,
+    ) -> Option<crate::profile::Profile> {
+        let path = value.get_ref().clone();
+        let text = match std::fs::read_to_string(dir.join(&path)) {
+            Ok(text) => text,
+            Err(e) => {
+                self.push(
+                    Kind::BadProfile {
+                        path,
+                        message: e.to_string(),
+                    },
+                    span_of(value),
+                );
+                return None;
+            }
+        };
+        crate::profile::Profile::from_toml(&text)
+            .map_err(|message| self.push(Kind::BadProfile { path, message }, span_of(value)))
+            .ok()
     }
 
     fn device_name(&mut self, value: &TomlSpanned<String>) -> Option<Device> {

@@ -1,0 +1,117 @@
+//! Hardware profiles: measured link bandwidths, compute throughputs and disk read speed, in the
+//! TOML format `mgc probe` writes. A workflow names one with `profile = "FILE"`; its figures
+//! replace the defaults, and a workflow's own `[[link]]` and `tflops` replace the profile's.
+//!
+//! ```toml
+//! [[device]]
+//! name = "cuda:0"
+//! flops_per_second = 1.5e14
+//!
+//! [[link]]
+//! from = "cpu"
+//! to = "cuda:0"
+//! bytes_per_second = 2.5e10
+//!
+//! [disk]
+//! read_bytes_per_second = 3.2e9
+//! ```
+
+use mgc_grammar::{Device, parse_device};
+use serde::{Deserialize, Serialize};
+
+/// A hardware profile.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    #[serde(default)]
+    pub device: Vec<ProfileDevice>,
+    #[serde(default)]
+    pub link: Vec<ProfileLink>,
+    pub disk: Option<ProfileDisk>,
+}
+
+/// A device's measured throughput.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileDevice {
+    pub name: String,
+    /// Matmul throughput at 16-bit weights, FLOP/s.
+    pub flops_per_second: f64,
+}
+
+/// A link's measured bandwidth, in the direction the bytes go.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileLink {
+    pub from: String,
+    pub to: String,
+    pub bytes_per_second: f64,
+}
+
+/// The model file's read speed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileDisk {
+    pub read_bytes_per_second: f64,
+}
+
+impl Profile {
+    /// Reads a profile, checking every device name and figure.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let profile: Self = toml::from_str(text).map_err(|e| e.message().trim().to_owned())?;
+        let positive = |what: &str, x: f64| {
+            if x.is_finite() && x > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{what} must be a positive number, not {x}"))
+            }
+        };
+        for d in &profile.device {
+            parse_device(&d.name).map_err(|e| format!("device `{}`: {e}", d.name))?;
+            positive(
+                &format!("`flops_per_second` of `{}`", d.name),
+                d.flops_per_second,
+            )?;
+        }
+        for l in &profile.link {
+            for end in [&l.from, &l.to] {
+                parse_device(end).map_err(|e| format!("link `{}` -> `{}`: {e}", l.from, l.to))?;
+            }
+            positive(
+                &format!("`bytes_per_second` of `{}` -> `{}`", l.from, l.to),
+                l.bytes_per_second,
+            )?;
+        }
+        if let Some(disk) = &profile.disk {
+            positive(
+                "`read_bytes_per_second` of `disk`",
+                disk.read_bytes_per_second,
+            )?;
+        }
+        Ok(profile)
+    }
+
+    pub fn flops(&self, device: Device) -> Option<f64> {
+        self.device
+            .iter()
+            .find(|d| parse_device(&d.name).ok() == Some(device))
+            .map(|d| d.flops_per_second)
+    }
+
+    /// The measured rate from `from` to `to`, or the other way when only that was measured.
+    pub fn rate(&self, from: Device, to: Device) -> Option<f64> {
+        let find = |a: Device, b: Device| {
+            self.link
+                .iter()
+                .find(|l| {
+                    parse_device(&l.from).ok() == Some(a) && parse_device(&l.to).ok() == Some(b)
+                })
+                .map(|l| l.bytes_per_second)
+        };
+        find(from, to).or_else(|| find(to, from))
+    }
+
+    pub fn disk_read(&self) -> Option<f64> {
+        self.disk.as_ref().map(|d| d.read_bytes_per_second)
+    }
+}
