@@ -154,10 +154,22 @@ pub fn place_model(
         ),
         Placement::Auto => {
             let mut tried = Vec::new();
+            let donors = budgets.iter().filter(|b| b.device != compute).count();
             for (name, resident) in candidates(model, &budgets) {
                 let homes = with_resident(model, &budgets, &resident)?;
                 let step = simulate(&homes).step_seconds;
-                tried.push((name, homes, step));
+                tried.push((name.to_owned(), homes, step));
+                // With several devices to stream from, their copy streams can run side by side.
+                if donors > 1
+                    && let Some(homes) = interleaved(model, &budgets, &resident)
+                {
+                    let step = simulate(&homes).step_seconds;
+                    tried.push((
+                        format!("{name}, streamed layers interleaved across devices"),
+                        homes,
+                        step,
+                    ));
+                }
             }
             let best = tried
                 .iter()
@@ -332,6 +344,47 @@ fn candidates(model: &GraphModel, budgets: &[BudgetEntry]) -> Vec<(&'static str,
         ("resident from the head", head),
         ("resident from the tail", tail),
     ]
+}
+
+/// Homes for a resident set with the streamed layers dealt across the other devices in
+/// proportion to their budgets, so that copies from several devices overlap; `None` when a
+/// layer fits nowhere.
+fn interleaved(
+    model: &GraphModel,
+    budgets: &[BudgetEntry],
+    resident: &[bool],
+) -> Option<Vec<Device>> {
+    let compute = model.spec.compute;
+    let mut donors: Vec<(Device, u64, u64, bool)> = budgets
+        .iter()
+        .filter(|b| b.device != compute)
+        .map(|b| (b.device, b.bytes.max(1), 0, b.absorbs))
+        .collect();
+    let absorbs_compute = budgets.iter().any(|b| b.absorbs && b.device == compute);
+    let mut homes = vec![compute; model.layers.len()];
+    for (i, layer) in model.layers.iter().enumerate() {
+        if resident.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        let choice = donors
+            .iter_mut()
+            .filter(|(_, cap, used, absorbs)| *absorbs || used + layer.bytes <= *cap)
+            .min_by(|a, b| {
+                let fill = |d: &(Device, u64, u64, bool)| (d.2 + layer.bytes) as f64 / d.1 as f64;
+                fill(a).total_cmp(&fill(b))
+            });
+        match choice {
+            Some((device, _, used, _)) => {
+                *used += layer.bytes;
+                if let Some(h) = homes.get_mut(i) {
+                    *h = *device;
+                }
+            }
+            None if absorbs_compute => {}
+            None => return None,
+        }
+    }
+    Some(homes)
 }
 
 /// Homes for a resident set: resident layers on the compute device, the others first-fit on the
