@@ -12,10 +12,8 @@ use mgc_compiler::hardware::Hardware;
 use mgc_compiler::inventory::synth::{InventoryFixture, write_header_only};
 
 fn synth(inventory: &str, out: &Path) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../tests/fixtures/models/{inventory}.json"));
-    let fixture: InventoryFixture =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/models/{inventory}.json"));
+    let fixture: InventoryFixture = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     write_header_only(&fixture, "", out).unwrap();
 }
 
@@ -35,30 +33,16 @@ fn compile(c: &mut Criterion) {
         synth(inventory, &dir.path().join("models").join(file));
     }
     for example in ["flux-dev-two-gpus.toml", "wan21-14b-cpu-offload.toml"] {
-        std::fs::copy(
-            root.join("examples").join(example),
-            dir.path().join(example),
-        )
-        .unwrap();
+        std::fs::copy(root.join("examples").join(example), dir.path().join(example)).unwrap();
     }
     // 1,000 blocks of 100 tensors each.
     let mut tensors = Vec::new();
     for block in 0..1000 {
         for t in 0..100 {
-            tensors.push((
-                format!("blocks.{block}.part{t}.weight"),
-                vec![64, 64],
-                "BF16".to_owned(),
-            ));
+            tensors.push((format!("blocks.{block}.part{t}.weight"), vec![64, 64], "BF16".to_owned()));
         }
     }
-    let big = InventoryFixture {
-        model: "synthetic".into(),
-        prefix: None,
-        metadata: None,
-        tensors,
-        data_bytes: None,
-    };
+    let big = InventoryFixture { model: "synthetic".into(), prefix: None, metadata: None, tensors, data_bytes: None };
     write_header_only(&big, "", &dir.path().join("models/big.safetensors")).unwrap();
     std::fs::write(
         dir.path().join("big.toml"),

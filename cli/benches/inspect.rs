@@ -12,10 +12,8 @@ use mgc_compiler::inventory::{file_to_inventory, inventory_to_models};
 
 fn inspect(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/flux1-dev.json");
-    let fixture: InventoryFixture =
-        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/flux1-dev.json");
+    let fixture: InventoryFixture = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
     let file = dir.path().join("flux1-dev.safetensors");
     write_header_only(&fixture, "", &file).unwrap();
 
@@ -39,11 +37,8 @@ fn inspect(c: &mut Criterion) {
     });
     group.bench_function("whole process: mgc --version (start-up alone)", |b| {
         b.iter(|| {
-            let status = Command::new(env!("CARGO_BIN_EXE_mgc"))
-                .arg("--version")
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
+            let status =
+                Command::new(env!("CARGO_BIN_EXE_mgc")).arg("--version").stdout(Stdio::null()).status().unwrap();
             assert!(status.success());
         });
     });

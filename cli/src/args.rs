@@ -45,13 +45,7 @@ pub struct CheckArgs {
     #[arg(group = "input")]
     pub workflow: Option<PathBuf>,
     /// Check an allocation string instead, such as `cuda:0,8gb;cpu,*`
-    #[arg(
-        long,
-        short,
-        group = "input",
-        value_name = "STRING",
-        allow_hyphen_values = true
-    )]
+    #[arg(long, short, group = "input", value_name = "STRING", allow_hyphen_values = true)]
     pub allocation: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,

@@ -33,11 +33,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() {
-                Status::ToolFailed.into()
-            } else {
-                Status::Ok.into()
-            };
+            return if error.use_stderr() { Status::ToolFailed.into() } else { Status::Ok.into() };
         }
     };
     let stdout = std::io::stdout();
@@ -57,9 +53,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Status {
         Command::SynthModel(args) => commands::synth::run(&args, out, err),
         Command::Compile(args) => commands::compile::run(&args, out, err),
         Command::Explain(args) => commands::explain::run(&args, out, err),
-        Command::Schema => out
-            .write_all(render::json_text(&mgc_plan::schema()).as_bytes())
-            .map(|()| Status::Ok),
+        Command::Schema => out.write_all(render::json_text(&mgc_plan::schema()).as_bytes()).map(|()| Status::Ok),
     };
     match result {
         Ok(status) => status,

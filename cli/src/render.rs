@@ -11,28 +11,20 @@ where
     D: Diagnostic + Clone + Send + Sync + 'static,
 {
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let theme = if colour {
-        GraphicalTheme::unicode()
-    } else {
-        GraphicalTheme::unicode_nocolor()
-    };
+    let theme = if colour { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
     let mut text = String::new();
     for (i, error) in errors.iter().enumerate() {
         if i > 0 {
             text.push('\n');
         }
-        let report = miette::Report::new(error.clone())
-            .with_source_code(NamedSource::new(name, source.to_owned()));
+        let report = miette::Report::new(error.clone()).with_source_code(NamedSource::new(name, source.to_owned()));
         if handler.render_report(&mut text, report.as_ref()).is_err() {
             text.push_str(&format!("error: {error}\n"));
         }
     }
     let count = errors.len();
-    text.push_str(&format!(
-        "{count} problem{} in {name}\n",
-        if count == 1 { "" } else { "s" }
-    ));
+    text.push_str(&format!("{count} problem{} in {name}\n", if count == 1 { "" } else { "s" }));
     text
 }
 
@@ -49,14 +41,10 @@ pub struct JsonError {
 
 impl JsonError {
     pub fn from_diagnostic<D: Diagnostic>(error: &D) -> Self {
-        let primary = error.labels().and_then(|mut labels| {
-            labels
-                .find(miette::LabeledSpan::primary)
-                .or_else(|| error.labels()?.next())
-        });
-        let span = primary
-            .as_ref()
-            .map_or([0, 0], |l| [l.offset(), l.offset() + l.len()]);
+        let primary = error
+            .labels()
+            .and_then(|mut labels| labels.find(miette::LabeledSpan::primary).or_else(|| error.labels()?.next()));
+        let span = primary.as_ref().map_or([0, 0], |l| [l.offset(), l.offset() + l.len()]);
         Self {
             message: error.to_string(),
             span,
@@ -74,8 +62,7 @@ pub fn json_errors<D: Diagnostic>(errors: &[D]) -> serde_json::Value {
 
 /// Pretty JSON with a final newline.
 pub fn json_text<T: Serialize>(value: &T) -> String {
-    let mut text =
-        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     text.push('\n');
     text
 }

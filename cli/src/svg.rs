@@ -8,40 +8,26 @@ use mgc_plan::Plan;
 
 const WIDTH: f64 = 1000.0;
 const LEFT: f64 = 150.0;
-const PALETTE: [&str; 6] = [
-    "#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948",
-];
+const PALETTE: [&str; 6] = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948"];
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// The SVG text of a plan.
 pub fn draw(plan: &Plan) -> String {
     let mut body = String::new();
     let mut y = 20.0;
-    let _ = writeln!(
-        body,
-        r#"<text x="10" y="{y}" class="title">Memory per device</text>"#
-    );
+    let _ = writeln!(body, r#"<text x="10" y="{y}" class="title">Memory per device</text>"#);
     y += 15.0;
-    let devices: Vec<&mgc_plan::DevicePlan> =
-        plan.devices.iter().filter(|d| d.name != "disk").collect();
+    let devices: Vec<&mgc_plan::DevicePlan> = plan.devices.iter().filter(|d| d.name != "disk").collect();
     let bar = WIDTH - LEFT - 20.0;
     let memory_bar = bar - 220.0;
     for d in &devices {
         // Each bar is its own device's memory: how full it is reads at a glance.
         let scale_max = d.memory_bytes.max(d.peak_bytes).max(1) as f64;
         let bar = memory_bar;
-        let _ = writeln!(
-            body,
-            r#"<text x="10" y="{}" class="label">{}</text>"#,
-            y + 14.0,
-            escape(&d.name)
-        );
+        let _ = writeln!(body, r#"<text x="10" y="{}" class="label">{}</text>"#, y + 14.0, escape(&d.name));
         let full = bar * d.memory_bytes as f64 / scale_max;
         let _ = writeln!(
             body,
@@ -50,12 +36,7 @@ pub fn draw(plan: &Plan) -> String {
         );
         let mut x = LEFT;
         for (m, model) in plan.models.iter().enumerate() {
-            let bytes: u64 = model
-                .layers
-                .iter()
-                .filter(|l| l.home == d.name)
-                .map(|l| l.bytes)
-                .sum();
+            let bytes: u64 = model.layers.iter().filter(|l| l.home == d.name).map(|l| l.bytes).sum();
             if bytes == 0 {
                 continue;
             }
@@ -117,24 +98,13 @@ pub fn draw(plan: &Plan) -> String {
         .iter()
         .enumerate()
         .filter(|(_, m)| m.role == "diffusion")
-        .max_by(|a, b| {
-            a.1.predicted
-                .step_seconds
-                .total_cmp(&b.1.predicted.step_seconds)
-        })
+        .max_by(|a, b| a.1.predicted.step_seconds.total_cmp(&b.1.predicted.step_seconds))
         .or_else(|| plan.models.iter().enumerate().next());
     if let Some((index, model)) = step_model {
         let p = &model.predicted;
-        let copies: Vec<&mgc_plan::Transfer> =
-            plan.transfers.iter().filter(|t| t.model == index).collect();
-        let t_min = copies
-            .iter()
-            .map(|t| t.start_seconds)
-            .fold(0.0_f64, f64::min);
-        let t_max = p
-            .step_seconds
-            .max(copies.iter().map(|t| t.end_seconds).fold(0.0, f64::max))
-            .max(1e-9);
+        let copies: Vec<&mgc_plan::Transfer> = plan.transfers.iter().filter(|t| t.model == index).collect();
+        let t_min = copies.iter().map(|t| t.start_seconds).fold(0.0_f64, f64::min);
+        let t_max = p.step_seconds.max(copies.iter().map(|t| t.end_seconds).fold(0.0, f64::max)).max(1e-9);
         let span = t_max - t_min;
         let sx = |t: f64| LEFT + bar * (t - t_min) / span;
         let _ = writeln!(
@@ -146,11 +116,7 @@ pub fn draw(plan: &Plan) -> String {
             crate::commands::explain::seconds(p.lower_bound_seconds)
         );
         y += 15.0;
-        let _ = writeln!(
-            body,
-            r#"<text x="10" y="{}" class="label">compute</text>"#,
-            y + 14.0
-        );
+        let _ = writeln!(body, r#"<text x="10" y="{}" class="label">compute</text>"#, y + 14.0);
         for layer in &model.layers {
             let (x0, x1) = (sx(layer.start_seconds), sx(layer.end_seconds));
             let color = if layer.streamed { "#f28e2b" } else { "#4e79a7" };
@@ -159,11 +125,7 @@ pub fn draw(plan: &Plan) -> String {
                 r#"<rect x="{x0:.2}" y="{y}" width="{:.2}" height="20" fill="{color}" stroke="white" stroke-width="0.3"><title>{} ({}, {})</title></rect>"#,
                 (x1 - x0).max(0.2),
                 escape(&layer.name),
-                if layer.streamed {
-                    "streamed"
-                } else {
-                    "resident"
-                },
+                if layer.streamed { "streamed" } else { "resident" },
                 crate::commands::explain::seconds(layer.compute_seconds)
             );
         }
@@ -183,10 +145,7 @@ pub fn draw(plan: &Plan) -> String {
             for t in copies.iter().filter(|t| t.from == stream) {
                 let (x0, x1) = (sx(t.start_seconds), sx(t.end_seconds));
                 let color = if t.batched { "#59a14f" } else { "#e15759" };
-                let names = match (
-                    model.layers.get(t.first_layer),
-                    model.layers.get(t.last_layer),
-                ) {
+                let names = match (model.layers.get(t.first_layer), model.layers.get(t.last_layer)) {
                     (Some(a), Some(b)) if t.first_layer != t.last_layer => {
                         format!("{} .. {}", a.name, b.name)
                     }
@@ -199,23 +158,15 @@ pub fn draw(plan: &Plan) -> String {
                     (x1 - x0).max(0.2),
                     escape(&names),
                     Bytes(t.bytes),
-                    if t.from_previous_step {
-                        ", issued during the previous step"
-                    } else {
-                        ""
-                    }
+                    if t.from_previous_step { ", issued during the previous step" } else { "" }
                 );
             }
             y += 28.0;
         }
         // Step boundaries and the time axis.
-        for (t, label) in [
-            (0.0, "step start".to_owned()),
-            (
-                p.step_seconds,
-                crate::commands::explain::seconds(p.step_seconds),
-            ),
-        ] {
+        for (t, label) in
+            [(0.0, "step start".to_owned()), (p.step_seconds, crate::commands::explain::seconds(p.step_seconds))]
+        {
             let x = sx(t);
             let _ = writeln!(
                 body,

@@ -1,12 +1,6 @@
 //! A corpus of broken model files, each answered by `mgc inspect` with its own clear error,
 //! naming the file, and exit code 1 — never a panic, never a huge allocation.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    reason = "tests"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -82,46 +76,26 @@ fn corpus(dir: &Path) -> Vec<(String, &'static str)> {
             },
             "not valid UTF-8",
         ),
-        (
-            "not-json.safetensors",
-            safetensors("{not json", 0),
-            "not valid JSON",
-        ),
-        (
-            "json-array.safetensors",
-            safetensors("[1, 2, 3]", 0),
-            "not an object",
-        ),
+        ("not-json.safetensors", safetensors("{not json", 0), "not valid JSON"),
+        ("json-array.safetensors", safetensors("[1, 2, 3]", 0), "not an object"),
         (
             "unknown-dtype.safetensors",
-            safetensors(
-                r#"{"w":{"dtype":"F7","shape":[2],"data_offsets":[0,2]}}"#,
-                2,
-            ),
+            safetensors(r#"{"w":{"dtype":"F7","shape":[2],"data_offsets":[0,2]}}"#, 2),
             "unknown dtype `F7`",
         ),
         (
             "shape-overflow.safetensors",
-            safetensors(
-                r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}}"#,
-                4,
-            ),
+            safetensors(r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}}"#, 4),
             "overflows",
         ),
         (
             "size-mismatch.safetensors",
-            safetensors(
-                r#"{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,8]}}"#,
-                16,
-            ),
+            safetensors(r#"{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,8]}}"#, 16),
             "needs 16",
         ),
         (
             "out-of-bounds.safetensors",
-            safetensors(
-                r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
-                8,
-            ),
+            safetensors(r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, 8),
             "past the end",
         ),
         (
@@ -142,36 +116,19 @@ fn corpus(dir: &Path) -> Vec<(String, &'static str)> {
         ),
         (
             "negative-dim.safetensors",
-            safetensors(
-                r#"{"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}}"#,
-                1,
-            ),
+            safetensors(r#"{"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}}"#, 1),
             "tensor `a`",
         ),
-        (
-            "missing-field.safetensors",
-            safetensors(r#"{"a":{"dtype":"U8","shape":[1]}}"#, 1),
-            "data_offsets",
-        ),
-        (
-            "metadata-not-strings.safetensors",
-            safetensors(r#"{"__metadata__":{"a":1}}"#, 0),
-            "__metadata__",
-        ),
+        ("missing-field.safetensors", safetensors(r#"{"a":{"dtype":"U8","shape":[1]}}"#, 1), "data_offsets"),
+        ("metadata-not-strings.safetensors", safetensors(r#"{"__metadata__":{"a":1}}"#, 0), "__metadata__"),
         (
             "offsets-backwards.safetensors",
-            safetensors(
-                r#"{"a":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}}"#,
-                4,
-            ),
+            safetensors(r#"{"a":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}}"#, 4),
             "end before",
         ),
         (
             "f4-half-byte.safetensors",
-            safetensors(
-                r#"{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}"#,
-                2,
-            ),
+            safetensors(r#"{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}"#, 2),
             "whole units",
         ),
         (
@@ -179,16 +136,8 @@ fn corpus(dir: &Path) -> Vec<(String, &'static str)> {
             safetensors(&format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)), 0),
             "not an object",
         ),
-        (
-            "noise.bin",
-            b"\x7fELF\x02\x01\x01\x00garbage".to_vec(),
-            "neither safetensors nor GGUF",
-        ),
-        (
-            "version-1.gguf",
-            Gguf::start(1, 0, 0).data(0),
-            "version 1 is not supported",
-        ),
+        ("noise.bin", b"\x7fELF\x02\x01\x01\x00garbage".to_vec(), "neither safetensors nor GGUF"),
+        ("version-1.gguf", Gguf::start(1, 0, 0).data(0), "version 1 is not supported"),
         (
             "big-endian.gguf",
             {
@@ -198,21 +147,9 @@ fn corpus(dir: &Path) -> Vec<(String, &'static str)> {
             },
             "big-endian",
         ),
-        (
-            "truncated.gguf",
-            b"GGUF\x03\x00\x00\x00".to_vec(),
-            "too short",
-        ),
-        (
-            "absurd-tensor-count.gguf",
-            Gguf::start(3, u64::MAX, 0).data(64),
-            "tensors, more than the file could hold",
-        ),
-        (
-            "absurd-kv-count.gguf",
-            Gguf::start(3, 0, 1 << 60).data(64),
-            "metadata keys, more than",
-        ),
+        ("truncated.gguf", b"GGUF\x03\x00\x00\x00".to_vec(), "too short"),
+        ("absurd-tensor-count.gguf", Gguf::start(3, u64::MAX, 0).data(64), "tensors, more than the file could hold"),
+        ("absurd-kv-count.gguf", Gguf::start(3, 0, 1 << 60).data(64), "metadata keys, more than"),
         (
             "string-beyond-file.gguf",
             {
@@ -386,30 +323,14 @@ fn every_broken_file_gets_its_own_clear_error_and_exit_code_1() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert_eq!(output.status.code(), Some(1), "{name}: {stdout}{stderr}");
             assert!(!stderr.contains("panicked"), "{name}: {stderr}");
-            let said = if format == "json" {
-                stdout.to_string()
-            } else {
-                stderr.to_string()
-            };
-            assert!(
-                said.contains(name.as_str()),
-                "{name}: the message must name the file: {said}"
-            );
-            assert!(
-                said.contains(expect),
-                "{name}: expected `{expect}` in: {said}"
-            );
+            let said = if format == "json" { stdout.to_string() } else { stderr.to_string() };
+            assert!(said.contains(name.as_str()), "{name}: the message must name the file: {said}");
+            assert!(said.contains(expect), "{name}: expected `{expect}` in: {said}");
             if format == "human" {
                 writeln!(transcript, "$ mgc inspect {name}\n{stderr}").unwrap();
             } else {
                 let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-                assert!(
-                    json["errors"][0]["message"]
-                        .as_str()
-                        .unwrap()
-                        .contains(expect),
-                    "{name}"
-                );
+                assert!(json["errors"][0]["message"].as_str().unwrap().contains(expect), "{name}");
             }
         }
     }

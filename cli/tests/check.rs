@@ -1,44 +1,27 @@
 //! `mgc check`: allocation strings and workflow files, valid and broken, as a user sees them.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    reason = "tests"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use std::path::Path;
 use std::process::Command;
 
 /// Runs `mgc` and returns what a user would see, with the exit code.
 fn mgc(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_mgc"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_mgc")).args(args).current_dir(dir).env("NO_COLOR", "1").output().unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (
-        output.status.code().unwrap_or(-1),
-        text(&output.stdout),
-        text(&output.stderr),
-    )
+    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
 }
 
 #[test]
 fn allocation_corpus() {
-    let corpus = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/allocations.txt"),
-    )
-    .unwrap();
+    let corpus =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/allocations.txt")).unwrap();
     let cases: Vec<&str> = corpus.lines().filter(|l| !l.starts_with('#')).collect();
     assert!(cases.len() >= 40, "the corpus has {} strings", cases.len());
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     for (i, case) in cases.iter().enumerate() {
         let (code, out, err) = mgc(&["check", "--allocation", case], here);
-        let (json_code, json, json_err) =
-            mgc(&["check", "--allocation", case, "--format", "json"], here);
+        let (json_code, json, json_err) = mgc(&["check", "--allocation", case, "--format", "json"], here);
         assert_eq!(code, json_code, "{case}");
         assert!(code == 0 || code == 1, "{case}: exit {code}");
         assert!(json_err.is_empty(), "{case}: {json_err}");
@@ -49,19 +32,12 @@ fn allocation_corpus() {
         } else {
             // Every error's span is a valid range of the input.
             for error in parsed["errors"].as_array().unwrap() {
-                let (start, end) = (
-                    error["span"][0].as_u64().unwrap() as usize,
-                    error["span"][1].as_u64().unwrap() as usize,
-                );
-                assert!(
-                    start <= end && end <= case.len(),
-                    "{case}: span {start}..{end}"
-                );
+                let (start, end) =
+                    (error["span"][0].as_u64().unwrap() as usize, error["span"][1].as_u64().unwrap() as usize);
+                assert!(start <= end && end <= case.len(), "{case}: span {start}..{end}");
             }
         }
-        let text = format!(
-            "$ mgc check --allocation '{case}'\nexit {code}\n{out}{err}\n$ ... --format json\n{json}"
-        );
+        let text = format!("$ mgc check --allocation '{case}'\nexit {code}\n{out}{err}\n$ ... --format json\n{json}");
         insta::with_settings!({ description => *case, omit_expression => true }, {
             insta::assert_snapshot!(format!("allocation_{i:02}"), text);
         });
@@ -94,17 +70,10 @@ fn workflow_corpus() {
 #[test]
 fn help_is_stable() {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for args in [
-        &["--help"][..],
-        &["check", "--help"],
-        &["inspect", "--help"],
-    ] {
+    for args in [&["--help"][..], &["check", "--help"], &["inspect", "--help"]] {
         let (code, out, _) = mgc(args, here);
         assert_eq!(code, 0);
-        insta::assert_snapshot!(
-            format!("help_{}", args.join("_").trim_start_matches("--")),
-            out
-        );
+        insta::assert_snapshot!(format!("help_{}", args.join("_").trim_start_matches("--")), out);
     }
 }
 

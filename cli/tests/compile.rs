@@ -1,44 +1,21 @@
 //! `mgc compile` refusals — each a clear error with the shortfall, exit code 1 — atomic writes,
 //! and `mgc schema`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    reason = "tests"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use std::path::Path;
 use std::process::Command;
 
 fn mgc(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_mgc"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_mgc")).args(args).current_dir(dir).env("NO_COLOR", "1").output().unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (
-        output.status.code().unwrap_or(-1),
-        text(&output.stdout),
-        text(&output.stderr),
-    )
+    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
 }
 
 fn with_flux() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let inventory =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/flux1-dev.json");
-    let (code, _, err) = mgc(
-        &[
-            "synth-model",
-            inventory.to_str().unwrap(),
-            "-o",
-            "flux.safetensors",
-        ],
-        dir.path(),
-    );
+    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/flux1-dev.json");
+    let (code, _, err) = mgc(&["synth-model", inventory.to_str().unwrap(), "-o", "flux.safetensors"], dir.path());
     assert_eq!(code, 0, "{err}");
     dir
 }
@@ -53,26 +30,10 @@ fn workflow(gpu_memory: &str, reserve: &str, allocation: &str) -> String {
 fn plans_that_cannot_work_are_refused_with_the_shortfall() {
     let dir = with_flux();
     let cases = [
-        (
-            "no-rest",
-            workflow("24gb", "0gb", "cuda:0,8gb;cuda:1,4gb"),
-            "short",
-        ),
-        (
-            "over-device",
-            workflow("24gb", "2gb", "cuda:0,23gb;cpu,*"),
-            "has 22.00 GiB to give",
-        ),
-        (
-            "over-memory",
-            workflow("16gb", "0gb", "cuda:0,15.5gb;cpu,*"),
-            "at its peak",
-        ),
-        (
-            "fraction-of-disk",
-            workflow("24gb", "0gb", "cuda:0,0.5;disk,0.5"),
-            "fraction of `disk`",
-        ),
+        ("no-rest", workflow("24gb", "0gb", "cuda:0,8gb;cuda:1,4gb"), "short"),
+        ("over-device", workflow("24gb", "2gb", "cuda:0,23gb;cpu,*"), "has 22.00 GiB to give"),
+        ("over-memory", workflow("16gb", "0gb", "cuda:0,15.5gb;cpu,*"), "at its peak"),
+        ("fraction-of-disk", workflow("24gb", "0gb", "cuda:0,0.5;disk,0.5"), "fraction of `disk`"),
     ];
     let mut transcript = String::new();
     for (name, text, expect) in cases {
@@ -81,10 +42,7 @@ fn plans_that_cannot_work_are_refused_with_the_shortfall() {
         let (code, out, err) = mgc(&["compile", &file], dir.path());
         assert_eq!(code, 1, "{name}: {out}{err}");
         assert!(err.contains(expect), "{name}: expected `{expect}` in {err}");
-        assert!(
-            !dir.path().join(format!("{name}.plan.json")).exists(),
-            "{name}: a refused plan must not be written"
-        );
+        assert!(!dir.path().join(format!("{name}.plan.json")).exists(), "{name}: a refused plan must not be written");
         let (json_code, json, _) = mgc(&["compile", &file, "--format", "json"], dir.path());
         assert_eq!(json_code, 1);
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -97,40 +55,23 @@ fn plans_that_cannot_work_are_refused_with_the_shortfall() {
 #[test]
 fn a_broken_model_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("broken.safetensors"),
-        b"\x05\x00\x00\x00\x00\x00\x00\x00{\"a\":",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("broken.safetensors"), b"\x05\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
     std::fs::write(dir.path().join("w.toml"), "[[device]]\nname = \"cpu\"\nmemory = \"8gb\"\n[[model]]\nname = \"m\"\nfile = \"broken.safetensors\"\ncompute = \"cpu\"\n").unwrap();
     let (code, _, err) = mgc(&["compile", "w.toml"], dir.path());
     assert_eq!(code, 1);
-    assert!(
-        err.contains("broken.safetensors") && err.contains("EOF while parsing"),
-        "{err}"
-    );
+    assert!(err.contains("broken.safetensors") && err.contains("EOF while parsing"), "{err}");
 }
 
 #[test]
 fn a_plan_that_cannot_be_written_leaves_nothing_behind() {
     let dir = with_flux();
-    std::fs::write(
-        dir.path().join("ok.toml"),
-        workflow("24gb", "1gb", "cuda:0,12gb;cpu,*"),
-    )
-    .unwrap();
-    let (code, _, err) = mgc(
-        &["compile", "ok.toml", "-o", "no/such/folder/plan.json"],
-        dir.path(),
-    );
+    std::fs::write(dir.path().join("ok.toml"), workflow("24gb", "1gb", "cuda:0,12gb;cpu,*")).unwrap();
+    let (code, _, err) = mgc(&["compile", "ok.toml", "-o", "no/such/folder/plan.json"], dir.path());
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot write the plan"));
     // A plan in place is replaced whole: never a half-written file, no temporary left over.
     std::fs::write(dir.path().join("plan.json"), "old").unwrap();
-    assert_eq!(
-        mgc(&["compile", "ok.toml", "-o", "plan.json"], dir.path()).0,
-        0
-    );
+    assert_eq!(mgc(&["compile", "ok.toml", "-o", "plan.json"], dir.path()).0, 0);
     let written = std::fs::read_to_string(dir.path().join("plan.json")).unwrap();
     assert!(mgc_plan::Plan::from_json(&written).is_ok());
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
@@ -144,11 +85,7 @@ fn a_plan_that_cannot_be_written_leaves_nothing_behind() {
 #[test]
 fn explain_refuses_plans_it_cannot_trust() {
     let dir = with_flux();
-    std::fs::write(
-        dir.path().join("ok.toml"),
-        workflow("24gb", "1gb", "cuda:0,12gb;cpu,*"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("ok.toml"), workflow("24gb", "1gb", "cuda:0,12gb;cpu,*")).unwrap();
     assert_eq!(mgc(&["compile", "ok.toml"], dir.path()).0, 0);
     let plan = std::fs::read_to_string(dir.path().join("ok.plan.json")).unwrap();
     let cases = [
@@ -157,21 +94,9 @@ fn explain_refuses_plans_it_cannot_trust() {
             plan.replacen("\"format_version\": 1", "\"format_version\": 99", 1),
             "version 99 is not supported",
         ),
-        (
-            "truncated.json",
-            plan[..plan.len() / 2].to_owned(),
-            "not a plan",
-        ),
-        (
-            "unknown-field.json",
-            plan.replacen("\"generator\"", "\"generatr\"", 1),
-            "damaged",
-        ),
-        (
-            "bad-index.json",
-            plan.replacen("\"input\": 0", "\"input\": 7", 1),
-            "refers to input 7",
-        ),
+        ("truncated.json", plan[..plan.len() / 2].to_owned(), "not a plan"),
+        ("unknown-field.json", plan.replacen("\"generator\"", "\"generatr\"", 1), "damaged"),
+        ("bad-index.json", plan.replacen("\"input\": 0", "\"input\": 7", 1), "refers to input 7"),
     ];
     for (file, text, expect) in cases {
         std::fs::write(dir.path().join(file), text).unwrap();
@@ -188,26 +113,10 @@ fn schema_describes_the_plan() {
     assert_eq!(code, 0);
     let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(schema["title"], "Plan");
-    for field in [
-        "format_version",
-        "devices",
-        "models",
-        "transfers",
-        "predicted",
-        "inputs",
-    ] {
-        assert!(
-            schema["properties"][field].is_object(),
-            "no `{field}` in the schema"
-        );
+    for field in ["format_version", "devices", "models", "transfers", "predicted", "inputs"] {
+        assert!(schema["properties"][field].is_object(), "no `{field}` in the schema");
     }
-    assert!(
-        schema["required"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f == "format_version")
-    );
+    assert!(schema["required"].as_array().unwrap().iter().any(|f| f == "format_version"));
 }
 
 #[test]
@@ -218,62 +127,28 @@ fn a_hardware_profile_replaces_the_defaults_and_workflow_figures_replace_the_pro
         "[[device]]\nname = \"cuda:0\"\nflops_per_second = 1.6e14\n\n[[device]]\nname = \"cuda:1\"\nflops_per_second = 5e13\n\n[[link]]\nfrom = \"cpu\"\nto = \"cuda:0\"\nbytes_per_second = 2.2e10\n\n[disk]\nread_bytes_per_second = 3.5e9\n",
     )
     .unwrap();
-    let text = format!(
-        "profile = \"hw.toml\"\n{}",
-        workflow("24gb", "1gb", "cuda:0,12gb;cuda:1,4gb;cpu,*")
-    )
-    .replace(
-        "name = \"cuda:1\"\nmemory = \"12gb\"",
-        "name = \"cuda:1\"\nmemory = \"12gb\"\ntflops = 20",
-    );
+    let text = format!("profile = \"hw.toml\"\n{}", workflow("24gb", "1gb", "cuda:0,12gb;cuda:1,4gb;cpu,*"))
+        .replace("name = \"cuda:1\"\nmemory = \"12gb\"", "name = \"cuda:1\"\nmemory = \"12gb\"\ntflops = 20");
     std::fs::write(dir.path().join("p.toml"), text).unwrap();
     let (code, _, err) = mgc(&["compile", "p.toml"], dir.path());
     assert_eq!(code, 0, "{err}");
-    let plan = mgc_plan::Plan::from_json(
-        &std::fs::read_to_string(dir.path().join("p.plan.json")).unwrap(),
-    )
-    .unwrap();
-    let flops = |name: &str| {
-        plan.devices
-            .iter()
-            .find(|d| d.name == name)
-            .unwrap()
-            .flops_per_second
-    };
+    let plan = mgc_plan::Plan::from_json(&std::fs::read_to_string(dir.path().join("p.plan.json")).unwrap()).unwrap();
+    let flops = |name: &str| plan.devices.iter().find(|d| d.name == name).unwrap().flops_per_second;
     assert_eq!(flops("cuda:0"), 1.6e14, "from the profile");
-    assert_eq!(
-        flops("cuda:1"),
-        2e13,
-        "the workflow's `tflops` wins over the profile"
-    );
-    let link = plan
-        .links
-        .iter()
-        .find(|l| l.from == "cpu" && l.to == "cuda:0")
-        .unwrap();
-    assert_eq!(
-        (link.bandwidth_bytes_per_second, link.source.as_str()),
-        (22_000_000_000, "profile")
-    );
+    assert_eq!(flops("cuda:1"), 2e13, "the workflow's `tflops` wins over the profile");
+    let link = plan.links.iter().find(|l| l.from == "cpu" && l.to == "cuda:0").unwrap();
+    assert_eq!((link.bandwidth_bytes_per_second, link.source.as_str()), (22_000_000_000, "profile"));
 
-    std::fs::write(
-        dir.path().join("bad.toml"),
-        "[[device]]\nname = \"gpu:0\"\nflops_per_second = 1e14\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[[device]]\nname = \"gpu:0\"\nflops_per_second = 1e14\n").unwrap();
     std::fs::write(
         dir.path().join("q.toml"),
-        format!(
-            "profile = \"bad.toml\"\n{}",
-            workflow("24gb", "1gb", "cuda:0,12gb;cpu,*")
-        ),
+        format!("profile = \"bad.toml\"\n{}", workflow("24gb", "1gb", "cuda:0,12gb;cpu,*")),
     )
     .unwrap();
     let (code, _, err) = mgc(&["compile", "q.toml"], dir.path());
     assert_eq!(code, 1);
     assert!(
-        err.contains("cannot read the hardware profile `bad.toml`")
-            && err.contains("unknown device `gpu:0`"),
+        err.contains("cannot read the hardware profile `bad.toml`") && err.contains("unknown device `gpu:0`"),
         "{err}"
     );
 }

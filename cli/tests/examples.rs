@@ -1,13 +1,7 @@
 //! Every example workflow, with its models made header-only from inventories: it checks clean,
 //! compiles to a plan (snapshotted, as JSON and as `explain` text), the same bytes every time,
 //! and the plan reads back and places every tensor exactly once.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    reason = "tests"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,18 +9,10 @@ use std::process::Command;
 use mgc_plan::Plan;
 
 fn mgc(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_mgc"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_mgc")).args(args).current_dir(dir).env("NO_COLOR", "1").output().unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (
-        output.status.code().unwrap_or(-1),
-        text(&output.stdout),
-        text(&output.stderr),
-    )
+    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
 }
 
 /// A folder with every example workflow and the model files they use.
@@ -36,23 +22,13 @@ fn setup() -> (tempfile::TempDir, Vec<String>) {
     let models = dir.path().join("models");
     std::fs::create_dir(&models).unwrap();
     let manifest = std::fs::read_to_string(root.join("examples/models.txt")).unwrap();
-    for line in manifest
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-    {
+    for line in manifest.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let mut parts = line.split_whitespace();
         let (file, inventory) = (parts.next().unwrap(), parts.next().unwrap());
         let inventory = root.join(format!("tests/fixtures/models/{inventory}.json"));
         let out = models.join(file);
-        let (code, _, err) = mgc(
-            &[
-                "synth-model",
-                inventory.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-            ],
-            dir.path(),
-        );
+        let (code, _, err) =
+            mgc(&["synth-model", inventory.to_str().unwrap(), "-o", out.to_str().unwrap()], dir.path());
         assert_eq!(code, 0, "{file}: {err}");
     }
     let mut examples: Vec<PathBuf> = std::fs::read_dir(root.join("examples"))
@@ -117,67 +93,37 @@ fn every_example_compiles_to_a_plan() {
         let plan = Plan::from_json(&first).unwrap();
         let back = plan.to_json();
         let differ = back.lines().zip(first.lines()).find(|(a, b)| a != b);
-        assert!(
-            back == first,
-            "{name}: the plan does not read back to the same text: {differ:?}"
-        );
+        assert!(back == first, "{name}: the plan does not read back to the same text: {differ:?}");
         for model in &plan.models {
             // Every tensor of the model's file sits in exactly one layer, and the layers add up.
             let input = &plan.inputs[model.input];
             let file = dir.path().join(&input.path);
             let inventory = mgc_compiler::inventory::file_to_inventory(&file).unwrap();
-            let mut planned: Vec<&str> = model
-                .layers
-                .iter()
-                .flat_map(|l| l.tensors.iter().map(|t| t.name.as_str()))
-                .collect();
+            let mut planned: Vec<&str> =
+                model.layers.iter().flat_map(|l| l.tensors.iter().map(|t| t.name.as_str())).collect();
             planned.sort_unstable();
-            let mut expected: Vec<&str> = inventory
-                .tensors
-                .iter()
-                .map(|t| t.name.as_str())
-                .filter(|n| n.starts_with(&model.prefix))
-                .collect();
+            let mut expected: Vec<&str> =
+                inventory.tensors.iter().map(|t| t.name.as_str()).filter(|n| n.starts_with(&model.prefix)).collect();
             expected.sort_unstable();
             assert_eq!(planned, expected, "{name}/{}", model.name);
-            assert_eq!(
-                model.layers.iter().map(|l| l.bytes).sum::<u64>(),
-                model.bytes
-            );
+            assert_eq!(model.layers.iter().map(|l| l.bytes).sum::<u64>(), model.bytes);
             // Budgets are respected, except by the device that takes the rest.
             for budget in &model.budgets {
-                let used: u64 = model
-                    .layers
-                    .iter()
-                    .filter(|l| l.home == budget.device)
-                    .map(|l| l.bytes)
-                    .sum();
+                let used: u64 = model.layers.iter().filter(|l| l.home == budget.device).map(|l| l.bytes).sum();
                 assert_eq!(used, budget.used_bytes);
             }
             // Streamed means away from the compute device; every streamed layer has a copy.
             for layer in &model.layers {
                 assert_eq!(layer.streamed, layer.home != model.compute);
             }
-            let index = plan
-                .models
-                .iter()
-                .position(|m| m.name == model.name)
-                .unwrap();
+            let index = plan.models.iter().position(|m| m.name == model.name).unwrap();
             for layer in model.layers.iter().filter(|l| l.streamed) {
                 let copies = plan
                     .transfers
                     .iter()
-                    .filter(|t| {
-                        t.model == index
-                            && t.first_layer <= layer.index
-                            && layer.index <= t.last_layer
-                    })
+                    .filter(|t| t.model == index && t.first_layer <= layer.index && layer.index <= t.last_layer)
                     .count();
-                assert_eq!(
-                    copies, 1,
-                    "{name}/{}: layer {} is copied {copies} times",
-                    model.name, layer.name
-                );
+                assert_eq!(copies, 1, "{name}/{}: layer {} is copied {copies} times", model.name, layer.name);
             }
             assert!(
                 model.predicted.step_seconds + 1e-12 >= model.predicted.lower_bound_seconds,
@@ -207,20 +153,13 @@ fn every_example_compiles_to_a_plan() {
         let svg = std::fs::read_to_string(dir.path().join(&svg_file)).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         for device in plan.devices.iter().filter(|d| d.name != "disk") {
-            assert!(
-                svg.contains(&format!(">{}</text>", device.name)),
-                "{name}: no bar for {}",
-                device.name
-            );
+            assert!(svg.contains(&format!(">{}</text>", device.name)), "{name}: no bar for {}", device.name);
         }
         let mut streams: Vec<&str> = plan.transfers.iter().map(|t| t.from.as_str()).collect();
         streams.sort_unstable();
         streams.dedup();
         for stream in streams {
-            assert!(
-                svg.contains(&format!("copy {stream} →")),
-                "{name}: no lane for {stream}"
-            );
+            assert!(svg.contains(&format!("copy {stream} →")), "{name}: no lane for {stream}");
         }
     }
 }

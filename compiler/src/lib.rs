@@ -12,6 +12,7 @@ pub mod atomic;
 pub mod compile;
 pub mod hardware;
 pub mod inventory;
+pub mod limits;
 pub mod profile;
 pub mod spec;
 pub mod workflow;

@@ -60,42 +60,26 @@ impl Profile {
     pub fn from_toml(text: &str) -> Result<Self, String> {
         let profile: Self = toml::from_str(text).map_err(|e| e.message().trim().to_owned())?;
         let positive = |what: &str, x: f64| {
-            if x.is_finite() && x > 0.0 {
-                Ok(())
-            } else {
-                Err(format!("{what} must be a positive number, not {x}"))
-            }
+            if x.is_finite() && x > 0.0 { Ok(()) } else { Err(format!("{what} must be a positive number, not {x}")) }
         };
         for d in &profile.device {
             parse_device(&d.name).map_err(|e| format!("device `{}`: {e}", d.name))?;
-            positive(
-                &format!("`flops_per_second` of `{}`", d.name),
-                d.flops_per_second,
-            )?;
+            positive(&format!("`flops_per_second` of `{}`", d.name), d.flops_per_second)?;
         }
         for l in &profile.link {
             for end in [&l.from, &l.to] {
                 parse_device(end).map_err(|e| format!("link `{}` -> `{}`: {e}", l.from, l.to))?;
             }
-            positive(
-                &format!("`bytes_per_second` of `{}` -> `{}`", l.from, l.to),
-                l.bytes_per_second,
-            )?;
+            positive(&format!("`bytes_per_second` of `{}` -> `{}`", l.from, l.to), l.bytes_per_second)?;
         }
         if let Some(disk) = &profile.disk {
-            positive(
-                "`read_bytes_per_second` of `disk`",
-                disk.read_bytes_per_second,
-            )?;
+            positive("`read_bytes_per_second` of `disk`", disk.read_bytes_per_second)?;
         }
         Ok(profile)
     }
 
     pub fn flops(&self, device: Device) -> Option<f64> {
-        self.device
-            .iter()
-            .find(|d| parse_device(&d.name).ok() == Some(device))
-            .map(|d| d.flops_per_second)
+        self.device.iter().find(|d| parse_device(&d.name).ok() == Some(device)).map(|d| d.flops_per_second)
     }
 
     /// The measured rate from `from` to `to`, or the other way when only that was measured.
@@ -103,9 +87,7 @@ impl Profile {
         let find = |a: Device, b: Device| {
             self.link
                 .iter()
-                .find(|l| {
-                    parse_device(&l.from).ok() == Some(a) && parse_device(&l.to).ok() == Some(b)
-                })
+                .find(|l| parse_device(&l.from).ok() == Some(a) && parse_device(&l.to).ok() == Some(b))
                 .map(|l| l.bytes_per_second)
         };
         find(from, to).or_else(|| find(to, from))

@@ -78,9 +78,7 @@ pub struct RawSchedule {
 /// Parses a workflow file's text into its raw form.
 pub fn toml_to_spec(source: &str) -> Result<RawWorkflow, SpecError> {
     toml::from_str(source).map_err(|error| {
-        let span = error
-            .span()
-            .map_or(Span::new(0, 0), |r| Span::new(r.start, r.end));
+        let span = error.span().map_or(Span::new(0, 0), |r| Span::new(r.start, r.end));
         let message = error.message().trim_end_matches('\n').to_owned();
         SpecError::new(SpecErrorKind::Toml { message }, span)
     })

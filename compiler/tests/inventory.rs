@@ -1,12 +1,6 @@
 //! Every published model inventory, written as a header-only file and read back: exact totals,
 //! families, and the layer table (snapshotted).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    reason = "tests"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,10 +22,7 @@ fn fixtures() -> Vec<PathBuf> {
 
 fn load(path: &Path) -> (InventoryFixture, serde_json::Value) {
     let text = std::fs::read_to_string(path).unwrap();
-    (
-        serde_json::from_str(&text).unwrap(),
-        serde_json::from_str(&text).unwrap(),
-    )
+    (serde_json::from_str(&text).unwrap(), serde_json::from_str(&text).unwrap())
 }
 
 /// The family and role each inventory must be detected as (prefix → family).
@@ -76,51 +67,24 @@ fn every_inventory_reads_back_exactly() {
         let size = write_header_only(&fixture, &prefix, &file).unwrap();
         assert_eq!(std::fs::metadata(&file).unwrap().len(), size);
         if let Some(published) = raw["header_only_file_bytes"].as_u64() {
-            assert_eq!(
-                size, published,
-                "{name}: file size differs from the reference generator"
-            );
+            assert_eq!(size, published, "{name}: file size differs from the reference generator");
         }
 
         let inventory = file_to_inventory(&file).unwrap();
         assert_eq!(inventory.format, FileFormat::Safetensors);
-        assert_eq!(
-            inventory.tensors.len() as u64,
-            raw["tensor_count"].as_u64().unwrap(),
-            "{name}"
-        );
-        assert_eq!(
-            inventory.data_bytes(),
-            raw["data_bytes"].as_u64().unwrap(),
-            "{name}"
-        );
+        assert_eq!(inventory.tensors.len() as u64, raw["tensor_count"].as_u64().unwrap(), "{name}");
+        assert_eq!(inventory.data_bytes(), raw["data_bytes"].as_u64().unwrap(), "{name}");
 
         let models = inventory_to_models(&inventory);
-        let found: Vec<(String, Family, Role)> = models
-            .iter()
-            .map(|m| (m.prefix.clone(), m.family, m.role))
-            .collect();
-        let want: Vec<(String, Family, Role)> = expected(&name)
-            .into_iter()
-            .map(|(p, f, r)| (p.to_owned(), f, r))
-            .collect();
+        let found: Vec<(String, Family, Role)> = models.iter().map(|m| (m.prefix.clone(), m.family, m.role)).collect();
+        let want: Vec<(String, Family, Role)> =
+            expected(&name).into_iter().map(|(p, f, r)| (p.to_owned(), f, r)).collect();
         assert_eq!(found, want, "{name}");
-        assert_eq!(
-            models.iter().map(|m| m.bytes).sum::<u64>(),
-            inventory.data_bytes(),
-            "{name}"
-        );
+        assert_eq!(models.iter().map(|m| m.bytes).sum::<u64>(), inventory.data_bytes(), "{name}");
         for model in &models {
             let in_layers: usize = model.layers.iter().map(|l| l.tensor_count).sum();
-            assert_eq!(
-                in_layers, model.tensor_count,
-                "{name}: every tensor in exactly one layer"
-            );
-            assert_eq!(
-                model.layers.iter().map(|l| l.bytes).sum::<u64>(),
-                model.bytes,
-                "{name}"
-            );
+            assert_eq!(in_layers, model.tensor_count, "{name}: every tensor in exactly one layer");
+            assert_eq!(model.layers.iter().map(|l| l.bytes).sum::<u64>(), model.bytes, "{name}");
         }
 
         let mut table = String::new();
@@ -136,12 +100,7 @@ fn every_inventory_reads_back_exactly() {
             )
             .unwrap();
             for layer in &model.layers {
-                writeln!(
-                    table,
-                    "  {:<48} {:>5} {:>14}",
-                    layer.name, layer.tensor_count, layer.bytes
-                )
-                .unwrap();
+                writeln!(table, "  {:<48} {:>5} {:>14}", layer.name, layer.tensor_count, layer.bytes).unwrap();
             }
         }
         insta::assert_snapshot!(format!("layers__{name}"), table);
@@ -151,8 +110,7 @@ fn every_inventory_reads_back_exactly() {
 #[test]
 fn flux_dev_blocks_run_in_numeric_order() {
     let dir = tempfile::tempdir().unwrap();
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/flux1-dev.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/flux1-dev.json");
     let (fixture, _) = load(&path);
     let file = dir.path().join("flux1-dev.safetensors");
     write_header_only(&fixture, "", &file).unwrap();
@@ -163,16 +121,9 @@ fn flux_dev_blocks_run_in_numeric_order() {
     let names: Vec<&str> = models[0].layers.iter().map(|l| l.name.as_str()).collect();
     let double: Vec<String> = (0..19).map(|i| format!("double_blocks.{i}")).collect();
     let single: Vec<String> = (0..38).map(|i| format!("single_blocks.{i}")).collect();
-    let blocks: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| n.contains("_blocks."))
-        .collect();
+    let blocks: Vec<&str> = names.iter().copied().filter(|n| n.contains("_blocks.")).collect();
     let expected: Vec<&str> = double.iter().chain(&single).map(String::as_str).collect();
-    assert_eq!(
-        blocks, expected,
-        "blocks.2 before blocks.10, doubles before singles"
-    );
+    assert_eq!(blocks, expected, "blocks.2 before blocks.10, doubles before singles");
     assert_eq!(names.first(), Some(&"img_in"));
     assert_eq!(names.last(), Some(&"final_layer"));
 }

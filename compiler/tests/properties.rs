@@ -1,13 +1,7 @@
 //! Properties of compiled plans over random models, machines and allocations: every layer placed
 //! exactly once, budgets respected, no device above its memory, the same input giving the same
 //! plan — or a clear refusal, never a panic.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    reason = "tests"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use std::collections::BTreeMap;
 
@@ -20,28 +14,16 @@ use proptest::prelude::*;
 fn fixture(layers: &[u64]) -> InventoryFixture {
     let mut tensors = vec![("img_in.weight".to_owned(), vec![64, 64], "BF16".to_owned())];
     for (i, &kib) in layers.iter().enumerate() {
-        tensors.push((
-            format!("blocks.{i}.ffn.weight"),
-            vec![kib, 512],
-            "BF16".to_owned(),
-        ));
+        tensors.push((format!("blocks.{i}.ffn.weight"), vec![kib, 512], "BF16".to_owned()));
         tensors.push((format!("blocks.{i}.ffn.bias"), vec![kib], "BF16".to_owned()));
     }
     tensors.push(("head.weight".to_owned(), vec![16, 64], "F32".to_owned()));
-    InventoryFixture {
-        model: "random".into(),
-        prefix: None,
-        metadata: None,
-        tensors,
-        data_bytes: None,
-    }
+    InventoryFixture { model: "random".into(), prefix: None, metadata: None, tensors, data_bytes: None }
 }
 
 fn allocation() -> impl Strategy<Value = String> {
     prop_oneof![
-        (1u32..64, 0u32..64).prop_map(
-            |(a, b)| format!("cuda:0,{a}mb;cuda:1,{b}mb;cpu,*").replace(";cuda:1,0mb", "")
-        ),
+        (1u32..64, 0u32..64).prop_map(|(a, b)| format!("cuda:0,{a}mb;cuda:1,{b}mb;cpu,*").replace(";cuda:1,0mb", "")),
         (1u32..100).prop_map(|p| format!("cuda:0,{p}%;cpu,*")),
         (1u32..99).prop_map(|p| format!("cuda:0,{p}%;cpu,{}%", 100 - p)),
         (1u32..=100).prop_map(|f| format!("cuda:0,{};cpu,*", f as f64 / 100.0)),

@@ -1,12 +1,6 @@
 //! Resolving workflows against detected hardware (fixed here, so results do not depend on the
 //! machine the tests run on).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    reason = "tests"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use mgc_compiler::hardware::{DetectedDevice, Hardware};
 use mgc_compiler::workflow::{Origin, SpecErrorKind, Workload, toml_to_workflow};
@@ -14,30 +8,16 @@ use mgc_grammar::{Bytes, Device};
 
 fn machine(gpus: u32) -> Hardware {
     let mut devices: Vec<DetectedDevice> = (0..gpus)
-        .map(|i| DetectedDevice {
-            device: Device::Cuda(i),
-            memory: Bytes(24 << 30),
-            description: "test GPU".into(),
-        })
+        .map(|i| DetectedDevice { device: Device::Cuda(i), memory: Bytes(24 << 30), description: "test GPU".into() })
         .collect();
-    devices.push(DetectedDevice {
-        device: Device::Cpu,
-        memory: Bytes(64 << 30),
-        description: "RAM".into(),
-    });
-    Hardware {
-        devices,
-        notes: if gpus == 0 {
-            vec!["no CUDA driver".into()]
-        } else {
-            Vec::new()
-        },
-    }
+    devices.push(DetectedDevice { device: Device::Cpu, memory: Bytes(64 << 30), description: "RAM".into() });
+    Hardware { devices, notes: if gpus == 0 { vec!["no CUDA driver".into()] } else { Vec::new() } }
 }
 
 fn workflow_text(dir: &std::path::Path) -> String {
     std::fs::write(dir.join("m.safetensors"), b"x").unwrap();
-    "[[model]]\nname = \"flux\"\nfile = \"m.safetensors\"\ncompute = \"cuda:0\"\nallocation = \"cuda:0,8gb;cpu,*\"\n".into()
+    "[[model]]\nname = \"flux\"\nfile = \"m.safetensors\"\ncompute = \"cuda:0\"\nallocation = \"cuda:0,8gb;cpu,*\"\n"
+        .into()
 }
 
 #[test]
@@ -51,28 +31,12 @@ fn devices_are_detected_when_none_are_declared() {
     };
     let workflow = toml_to_workflow(&text, dir.path(), &detect).unwrap();
     assert_eq!(calls.get(), 1, "detection runs once");
-    let devices: Vec<(Device, Origin)> = workflow
-        .devices
-        .iter()
-        .map(|d| (d.device, d.origin))
-        .collect();
+    let devices: Vec<(Device, Origin)> = workflow.devices.iter().map(|d| (d.device, d.origin)).collect();
     assert_eq!(
         devices,
-        vec![
-            (Device::Cuda(0), Origin::Detected),
-            (Device::Cuda(1), Origin::Detected),
-            (Device::Cpu, Origin::Detected)
-        ]
+        vec![(Device::Cuda(0), Origin::Detected), (Device::Cuda(1), Origin::Detected), (Device::Cpu, Origin::Detected)]
     );
-    assert_eq!(
-        workflow.workload,
-        Workload::Resolution {
-            width: 1024,
-            height: 1024,
-            frames: 1,
-            batch: 1
-        }
-    );
+    assert_eq!(workflow.workload, Workload::Resolution { width: 1024, height: 1024, frames: 1, batch: 1 });
 }
 
 #[test]
@@ -82,14 +46,7 @@ fn a_device_this_machine_lacks_is_an_error_that_says_what_it_has() {
     let errors = toml_to_workflow(&text, dir.path(), &|| machine(0)).unwrap_err();
     assert_eq!(errors.len(), 2, "{errors:?}"); // `compute` and the allocation's `cuda:0`
     for error in &errors {
-        let SpecErrorKind::NotDetected {
-            device,
-            detected,
-            notes,
-        } = &error.kind
-        else {
-            panic!("{error:?}")
-        };
+        let SpecErrorKind::NotDetected { device, detected, notes } = &error.kind else { panic!("{error:?}") };
         assert_eq!(device, "cuda:0");
         assert_eq!(detected, &vec!["cpu".to_owned()]);
         assert_eq!(notes, &vec!["no CUDA driver".to_owned()]);
@@ -100,21 +57,9 @@ fn a_device_this_machine_lacks_is_an_error_that_says_what_it_has() {
 #[test]
 fn declared_devices_are_not_detected_except_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[[device]]\nname = \"cuda:0\"\nmemory = \"16gb\"\n{}",
-        workflow_text(dir.path())
-    );
+    let text = format!("[[device]]\nname = \"cuda:0\"\nmemory = \"16gb\"\n{}", workflow_text(dir.path()));
     let workflow = toml_to_workflow(&text, dir.path(), &|| machine(4)).unwrap();
-    let devices: Vec<(Device, u64, Origin)> = workflow
-        .devices
-        .iter()
-        .map(|d| (d.device, d.memory.get(), d.origin))
-        .collect();
-    assert_eq!(
-        devices,
-        vec![
-            (Device::Cuda(0), 16 << 30, Origin::Declared),
-            (Device::Cpu, 64 << 30, Origin::Detected)
-        ]
-    );
+    let devices: Vec<(Device, u64, Origin)> =
+        workflow.devices.iter().map(|d| (d.device, d.memory.get(), d.origin)).collect();
+    assert_eq!(devices, vec![(Device::Cuda(0), 16 << 30, Origin::Declared), (Device::Cpu, 64 << 30, Origin::Detected)]);
 }

@@ -36,20 +36,11 @@ impl AllocationError {
         self.span = span;
         self.kind = match self.kind {
             AllocationErrorKind::DuplicateDevice { device, .. } => {
-                AllocationErrorKind::DuplicateDevice {
-                    device,
-                    first: span,
-                }
+                AllocationErrorKind::DuplicateDevice { device, first: span }
             }
-            AllocationErrorKind::MultipleRest { .. } => {
-                AllocationErrorKind::MultipleRest { first: span }
-            }
+            AllocationErrorKind::MultipleRest { .. } => AllocationErrorKind::MultipleRest { first: span },
             AllocationErrorKind::MixedModes { this, first, .. } => {
-                AllocationErrorKind::MixedModes {
-                    this,
-                    first,
-                    first_span: span,
-                }
+                AllocationErrorKind::MixedModes { this, first, first_span: span }
             }
             other => other,
         };
@@ -84,10 +75,7 @@ pub enum AllocationErrorKind {
     #[error("`{text}` has no device")]
     MissingDevice { text: String },
     #[error("unknown device `{name}`")]
-    UnknownDevice {
-        name: String,
-        suggestion: Option<String>,
-    },
+    UnknownDevice { name: String, suggestion: Option<String> },
     #[error("device `{name}` needs a number")]
     MissingOrdinal { name: String },
     #[error("device `{name}` takes no number")]
@@ -103,10 +91,7 @@ pub enum AllocationErrorKind {
     #[error("no `,` between device `{device}` and `{amount}`")]
     MissingComma { device: String, amount: String },
     #[error("unknown unit `{unit}`")]
-    UnknownUnit {
-        unit: String,
-        suggestion: Option<String>,
-    },
+    UnknownUnit { unit: String, suggestion: Option<String> },
     #[error("a size needs a unit: `{text}`")]
     MissingUnit { text: String },
     #[error("amount `{text}` is not positive")]
@@ -116,10 +101,7 @@ pub enum AllocationErrorKind {
     #[error("amount `{text}` is too large")]
     TooLarge { text: String },
     #[error("fraction `{text}` is outside (0, 1]")]
-    FractionOutOfRange {
-        text: String,
-        as_bytes: Option<String>,
-    },
+    FractionOutOfRange { text: String, as_bytes: Option<String> },
     #[error("a share of `{text}` is more than the whole model")]
     PercentOver100 { text: String },
     #[error("stray characters `{text}`")]
@@ -131,11 +113,7 @@ pub enum AllocationErrorKind {
     #[error("more than one `*`")]
     MultipleRest { first: Span },
     #[error("{this} mixed with {first}")]
-    MixedModes {
-        this: Mode,
-        first: Mode,
-        first_span: Span,
-    },
+    MixedModes { this: Mode, first: Mode, first_span: Span },
     #[error("shares add up to {sum}%, not 100%")]
     SharesNot100 { sum: String },
     #[error("shares add up to {sum}%, leaving nothing for `*`")]
@@ -153,22 +131,11 @@ pub enum AllocationErrorKind {
 impl AllocationErrorKind {
     fn shifted(self, by: usize) -> Self {
         match self {
-            Self::DuplicateDevice { device, first } => Self::DuplicateDevice {
-                device,
-                first: first.shifted(by),
-            },
-            Self::MultipleRest { first } => Self::MultipleRest {
-                first: first.shifted(by),
-            },
-            Self::MixedModes {
-                this,
-                first,
-                first_span,
-            } => Self::MixedModes {
-                this,
-                first,
-                first_span: first_span.shifted(by),
-            },
+            Self::DuplicateDevice { device, first } => Self::DuplicateDevice { device, first: first.shifted(by) },
+            Self::MultipleRest { first } => Self::MultipleRest { first: first.shifted(by) },
+            Self::MixedModes { this, first, first_span } => {
+                Self::MixedModes { this, first, first_span: first_span.shifted(by) }
+            }
             other => other,
         }
     }
@@ -180,18 +147,16 @@ impl AllocationErrorKind {
             Self::EmptyEntry => "nothing between these `;`".into(),
             Self::MissingDevice { .. } => "which device?".into(),
             Self::UnknownDevice { .. } => "not a device".into(),
-            Self::MissingOrdinal { .. }
-            | Self::UnexpectedOrdinal { .. }
-            | Self::UppercaseDevice { .. } => "this device".into(),
+            Self::MissingOrdinal { .. } | Self::UnexpectedOrdinal { .. } | Self::UppercaseDevice { .. } => {
+                "this device".into()
+            }
             Self::OrdinalTooLarge { .. } => "this number".into(),
             Self::MissingAmount { .. } => "how much?".into(),
             Self::EqualsSeparator => "use `,` here".into(),
             Self::MissingComma { .. } => "`,` missing here".into(),
             Self::UnknownUnit { .. } => "not a unit".into(),
             Self::MissingUnit { .. } => "bytes? megabytes? gigabytes?".into(),
-            Self::NotPositive { .. } | Self::LessThanOneByte { .. } | Self::TooLarge { .. } => {
-                "this amount".into()
-            }
+            Self::NotPositive { .. } | Self::LessThanOneByte { .. } | Self::TooLarge { .. } => "this amount".into(),
             Self::FractionOutOfRange { .. } => "a fraction of the device's memory".into(),
             Self::PercentOver100 { .. } => "this share".into(),
             Self::Stray { .. } => "not understood".into(),
@@ -261,9 +226,7 @@ impl Diagnostic for AllocationError {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.kind
-            .help()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.kind.help().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {

@@ -15,10 +15,7 @@ impl Span {
     /// The same range, moved `by` bytes to the right: for a string embedded in a larger text.
     #[must_use]
     pub const fn shifted(self, by: usize) -> Self {
-        Self {
-            start: self.start + by,
-            end: self.end + by,
-        }
+        Self { start: self.start + by, end: self.end + by }
     }
 
     pub const fn len(self) -> usize {

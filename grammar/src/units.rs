@@ -24,10 +24,7 @@ impl Decimal {
     }
 
     pub const fn from_int(value: u64) -> Self {
-        Self {
-            mantissa: value,
-            scale: 0,
-        }
+        Self { mantissa: value, scale: 0 }
     }
 
     /// Reads unsigned `12`, `1.5`, `.5`, `1.`; `None` when it has too many digits.
@@ -66,16 +63,9 @@ impl Decimal {
     /// The exact sum, or `None` on overflow.
     pub fn checked_add(self, other: Self) -> Option<Self> {
         let scale = self.scale.max(other.scale);
-        let a = self
-            .mantissa
-            .checked_mul(10u64.checked_pow(scale - self.scale)?)?;
-        let b = other
-            .mantissa
-            .checked_mul(10u64.checked_pow(scale - other.scale)?)?;
-        Some(Self {
-            mantissa: a.checked_add(b)?,
-            scale,
-        })
+        let a = self.mantissa.checked_mul(10u64.checked_pow(scale - self.scale)?)?;
+        let b = other.mantissa.checked_mul(10u64.checked_pow(scale - other.scale)?)?;
+        Some(Self { mantissa: a.checked_add(b)?, scale })
     }
 
     fn widened(self, scale: u32) -> u128 {
@@ -114,11 +104,7 @@ impl fmt::Display for Decimal {
         let padded = format!("{digits:0>width$}", width = scale + 1);
         let (int, frac) = padded.split_at(padded.len() - scale);
         let frac = frac.trim_end_matches('0');
-        if frac.is_empty() {
-            write!(f, "{int}")
-        } else {
-            write!(f, "{int}.{frac}")
-        }
+        if frac.is_empty() { write!(f, "{int}") } else { write!(f, "{int}.{frac}") }
     }
 }
 
@@ -129,9 +115,7 @@ impl Serialize for Decimal {
 }
 
 /// A number of bytes.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Bytes(pub u64);
 
@@ -155,12 +139,7 @@ impl Bytes {
 impl fmt::Display for Bytes {
     /// Human form with binary units: `23.80 GB` is never written; `22.17 GiB` is.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let units = [
-            ("TiB", 1u64 << 40),
-            ("GiB", 1 << 30),
-            ("MiB", 1 << 20),
-            ("KiB", 1 << 10),
-        ];
+        let units = [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
         for (name, size) in units {
             if self.0 >= size {
                 #[expect(clippy::cast_precision_loss, reason = "a human-readable figure")]
@@ -183,9 +162,8 @@ pub enum ByteUnit {
 }
 
 impl ByteUnit {
-    pub const ALL_SPELLINGS: [&'static str; 13] = [
-        "b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib", "t", "tb", "tib",
-    ];
+    pub const ALL_SPELLINGS: [&'static str; 13] =
+        ["b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib", "t", "tb", "tib"];
 
     pub fn parse(text: &str) -> Option<Self> {
         match text.to_ascii_lowercase().as_str() {
@@ -247,16 +225,8 @@ pub enum DeviceKind {
 }
 
 impl DeviceKind {
-    pub const ALL: [Self; 8] = [
-        Self::Cpu,
-        Self::Cuda,
-        Self::Mps,
-        Self::Xpu,
-        Self::Npu,
-        Self::Hip,
-        Self::DirectMl,
-        Self::Disk,
-    ];
+    pub const ALL: [Self; 8] =
+        [Self::Cpu, Self::Cuda, Self::Mps, Self::Xpu, Self::Npu, Self::Hip, Self::DirectMl, Self::Disk];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -282,11 +252,7 @@ impl DeviceKind {
 
     /// The canonical way to write a device of this kind, for hints: `cuda:0`, `cpu`.
     pub fn example(self) -> String {
-        if self.has_ordinal() {
-            format!("{}:0", self.name())
-        } else {
-            self.name().to_owned()
-        }
+        if self.has_ordinal() { format!("{}:0", self.name()) } else { self.name().to_owned() }
     }
 
     pub const fn with_ordinal(self, ordinal: u32) -> Device {
@@ -319,9 +285,7 @@ impl Device {
 
     pub const fn ordinal(self) -> Option<u32> {
         match self {
-            Self::Cuda(n) | Self::Xpu(n) | Self::Npu(n) | Self::Hip(n) | Self::DirectMl(n) => {
-                Some(n)
-            }
+            Self::Cuda(n) | Self::Xpu(n) | Self::Npu(n) | Self::Hip(n) | Self::DirectMl(n) => Some(n),
             Self::Cpu | Self::Mps | Self::Disk => None,
         }
     }
@@ -350,8 +314,7 @@ impl Serialize for Device {
 impl<'de> Deserialize<'de> for Device {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        crate::parser::parse_device(&text)
-            .map_err(|kind| serde::de::Error::custom(kind.to_string()))
+        crate::parser::parse_device(&text).map_err(|kind| serde::de::Error::custom(kind.to_string()))
     }
 }
 

@@ -1,14 +1,9 @@
 //! Meaning of allocation strings: exact bytes, modes, and which mistakes are caught.
-#![allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    reason = "tests"
-)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use mgc_grammar::{
-    Allocation, AllocationErrorKind as Kind, Amount, Bytes, Decimal, Device, Mode, Target,
-    parse_allocation, parse_bandwidth, parse_size,
+    Allocation, AllocationErrorKind as Kind, Amount, Bytes, Decimal, Device, Mode, Target, parse_allocation,
+    parse_bandwidth, parse_size,
 };
 
 fn ok(text: &str) -> Allocation {
@@ -44,11 +39,7 @@ fn bytes_are_exact_and_binary() {
     assert_eq!(a.mode, Mode::Bytes);
     assert_eq!(
         bytes_of(&a),
-        vec![
-            ("cuda:0".into(), Some(2_684_354_560)),
-            ("cuda:1".into(), Some(3_221_225_472)),
-            ("cpu".into(), None)
-        ]
+        vec![("cuda:0".into(), Some(2_684_354_560)), ("cuda:1".into(), Some(3_221_225_472)), ("cpu".into(), None)]
     );
     for (text, bytes) in [
         ("cpu,1b", 1),
@@ -62,11 +53,7 @@ fn bytes_are_exact_and_binary() {
         ("cpu, 4 gb ", 4 << 30),
         ("cpu,4.gb", 4 << 30),
     ] {
-        assert_eq!(
-            bytes_of(&ok(text)),
-            vec![("cpu".into(), Some(bytes))],
-            "{text}"
-        );
+        assert_eq!(bytes_of(&ok(text)), vec![("cpu".into(), Some(bytes))], "{text}");
     }
 }
 
@@ -74,18 +61,12 @@ fn bytes_are_exact_and_binary() {
 fn distorch_strings_keep_their_meaning() {
     // Strings from the DisTorch documentation and example workflows.
     let a = ok("cuda:0,4gb;cpu,*");
-    assert_eq!(
-        bytes_of(&a),
-        vec![("cuda:0".into(), Some(4 << 30)), ("cpu".into(), None)]
-    );
+    assert_eq!(bytes_of(&a), vec![("cuda:0".into(), Some(4 << 30)), ("cpu".into(), None)]);
     let a = ok("cuda:0,25%;cpu,75%");
     assert_eq!(a.mode, Mode::Ratio);
     let a = ok("cuda:0,0.5;cpu,0.2");
     assert_eq!(a.mode, Mode::Fraction);
-    assert_eq!(
-        a.entries[1].amount.value,
-        Amount::Fraction(Decimal::new(2, 1))
-    );
+    assert_eq!(a.entries[1].amount.value, Amount::Fraction(Decimal::new(2, 1)));
 }
 
 #[test]
@@ -93,19 +74,10 @@ fn bare_fraction_is_the_compute_device_with_the_rest_on_cpu() {
     let a = ok("0.8");
     assert!(a.bare);
     assert_eq!(a.entries[0].target.value, Target::Compute);
-    assert_eq!(
-        a.entries[0].amount.value,
-        Amount::Fraction(Decimal::new(8, 1))
-    );
+    assert_eq!(a.entries[0].amount.value, Amount::Fraction(Decimal::new(8, 1)));
     assert_eq!(a.entries[1].target.value, Target::Device(Device::Cpu));
     assert_eq!(a.entries[1].amount.value, Amount::Rest);
-    assert_eq!(
-        kinds("1.5"),
-        vec![Kind::FractionOutOfRange {
-            text: "1.5".into(),
-            as_bytes: Some("1.5gb".into())
-        }]
-    );
+    assert_eq!(kinds("1.5"), vec![Kind::FractionOutOfRange { text: "1.5".into(), as_bytes: Some("1.5gb".into()) }]);
 }
 
 #[test]
@@ -114,14 +86,7 @@ fn devices_and_order_are_kept() {
     let devices: Vec<Device> = a.devices().map(|d| d.value).collect();
     assert_eq!(
         devices,
-        vec![
-            Device::Hip(1),
-            Device::Xpu(0),
-            Device::Npu(2),
-            Device::DirectMl(0),
-            Device::Mps,
-            Device::Disk
-        ]
+        vec![Device::Hip(1), Device::Xpu(0), Device::Npu(2), Device::DirectMl(0), Device::Mps, Device::Disk]
     );
 }
 
@@ -129,10 +94,7 @@ fn devices_and_order_are_kept() {
 fn every_error_is_reported_at_once_with_its_span() {
     let text = "gpu:0,4tbs;cuda:1,-2gb;cpu,*;disk,*";
     let errors = parse_allocation(text).unwrap_err();
-    let found: Vec<(&str, String)> = errors
-        .iter()
-        .map(|e| (&text[e.span.range()], e.kind.to_string()))
-        .collect();
+    let found: Vec<(&str, String)> = errors.iter().map(|e| (&text[e.span.range()], e.kind.to_string())).collect();
     assert_eq!(
         found,
         vec![
@@ -143,98 +105,40 @@ fn every_error_is_reported_at_once_with_its_span() {
         ]
     );
     assert_eq!(errors[0].kind.help().unwrap(), "did you mean `cuda:0`?");
-    assert!(
-        errors[1]
-            .kind
-            .help()
-            .unwrap()
-            .starts_with("did you mean `tb`?")
-    );
+    assert!(errors[1].kind.help().unwrap().starts_with("did you mean `tb`?"));
 }
 
 #[test]
 fn mistakes_by_kind() {
     assert!(matches!(kinds("cuda:0,4gb;;cpu,*")[..], [Kind::EmptyEntry]));
     assert!(matches!(kinds("cuda:0,4gb;cpu,*;")[..], [Kind::EmptyEntry]));
-    assert!(matches!(
-        kinds("cuda:0,4gb;cuda:0,2gb")[..],
-        [Kind::DuplicateDevice { .. }]
-    ));
+    assert!(matches!(kinds("cuda:0,4gb;cuda:0,2gb")[..], [Kind::DuplicateDevice { .. }]));
     assert!(matches!(
         kinds("cuda:0,4gb;cpu,50%")[..],
-        [Kind::MixedModes {
-            this: Mode::Ratio,
-            first: Mode::Bytes,
-            ..
-        }]
+        [Kind::MixedModes { this: Mode::Ratio, first: Mode::Bytes, .. }]
     ));
-    assert!(matches!(
-        kinds("cuda:0,25%;cpu,50%")[..],
-        [Kind::SharesNot100 { .. }]
-    ));
-    assert!(matches!(
-        kinds("cuda:0,60%;cuda:1,40%;cpu,*")[..],
-        [Kind::SharesLeaveNothing { .. }]
-    ));
-    assert!(matches!(
-        kinds("cuda:0,0gb;cpu,*")[..],
-        [Kind::NotPositive { .. }]
-    ));
-    assert!(matches!(
-        kinds("cuda:0,0.1b;cpu,*")[..],
-        [Kind::LessThanOneByte { .. }]
-    ));
-    assert!(matches!(
-        kinds("cuda:0,4;cpu,*")[..],
-        [Kind::FractionOutOfRange { .. }]
-    ));
-    assert!(matches!(
-        kinds("cuda,4gb")[..],
-        [Kind::MissingOrdinal { .. }]
-    ));
-    assert!(matches!(
-        kinds("cpu:0,4gb")[..],
-        [Kind::UnexpectedOrdinal { .. }]
-    ));
-    assert!(matches!(
-        kinds("CUDA:0,4gb")[..],
-        [Kind::UppercaseDevice { .. }]
-    ));
+    assert!(matches!(kinds("cuda:0,25%;cpu,50%")[..], [Kind::SharesNot100 { .. }]));
+    assert!(matches!(kinds("cuda:0,60%;cuda:1,40%;cpu,*")[..], [Kind::SharesLeaveNothing { .. }]));
+    assert!(matches!(kinds("cuda:0,0gb;cpu,*")[..], [Kind::NotPositive { .. }]));
+    assert!(matches!(kinds("cuda:0,0.1b;cpu,*")[..], [Kind::LessThanOneByte { .. }]));
+    assert!(matches!(kinds("cuda:0,4;cpu,*")[..], [Kind::FractionOutOfRange { .. }]));
+    assert!(matches!(kinds("cuda,4gb")[..], [Kind::MissingOrdinal { .. }]));
+    assert!(matches!(kinds("cpu:0,4gb")[..], [Kind::UnexpectedOrdinal { .. }]));
+    assert!(matches!(kinds("CUDA:0,4gb")[..], [Kind::UppercaseDevice { .. }]));
     assert!(matches!(kinds("cuda:0=4gb")[..], [Kind::EqualsSeparator]));
-    assert!(matches!(
-        kinds("cuda:0 4gb")[..],
-        [Kind::MissingComma { .. }]
-    ));
+    assert!(matches!(kinds("cuda:0 4gb")[..], [Kind::MissingComma { .. }]));
     assert!(matches!(kinds("cuda:0")[..], [Kind::MissingAmount { .. }]));
-    assert!(matches!(
-        kinds("cuda:0,4gb,cpu,*")[..],
-        [Kind::CommaBetweenEntries { .. }]
-    ));
-    assert!(matches!(
-        kinds("4gb;cpu,*")[..],
-        [Kind::MissingDevice { .. }]
-    ));
+    assert!(matches!(kinds("cuda:0,4gb,cpu,*")[..], [Kind::CommaBetweenEntries { .. }]));
+    assert!(matches!(kinds("4gb;cpu,*")[..], [Kind::MissingDevice { .. }]));
     assert!(matches!(kinds("cuda:0,4gb!")[..], [Kind::Stray { .. }]));
     assert!(matches!(kinds("")[..], [Kind::Empty]));
-    assert!(matches!(
-        kinds("cuda:0,99999999999999999999gb")[..],
-        [Kind::TooLarge { .. }]
-    ));
-    assert!(matches!(
-        kinds("cuda:0,20000000000tb")[..],
-        [Kind::TooLarge { .. }]
-    ));
+    assert!(matches!(kinds("cuda:0,99999999999999999999gb")[..], [Kind::TooLarge { .. }]));
+    assert!(matches!(kinds("cuda:0,20000000000tb")[..], [Kind::TooLarge { .. }]));
 }
 
 #[test]
 fn canonical_text_parses_back_to_the_same_meaning() {
-    for text in [
-        "cuda:0,2.5gb;cuda:1,3g;cpu,*",
-        "cuda:0,33.3%;cpu,66.7%",
-        "cuda:0,0.25;cpu,*",
-        "0.8",
-        "cpu,1.3g",
-    ] {
+    for text in ["cuda:0,2.5gb;cuda:1,3g;cpu,*", "cuda:0,33.3%;cpu,66.7%", "cuda:0,0.25;cpu,*", "0.8", "cpu,1.3g"] {
         let a = ok(text);
         let again = ok(&a.to_string());
         assert!(a.same_meaning(&again), "{text} -> {a} -> {again:?}");
@@ -246,34 +150,13 @@ fn sizes_and_bandwidths() {
     assert_eq!(parse_size("24gb").unwrap(), Bytes(24 << 30));
     assert_eq!(parse_size(" 512 MiB ").unwrap(), Bytes(512 << 20));
     assert_eq!(parse_size("0gb").unwrap(), Bytes(0));
-    assert!(matches!(
-        parse_size("24").unwrap_err().kind,
-        Kind::MissingUnit { .. }
-    ));
-    assert!(matches!(
-        parse_size("24 gigs").unwrap_err().kind,
-        Kind::UnknownUnit { .. }
-    ));
-    assert!(matches!(
-        parse_size("lots").unwrap_err().kind,
-        Kind::BadSize { .. }
-    ));
-    assert_eq!(
-        parse_bandwidth("27.2GB/s").unwrap().bytes_per_second(),
-        27_200_000_000
-    );
-    assert_eq!(
-        parse_bandwidth("100 Gbit/s").unwrap().bytes_per_second(),
-        12_500_000_000
-    );
-    assert!(matches!(
-        parse_bandwidth("27.2GB").unwrap_err().kind,
-        Kind::UnknownRateUnit { .. }
-    ));
-    assert!(matches!(
-        parse_bandwidth("fast").unwrap_err().kind,
-        Kind::BadBandwidth { .. }
-    ));
+    assert!(matches!(parse_size("24").unwrap_err().kind, Kind::MissingUnit { .. }));
+    assert!(matches!(parse_size("24 gigs").unwrap_err().kind, Kind::UnknownUnit { .. }));
+    assert!(matches!(parse_size("lots").unwrap_err().kind, Kind::BadSize { .. }));
+    assert_eq!(parse_bandwidth("27.2GB/s").unwrap().bytes_per_second(), 27_200_000_000);
+    assert_eq!(parse_bandwidth("100 Gbit/s").unwrap().bytes_per_second(), 12_500_000_000);
+    assert!(matches!(parse_bandwidth("27.2GB").unwrap_err().kind, Kind::UnknownRateUnit { .. }));
+    assert!(matches!(parse_bandwidth("fast").unwrap_err().kind, Kind::BadBandwidth { .. }));
 }
 
 #[test]
@@ -301,9 +184,7 @@ fn random_strings_never_panic_and_spans_stay_inside() {
     };
     for _ in 0..50_000 {
         let len = (next() % 24) as usize;
-        let text: String = (0..len)
-            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-            .collect();
+        let text: String = (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
         match parse_allocation(&text) {
             Ok(allocation) => {
                 let again = parse_allocation(&allocation.to_string()).unwrap();
@@ -312,13 +193,8 @@ fn random_strings_never_panic_and_spans_stay_inside() {
             Err(errors) => {
                 assert!(!errors.is_empty());
                 for error in errors {
-                    for span in std::iter::once(error.span)
-                        .chain(error.related_spans().into_iter().map(|(s, _)| s))
-                    {
-                        assert!(
-                            span.start <= span.end && span.end <= text.len(),
-                            "{text:?}: {error:?}"
-                        );
+                    for span in std::iter::once(error.span).chain(error.related_spans().into_iter().map(|(s, _)| s)) {
+                        assert!(span.start <= span.end && span.end <= text.len(), "{text:?}: {error:?}");
                         assert!(
                             text.is_char_boundary(span.start) && text.is_char_boundary(span.end),
                             "{text:?}: {error:?}"

@@ -218,19 +218,15 @@ pub enum PlanError {
 impl Plan {
     /// Reads a plan, refusing other format versions and damaged files.
     pub fn from_json(text: &str) -> Result<Self, PlanError> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| PlanError::NotJson(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| PlanError::NotJson(e.to_string()))?;
         match value.get("format_version") {
             Some(v) if v.as_u64() == Some(u64::from(PLAN_VERSION)) => {}
             Some(v) => {
-                return Err(PlanError::Version {
-                    found: v.to_string(),
-                });
+                return Err(PlanError::Version { found: v.to_string() });
             }
             None => return Err(PlanError::Damaged("no `format_version`".into())),
         }
-        let plan: Self =
-            serde_json::from_value(value).map_err(|e| PlanError::Damaged(e.to_string()))?;
+        let plan: Self = serde_json::from_value(value).map_err(|e| PlanError::Damaged(e.to_string()))?;
         plan.check()?;
         Ok(plan)
     }
@@ -247,18 +243,11 @@ impl Plan {
         let damaged = |what: String| Err(PlanError::Damaged(what));
         for (i, model) in self.models.iter().enumerate() {
             if model.input >= self.inputs.len() {
-                return damaged(format!(
-                    "model {i} refers to input {} of {}",
-                    model.input,
-                    self.inputs.len()
-                ));
+                return damaged(format!("model {i} refers to input {} of {}", model.input, self.inputs.len()));
             }
             for (j, layer) in model.layers.iter().enumerate() {
                 if layer.index != j {
-                    return damaged(format!(
-                        "model `{}` layer {j} has index {}",
-                        model.name, layer.index
-                    ));
+                    return damaged(format!("model `{}` layer {j} has index {}", model.name, layer.index));
                 }
                 if layer.tensors.iter().map(|t| t.bytes).sum::<u64>() != layer.bytes {
                     return damaged(format!(
@@ -273,10 +262,7 @@ impl Plan {
                 return damaged(format!("transfer {} refers to model {}", t.id, t.model));
             };
             if t.first_layer > t.last_layer || t.last_layer >= model.layers.len() {
-                return damaged(format!(
-                    "transfer {} carries layers {}..={}",
-                    t.id, t.first_layer, t.last_layer
-                ));
+                return damaged(format!("transfer {} carries layers {}..={}", t.id, t.first_layer, t.last_layer));
             }
         }
         Ok(())

@@ -26,11 +26,7 @@ pub fn detect() -> Detected {
         Err(note) => detected.notes.push(note),
     }
     match ram() {
-        Ok(memory) => detected.devices.push(Found {
-            device: Device::Cpu,
-            memory,
-            description: "system RAM".into(),
-        }),
+        Ok(memory) => detected.devices.push(Found { device: Device::Cpu, memory, description: "system RAM".into() }),
         Err(note) => detected.notes.push(note),
     }
     detected
@@ -38,8 +34,7 @@ pub fn detect() -> Detected {
 
 /// Total RAM from `/proc/meminfo`.
 fn ram() -> Result<Bytes, String> {
-    let text = fs_err::read_to_string("/proc/meminfo")
-        .map_err(|e| format!("cannot read the RAM size: {e}"))?;
+    let text = fs_err::read_to_string("/proc/meminfo").map_err(|e| format!("cannot read the RAM size: {e}"))?;
     text.lines()
         .find_map(|line| line.strip_prefix("MemTotal:"))
         .and_then(|rest| rest.trim().strip_suffix("kB"))
@@ -49,10 +44,7 @@ fn ram() -> Result<Bytes, String> {
 }
 
 /// CUDA devices through the driver API, loaded at run time.
-#[allow(
-    unsafe_code,
-    reason = "cudarc's driver calls; each precondition is stated where it is met"
-)]
+#[allow(unsafe_code, reason = "cudarc's driver calls; each precondition is stated where it is met")]
 fn cuda_devices() -> Result<Vec<Found>, String> {
     use cudarc::driver::{result, sys};
     // SAFETY: only looks for the driver library; with dynamic loading, any driver call made
@@ -61,15 +53,12 @@ fn cuda_devices() -> Result<Vec<Found>, String> {
         return Err("no CUDA driver".into());
     }
     result::init().map_err(|e| format!("the CUDA driver did not start: {e}"))?;
-    let count =
-        result::device::get_count().map_err(|e| format!("cannot count CUDA devices: {e}"))?;
+    let count = result::device::get_count().map_err(|e| format!("cannot count CUDA devices: {e}"))?;
     let mut found = Vec::new();
     for ordinal in 0..count {
-        let device =
-            result::device::get(ordinal).map_err(|e| format!("cannot open cuda:{ordinal}: {e}"))?;
+        let device = result::device::get(ordinal).map_err(|e| format!("cannot open cuda:{ordinal}: {e}"))?;
         // SAFETY: `device` was returned by `result::device::get`.
-        let memory = unsafe { result::device::total_mem(device) }
-            .map_err(|e| format!("cuda:{ordinal}: {e}"))?;
+        let memory = unsafe { result::device::total_mem(device) }.map_err(|e| format!("cuda:{ordinal}: {e}"))?;
         let description = result::device::get_name(device).unwrap_or_else(|_| "CUDA device".into());
         found.push(Found {
             device: Device::Cuda(u32::try_from(ordinal).unwrap_or(0)),

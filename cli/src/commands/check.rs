@@ -19,19 +19,10 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
     }
 }
 
-fn allocation(
-    text: &str,
-    format: Format,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> std::io::Result<Status> {
+fn allocation(text: &str, format: Format, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
     match (parse_allocation(text), format) {
-        (Ok(allocation), Format::Json) => {
-            out.write_all(render::json_text(&allocation).as_bytes())?
-        }
-        (Ok(allocation), Format::Human) => {
-            out.write_all(allocation_table(&allocation).as_bytes())?
-        }
+        (Ok(allocation), Format::Json) => out.write_all(render::json_text(&allocation).as_bytes())?,
+        (Ok(allocation), Format::Human) => out.write_all(allocation_table(&allocation).as_bytes())?,
         (Err(errors), Format::Json) => {
             out.write_all(render::json_text(&render::json_errors(&errors)).as_bytes())?;
             return Ok(Status::InputProblem);
@@ -45,15 +36,7 @@ fn allocation(
 }
 
 fn allocation_table(allocation: &Allocation) -> String {
-    let mut text = format!(
-        "{} mode{}\n",
-        allocation.mode,
-        if allocation.bare {
-            " (a bare fraction)"
-        } else {
-            ""
-        }
-    );
+    let mut text = format!("{} mode{}\n", allocation.mode, if allocation.bare { " (a bare fraction)" } else { "" });
     for entry in &allocation.entries {
         let amount = match entry.amount.value {
             Amount::Bytes(bytes) => format!("{bytes} ({} bytes)", bytes.get()),
@@ -61,21 +44,13 @@ fn allocation_table(allocation: &Allocation) -> String {
             Amount::Fraction(f) => format!("{f} of the device's memory"),
             Amount::Rest => "the rest of the model".into(),
         };
-        text.push_str(&format!(
-            "  {:<12} {amount}\n",
-            entry.target.value.to_string()
-        ));
+        text.push_str(&format!("  {:<12} {amount}\n", entry.target.value.to_string()));
     }
     text
 }
 
-fn workflow(
-    path: &Path,
-    format: Format,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> std::io::Result<Status> {
-    let source = match fs_err::read_to_string(path) {
+fn workflow(path: &Path, format: Format, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
+    let source = match mgc_compiler::limits::read_text(path, mgc_compiler::limits::WORKFLOW_LIMIT, "workflow") {
         Ok(source) => source,
         Err(error) => {
             writeln!(err, "error: {error}")?;
@@ -85,9 +60,7 @@ fn workflow(
     let dir = path.parent().unwrap_or(Path::new("."));
     match (toml_to_workflow(&source, dir, &detect), format) {
         (Ok(workflow), Format::Json) => out.write_all(render::json_text(&workflow).as_bytes())?,
-        (Ok(workflow), Format::Human) => {
-            out.write_all(workflow_summary(path, &workflow).as_bytes())?
-        }
+        (Ok(workflow), Format::Human) => out.write_all(workflow_summary(path, &workflow).as_bytes())?,
         (Err(errors), Format::Json) => {
             out.write_all(render::json_text(&render::json_errors(&errors)).as_bytes())?;
             return Ok(Status::InputProblem);
@@ -107,11 +80,7 @@ pub fn detect() -> Hardware {
         devices: detected
             .devices
             .into_iter()
-            .map(|f| DetectedDevice {
-                device: f.device,
-                memory: f.memory,
-                description: f.description,
-            })
+            .map(|f| DetectedDevice { device: f.device, memory: f.memory, description: f.description })
             .collect(),
         notes: detected.notes,
     }
@@ -120,11 +89,7 @@ pub fn detect() -> Hardware {
 fn workflow_summary(path: &Path, workflow: &Workflow) -> String {
     let mut text = format!("{}: ok\n\ndevices\n", path.display());
     for d in &workflow.devices {
-        let reserve = if d.reserve.get() > 0 {
-            format!("reserve {}", d.reserve)
-        } else {
-            String::new()
-        };
+        let reserve = if d.reserve.get() > 0 { format!("reserve {}", d.reserve) } else { String::new() };
         text.push_str(&format!(
             "  {:<10} {:>12}  {:<20} {}\n",
             d.device.to_string(),
@@ -160,16 +125,8 @@ fn workflow_summary(path: &Path, workflow: &Workflow) -> String {
     }
     let workload = match workflow.workload {
         Workload::Tokens { tokens, batch } => format!("{tokens} tokens, batch {batch}"),
-        Workload::Resolution {
-            width,
-            height,
-            frames,
-            batch,
-        } => {
-            format!(
-                "{width}x{height}, {frames} frame{}, batch {batch}",
-                if frames == 1 { "" } else { "s" }
-            )
+        Workload::Resolution { width, height, frames, batch } => {
+            format!("{width}x{height}, {frames} frame{}, batch {batch}", if frames == 1 { "" } else { "s" })
         }
     };
     let prefetch = match workflow.schedule.prefetch {

@@ -11,12 +11,9 @@ use crate::args::{CompileArgs, Format};
 use crate::commands::{check::detect, explain};
 use crate::render;
 
-pub fn run(
-    args: &CompileArgs,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> std::io::Result<Status> {
-    let source = match fs_err::read_to_string(&args.workflow) {
+pub fn run(args: &CompileArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
+    let source = match mgc_compiler::limits::read_text(&args.workflow, mgc_compiler::limits::WORKFLOW_LIMIT, "workflow")
+    {
         Ok(source) => source,
         Err(error) => {
             writeln!(err, "error: {error}")?;
@@ -24,10 +21,7 @@ pub fn run(
         }
     };
     let dir = args.workflow.parent().unwrap_or(Path::new("."));
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| args.workflow.with_extension("plan.json"));
+    let output = args.output.clone().unwrap_or_else(|| args.workflow.with_extension("plan.json"));
     let mut plan = match toml_to_plan(&source, dir, &detect) {
         Ok(plan) => plan,
         Err(errors) => {
@@ -35,15 +29,10 @@ pub fn run(
             return Ok(Status::InputProblem);
         }
     };
-    let plan_dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let plan_dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     relative_paths(&mut plan, plan_dir);
     let text = plan.to_json();
-    if let Err(error) =
-        mgc_compiler::atomic::write_with(&output, |file| file.write_all(text.as_bytes()))
-    {
+    if let Err(error) = mgc_compiler::atomic::write_with(&output, |file| file.write_all(text.as_bytes())) {
         writeln!(err, "error: cannot write the plan: {error}")?;
         return Ok(Status::ToolFailed);
     }
@@ -111,12 +100,7 @@ fn report(
 }
 
 fn plain_other(error: &CompileError, json: &mut Vec<render::JsonError>) {
-    json.push(render::JsonError {
-        message: error.to_string(),
-        span: [0, 0],
-        label: None,
-        help: None,
-    });
+    json.push(render::JsonError { message: error.to_string(), span: [0, 0], label: None, help: None });
 }
 
 /// Model paths in the plan, relative to the folder the plan is written to.
@@ -132,10 +116,7 @@ fn relative_paths(plan: &mut Plan, plan_dir: &Path) {
         input.path = rel(&input.path);
     }
     for model in &mut plan.models {
-        model.file = plan
-            .inputs
-            .get(model.input)
-            .map_or_else(|| model.file.clone(), |i| i.path.clone());
+        model.file = plan.inputs.get(model.input).map_or_else(|| model.file.clone(), |i| i.path.clone());
     }
 }
 

@@ -10,12 +10,8 @@ use crate::Status;
 use crate::args::ExplainArgs;
 use crate::svg;
 
-pub fn run(
-    args: &ExplainArgs,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> std::io::Result<Status> {
-    let text = match fs_err::read_to_string(&args.plan) {
+pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
+    let text = match mgc_compiler::limits::read_text(&args.plan, mgc_compiler::limits::PLAN_LIMIT, "plan") {
         Ok(text) => text,
         Err(error) => {
             writeln!(err, "error: {error}")?;
@@ -32,9 +28,7 @@ pub fn run(
     out.write_all(self::text(&plan).as_bytes())?;
     if let Some(path) = &args.svg {
         let picture = svg::draw(&plan);
-        if let Err(error) =
-            mgc_compiler::atomic::write_with(path, |file| file.write_all(picture.as_bytes()))
-        {
+        if let Err(error) = mgc_compiler::atomic::write_with(path, |file| file.write_all(picture.as_bytes())) {
             writeln!(err, "error: cannot write the picture: {error}")?;
             return Ok(Status::ToolFailed);
         }
@@ -44,11 +38,7 @@ pub fn run(
 }
 
 fn percent(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        "-".into()
-    } else {
-        format!("{:.0}%", part as f64 * 100.0 / whole as f64)
-    }
+    if whole == 0 { "-".into() } else { format!("{:.0}%", part as f64 * 100.0 / whole as f64) }
 }
 
 pub fn seconds(s: f64) -> String {
@@ -83,19 +73,10 @@ pub fn text(plan: &Plan) -> String {
         let budgets: Vec<String> = plan
             .models
             .iter()
-            .filter_map(|m| {
-                m.budgets
-                    .iter()
-                    .find(|b| b.device == d.name)
-                    .map(|b| (m, b))
-            })
+            .filter_map(|m| m.budgets.iter().find(|b| b.device == d.name).map(|b| (m, b)))
             .map(|(m, b)| format!("{}: {} / {}", m.name, Bytes(b.bytes), Bytes(b.used_bytes)))
             .collect();
-        let memory = if d.name == "disk" {
-            "file".to_owned()
-        } else {
-            Bytes(d.memory_bytes).to_string()
-        };
+        let memory = if d.name == "disk" { "file".to_owned() } else { Bytes(d.memory_bytes).to_string() };
         t.push_str(&format!(
             "{:<8} {:>11} {:>11} {:>11} {:>11} {:>6}  {}\n",
             d.name,
@@ -136,10 +117,7 @@ fn model_text(plan: &Plan, index: usize, m: &ModelPlan) -> String {
         m.allocation,
         m.placement_reason
     );
-    t.push_str(&format!(
-        "  {:<9} {:<40} {:<8} {:>11}  {}\n",
-        "layers", "", "home", "bytes", ""
-    ));
+    t.push_str(&format!("  {:<9} {:<40} {:<8} {:>11}  {}\n", "layers", "", "home", "bytes", ""));
     let mut i = 0;
     while let Some(first) = m.layers.get(i) {
         let mut j = i;
@@ -147,37 +125,14 @@ fn model_text(plan: &Plan, index: usize, m: &ModelPlan) -> String {
             j += 1;
         }
         let last = m.layers.get(j).unwrap_or(first);
-        let bytes: u64 = m
-            .layers
-            .iter()
-            .skip(i)
-            .take(j - i + 1)
-            .map(|l| l.bytes)
-            .sum();
-        let range = if i == j {
-            format!("{i}")
-        } else {
-            format!("{i}-{j}")
-        };
-        let names = if i == j {
-            first.name.clone()
-        } else {
-            format!("{} .. {}", first.name, last.name)
-        };
-        let how = if first.streamed {
-            "streamed"
-        } else {
-            "resident"
-        };
-        t.push_str(&format!(
-            "  {range:<9} {names:<40} {:<8} {:>11}  {how}\n",
-            first.home,
-            Bytes(bytes).to_string()
-        ));
+        let bytes: u64 = m.layers.iter().skip(i).take(j - i + 1).map(|l| l.bytes).sum();
+        let range = if i == j { format!("{i}") } else { format!("{i}-{j}") };
+        let names = if i == j { first.name.clone() } else { format!("{} .. {}", first.name, last.name) };
+        let how = if first.streamed { "streamed" } else { "resident" };
+        t.push_str(&format!("  {range:<9} {names:<40} {:<8} {:>11}  {how}\n", first.home, Bytes(bytes).to_string()));
         i = j + 1;
     }
-    let copies: Vec<&mgc_plan::Transfer> =
-        plan.transfers.iter().filter(|x| x.model == index).collect();
+    let copies: Vec<&mgc_plan::Transfer> = plan.transfers.iter().filter(|x| x.model == index).collect();
     let streamed: u64 = copies.iter().map(|x| x.bytes).sum();
     let batched = copies.iter().filter(|x| x.batched).count();
     let p = &m.predicted;

@@ -2,9 +2,7 @@
 
 use std::io::Write;
 
-use mgc_compiler::inventory::{
-    FileFormat, Inventory, Layer, Model, file_to_inventory, inventory_to_models,
-};
+use mgc_compiler::inventory::{FileFormat, Inventory, Layer, Model, file_to_inventory, inventory_to_models};
 use serde::Serialize;
 
 use crate::Status;
@@ -25,18 +23,12 @@ struct Report<'a> {
     models: &'a [Model],
 }
 
-pub fn run(
-    args: &InspectArgs,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> std::io::Result<Status> {
+pub fn run(args: &InspectArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
     let inventory = match file_to_inventory(&args.file) {
         Ok(inventory) => inventory,
         Err(error) => {
             match args.format {
-                Format::Json => {
-                    out.write_all(render::json_text(&render::json_errors(&[error])).as_bytes())?
-                }
+                Format::Json => out.write_all(render::json_text(&render::json_errors(&[error])).as_bytes())?,
                 Format::Human => {
                     writeln!(err, "error: {error}")?;
                     if let Some(help) = &error.help {
@@ -63,9 +55,7 @@ pub fn run(
             };
             out.write_all(render::json_text(&report).as_bytes())?;
         }
-        Format::Human => {
-            out.write_all(human(&args.file.display().to_string(), &inventory, &models).as_bytes())?
-        }
+        Format::Human => out.write_all(human(&args.file.display().to_string(), &inventory, &models).as_bytes())?,
     }
     Ok(Status::Ok)
 }
@@ -101,16 +91,9 @@ fn human(name: &str, inventory: &Inventory, models: &[Model]) -> String {
         bytes_text(inventory.data_bytes()),
     );
     for (i, model) in models.iter().enumerate() {
-        let prefix = if model.prefix.is_empty() {
-            "no prefix".to_owned()
-        } else {
-            format!("prefix `{}`", model.prefix)
-        };
-        let dtypes: Vec<String> = model
-            .dtypes
-            .iter()
-            .map(|(d, b)| format!("{d} {}", mgc_grammar::Bytes(*b)))
-            .collect();
+        let prefix =
+            if model.prefix.is_empty() { "no prefix".to_owned() } else { format!("prefix `{}`", model.prefix) };
+        let dtypes: Vec<String> = model.dtypes.iter().map(|(d, b)| format!("{d} {}", mgc_grammar::Bytes(*b))).collect();
         text.push_str(&format!(
             "\nmodel {} of {}: {} ({}), {prefix}\n  tensors  {}\n  bytes    {}\n  dtypes   {}\n  layers   {}\n\n",
             i + 1,
@@ -122,10 +105,7 @@ fn human(name: &str, inventory: &Inventory, models: &[Model]) -> String {
             dtypes.join(", "),
             model.layers.len(),
         ));
-        text.push_str(&format!(
-            "  {:<44} {:>7} {:>12} {:>16}\n",
-            "layer", "tensors", "each", "bytes"
-        ));
+        text.push_str(&format!("  {:<44} {:>7} {:>12} {:>16}\n", "layer", "tensors", "each", "bytes"));
         for run in runs(&model.layers) {
             text.push_str(&run);
         }
@@ -145,8 +125,7 @@ fn runs(layers: &[Layer]) -> Vec<String> {
         let mut j = i + 1;
         if let Some((list, start)) = split(&first.name) {
             while let Some(next) = layers.get(j) {
-                let same = split(&next.name)
-                    == Some((list.clone(), start.saturating_add((j - i) as u64)))
+                let same = split(&next.name) == Some((list.clone(), start.saturating_add((j - i) as u64)))
                     && next.bytes == first.bytes
                     && next.tensor_count == first.tensor_count;
                 if !same {
@@ -155,11 +134,7 @@ fn runs(layers: &[Layer]) -> Vec<String> {
                 j += 1;
             }
             if j - i > 1 {
-                let name = format!(
-                    "{list}.{start}..{} ({})",
-                    start.saturating_add((j - i - 1) as u64),
-                    j - i
-                );
+                let name = format!("{list}.{start}..{} ({})", start.saturating_add((j - i - 1) as u64), j - i);
                 let total = first.bytes * (j - i) as u64;
                 rows.push(format!(
                     "  {name:<44} {:>7} {:>12} {:>16}\n",

@@ -18,27 +18,14 @@ pub fn run(args: &SynthArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
     let fixture: InventoryFixture = match serde_json::from_str(&text) {
         Ok(fixture) => fixture,
         Err(e) => {
-            writeln!(
-                err,
-                "error: `{}` is not a tensor inventory: {e}",
-                args.inventory.display()
-            )?;
+            writeln!(err, "error: `{}` is not a tensor inventory: {e}", args.inventory.display())?;
             return Ok(Status::InputProblem);
         }
     };
-    let prefix = args
-        .prefix
-        .clone()
-        .or_else(|| fixture.prefix.clone())
-        .unwrap_or_default();
+    let prefix = args.prefix.clone().or_else(|| fixture.prefix.clone()).unwrap_or_default();
     match write_header_only(&fixture, &prefix, &args.output) {
         Ok(size) => {
-            writeln!(
-                out,
-                "{}: {} tensors, {size} bytes (header only)",
-                args.output.display(),
-                fixture.tensors.len()
-            )?;
+            writeln!(out, "{}: {} tensors, {size} bytes (header only)", args.output.display(), fixture.tensors.len())?;
             Ok(Status::Ok)
         }
         Err(e) => {

@@ -41,33 +41,14 @@ impl CostModel {
             .links
             .iter()
             .map(|l| {
-                let source = l
-                    .kind
-                    .map_or_else(|| "declared".to_owned(), |k| format!("kind {}", k.name()));
-                (
-                    l.between[0],
-                    l.between[1],
-                    l.bandwidth.bytes_per_second(),
-                    source,
-                )
+                let source = l.kind.map_or_else(|| "declared".to_owned(), |k| format!("kind {}", k.name()));
+                (l.between[0], l.between[1], l.bandwidth.bytes_per_second(), source)
             })
             .collect();
-        let flops = workflow
-            .devices
-            .iter()
-            .filter_map(|d| d.flops.map(|f| (d.device, f)))
-            .collect();
+        let flops = workflow.devices.iter().filter_map(|d| d.flops.map(|f| (d.device, f))).collect();
         let profile = workflow.profile.clone();
-        let disk_read = profile
-            .as_ref()
-            .and_then(Profile::disk_read)
-            .map_or(DEFAULT_DISK_READ, |r| r as u64);
-        Self {
-            links,
-            flops,
-            disk_read,
-            profile,
-        }
+        let disk_read = profile.as_ref().and_then(Profile::disk_read).map_or(DEFAULT_DISK_READ, |r| r as u64);
+        Self { links, flops, disk_read, profile }
     }
 
     /// Compute throughput of a device, FLOP/s.
@@ -82,35 +63,20 @@ impl CostModel {
 
     /// How fast bytes move from `from` to `to`.
     pub fn rate(&self, from: Device, to: Device) -> Rate {
-        if let Some((_, _, bw, source)) = self
-            .links
-            .iter()
-            .find(|(a, b, _, _)| (*a == from && *b == to) || (*a == to && *b == from))
+        if let Some((_, _, bw, source)) =
+            self.links.iter().find(|(a, b, _, _)| (*a == from && *b == to) || (*a == to && *b == from))
         {
-            return Rate {
-                bytes_per_second: *bw as f64,
-                source: source.clone(),
-            };
+            return Rate { bytes_per_second: *bw as f64, source: source.clone() };
         }
         if let Some(measured) = self.profile.as_ref().and_then(|p| p.rate(from, to)) {
-            return Rate {
-                bytes_per_second: measured,
-                source: "profile".into(),
-            };
+            return Rate { bytes_per_second: measured, source: "profile".into() };
         }
         if from == Device::Disk {
             let disk = self.disk_read as f64;
             let measured = self.profile.as_ref().and_then(Profile::disk_read).is_some();
-            let what = if measured {
-                "profile disk read"
-            } else {
-                "default disk read"
-            };
+            let what = if measured { "profile disk read" } else { "default disk read" };
             if to == Device::Cpu {
-                return Rate {
-                    bytes_per_second: disk,
-                    source: what.into(),
-                };
+                return Rate { bytes_per_second: disk, source: what.into() };
             }
             let host = self.rate(Device::Cpu, to);
             return Rate {
@@ -123,10 +89,7 @@ impl CostModel {
         } else {
             (LinkKind::Pcie4x16, "default pcie4x16")
         };
-        Rate {
-            bytes_per_second: kind.bandwidth().bytes_per_second() as f64,
-            source: what.into(),
-        }
+        Rate { bytes_per_second: kind.bandwidth().bytes_per_second() as f64, source: what.into() }
     }
 }
 
@@ -141,12 +104,7 @@ fn default_flops(device: Device) -> f64 {
 pub fn tokens(family: Family, role: Role, workload: &Workload) -> u64 {
     let (width, height, frames, batch, given) = match *workload {
         Workload::Tokens { tokens, batch } => (1024, 1024, 1, batch, Some(tokens)),
-        Workload::Resolution {
-            width,
-            height,
-            frames,
-            batch,
-        } => (width, height, frames, batch, None),
+        Workload::Resolution { width, height, frames, batch } => (width, height, frames, batch, None),
     };
     let latent_frames = frames.saturating_sub(1) / 4 + 1;
     let per_item = match (role, family) {
@@ -194,10 +152,7 @@ pub fn layer_flops(tensors: &[&Tensor], tokens: u64) -> f64 {
     for t in tensors.iter().filter(|t| !is_lookup(&t.name)) {
         if t.shape.len() >= 2 {
             flops += 2.0 * n * elements(t);
-            if t.name.contains("attn")
-                || t.name.contains("Attention")
-                || t.name.contains("attention")
-            {
+            if t.name.contains("attn") || t.name.contains("Attention") || t.name.contains("attention") {
                 attention_width = attention_width.max(t.shape.get(1).copied().unwrap_or(0) as f64);
             }
         } else {
@@ -209,11 +164,7 @@ pub fn layer_flops(tensors: &[&Tensor], tokens: u64) -> f64 {
 
 /// Bytes of one element as the model computes: 4 for a model stored in F32, 2 otherwise.
 fn compute_element_bytes(tensors: &[Tensor]) -> u64 {
-    let f32_bytes: u64 = tensors
-        .iter()
-        .filter(|t| t.dtype == Dtype::Plain(PlainType::F32))
-        .map(|t| t.bytes)
-        .sum();
+    let f32_bytes: u64 = tensors.iter().filter(|t| t.dtype == Dtype::Plain(PlainType::F32)).map(|t| t.bytes).sum();
     let all: u64 = tensors.iter().map(|t| t.bytes).sum();
     if f32_bytes * 2 > all { 4 } else { 2 }
 }
@@ -221,18 +172,9 @@ fn compute_element_bytes(tensors: &[Tensor]) -> u64 {
 /// Weights applied to one conditioning vector, not to every token: they make no activations
 /// of token width.
 fn is_conditioning(name: &str) -> bool {
-    [
-        "mod",
-        "adaLN",
-        "time",
-        "guidance",
-        "vector_in",
-        "y_embedder",
-        "t_embedder",
-        "label_emb",
-    ]
-    .iter()
-    .any(|k| name.contains(k))
+    ["mod", "adaLN", "time", "guidance", "vector_in", "y_embedder", "t_embedder", "label_emb"]
+        .iter()
+        .any(|k| name.contains(k))
 }
 
 /// Activations and temporaries of one step on the compute device: the widest per-token layer
@@ -244,8 +186,5 @@ pub fn activation_bytes(tensors: &[Tensor], tokens: u64) -> u64 {
         .filter_map(|t| t.shape.first().copied())
         .max()
         .unwrap_or(0);
-    tokens
-        .saturating_mul(width)
-        .saturating_mul(compute_element_bytes(tensors))
-        .saturating_mul(3)
+    tokens.saturating_mul(width).saturating_mul(compute_element_bytes(tensors)).saturating_mul(3)
 }

@@ -2,8 +2,8 @@
 
 use mgc_grammar::{Bytes, Device};
 use mgc_plan::{
-    Budget, DevicePlan, InputFile, LayerPlan, LinkPlan, ModelPlan, PLAN_VERSION, Plan, Predicted,
-    ScheduleSettings, TensorPlan, Transfer,
+    Budget, DevicePlan, InputFile, LayerPlan, LinkPlan, ModelPlan, PLAN_VERSION, Plan, Predicted, ScheduleSettings,
+    TensorPlan, Transfer,
 };
 
 use super::cost::CostModel;
@@ -45,30 +45,28 @@ pub fn placement_to_plan(
             .zip(&placement.homes)
             .zip(&s.layers)
             .enumerate()
-            .map(
-                |(index, ((layer, home), &(seconds, start, end)))| LayerPlan {
-                    index,
-                    name: layer.name.clone(),
-                    bytes: layer.bytes,
-                    home: home.to_string(),
-                    streamed: *home != model.spec.compute,
-                    flops: layer.flops.round(),
-                    compute_seconds: ns(seconds),
-                    start_seconds: ns(start),
-                    end_seconds: ns(end),
-                    tensors: layer
-                        .tensors
-                        .iter()
-                        .map(|t| TensorPlan {
-                            name: t.name.clone(),
-                            dtype: t.dtype.name().to_owned(),
-                            shape: t.shape.clone(),
-                            offset: t.offset,
-                            bytes: t.bytes,
-                        })
-                        .collect(),
-                },
-            )
+            .map(|(index, ((layer, home), &(seconds, start, end)))| LayerPlan {
+                index,
+                name: layer.name.clone(),
+                bytes: layer.bytes,
+                home: home.to_string(),
+                streamed: *home != model.spec.compute,
+                flops: layer.flops.round(),
+                compute_seconds: ns(seconds),
+                start_seconds: ns(start),
+                end_seconds: ns(end),
+                tensors: layer
+                    .tensors
+                    .iter()
+                    .map(|t| TensorPlan {
+                        name: t.name.clone(),
+                        dtype: t.dtype.name().to_owned(),
+                        shape: t.shape.clone(),
+                        offset: t.offset,
+                        bytes: t.bytes,
+                    })
+                    .collect(),
+            })
             .collect();
         for t in &s.transfers {
             transfers.push(Transfer {
@@ -153,18 +151,10 @@ pub fn placement_to_plan(
         });
     }
     let diffusion: Vec<&ModelPlan> = models.iter().filter(|m| m.role == "diffusion").collect();
-    let pool: Vec<&ModelPlan> = if diffusion.is_empty() {
-        models.iter().collect()
-    } else {
-        diffusion
-    };
+    let pool: Vec<&ModelPlan> = if diffusion.is_empty() { models.iter().collect() } else { diffusion };
     let predicted = pool
         .iter()
-        .max_by(|a, b| {
-            a.predicted
-                .step_seconds
-                .total_cmp(&b.predicted.step_seconds)
-        })
+        .max_by(|a, b| a.predicted.step_seconds.total_cmp(&b.predicted.step_seconds))
         .map(|m| m.predicted.clone())
         .unwrap_or_default();
     Ok(Plan {
@@ -202,11 +192,8 @@ fn devices(
     placements: &[ModelPlacement],
     cost: &CostModel,
 ) -> (Vec<DevicePlan>, Vec<Problem>) {
-    let mut list: Vec<(Device, u64, u64, Option<mgc_grammar::Span>)> = workflow
-        .devices
-        .iter()
-        .map(|d| (d.device, d.memory.get(), d.reserve.get(), d.span))
-        .collect();
+    let mut list: Vec<(Device, u64, u64, Option<mgc_grammar::Span>)> =
+        workflow.devices.iter().map(|d| (d.device, d.memory.get(), d.reserve.get(), d.span)).collect();
     let uses_disk = placements.iter().any(|p| p.homes.contains(&Device::Disk));
     if uses_disk {
         list.push((Device::Disk, 0, 0, None));
@@ -242,11 +229,7 @@ fn devices(
                 staging = staging.max(placement.schedule.staging);
             }
         }
-        let peak = if device == Device::Disk {
-            0
-        } else {
-            resident + transient + staging
-        };
+        let peak = if device == Device::Disk { 0 } else { resident + transient + staging };
         let usable = memory.saturating_sub(reserve);
         if device != Device::Disk && peak > usable {
             let mut parts = format!("{} of resident weights", Bytes(resident));
@@ -256,19 +239,10 @@ fn devices(
             if staging > 0 {
                 parts.push_str(&format!(", {} of pinned staging", Bytes(staging)));
             }
-            let kind = ProblemKind::DeviceOverMemory {
-                device: device.to_string(),
-                peak,
-                usable,
-                short: peak - usable,
-                parts,
-            };
-            let span = span.unwrap_or_else(|| {
-                graph
-                    .models
-                    .first()
-                    .map_or_else(Default::default, |m| m.spec.allocation_span)
-            });
+            let kind =
+                ProblemKind::DeviceOverMemory { device: device.to_string(), peak, usable, short: peak - usable, parts };
+            let span =
+                span.unwrap_or_else(|| graph.models.first().map_or_else(Default::default, |m| m.spec.allocation_span));
             problems.push(Problem::new(kind, span));
         }
         out.push(DevicePlan {
@@ -278,11 +252,7 @@ fn devices(
             resident_bytes: resident,
             peak_bytes: peak,
             staging_bytes: staging,
-            flops_per_second: if device == Device::Disk {
-                0.0
-            } else {
-                cost.flops(device)
-            },
+            flops_per_second: if device == Device::Disk { 0.0 } else { cost.flops(device) },
         });
     }
     (out, problems)

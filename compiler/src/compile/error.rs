@@ -43,35 +43,15 @@ pub enum ProblemKind {
     #[error("model `{model}`: `{file}` holds no tensors")]
     NoTensors { model: String, file: String },
     #[error("model `{model}` ({}) does not fit its allocation: the devices take {}, {} short", Bytes(*model_bytes), Bytes(*budgets), Bytes(*short))]
-    DoesNotFit {
-        model: String,
-        model_bytes: u64,
-        budgets: u64,
-        short: u64,
-    },
+    DoesNotFit { model: String, model_bytes: u64, budgets: u64, short: u64 },
     #[error("model `{model}`: its layers do not pack into the budgets; {} of layers are left over (the largest {})", Bytes(*left), Bytes(*largest))]
-    DoesNotPack {
-        model: String,
-        left: u64,
-        largest: u64,
-    },
+    DoesNotPack { model: String, left: u64, largest: u64 },
     #[error("model `{model}` gives `{device}` {}, but `{device}` has {} to give", Bytes(*budget), Bytes(*usable))]
-    BudgetOverDevice {
-        model: String,
-        device: String,
-        budget: u64,
-        usable: u64,
-    },
+    BudgetOverDevice { model: String, device: String, budget: u64, usable: u64 },
     #[error("model `{model}`: a fraction of `disk` has no meaning")]
     FractionOfDisk { model: String },
     #[error("`{device}` needs {} at its peak but has {}: {} short", Bytes(*peak), Bytes(*usable), Bytes(*short))]
-    DeviceOverMemory {
-        device: String,
-        peak: u64,
-        usable: u64,
-        short: u64,
-        parts: String,
-    },
+    DeviceOverMemory { device: String, peak: u64, usable: u64, short: u64, parts: String },
 }
 
 impl ProblemKind {
@@ -90,30 +70,22 @@ impl ProblemKind {
                 Bytes(*short),
                 Bytes(*short)
             ),
-            Self::DoesNotPack { .. } => {
-                "layers are indivisible: give one device `*`, or a little more room".into()
-            }
-            Self::BudgetOverDevice { .. } => {
-                "lower the amount, or lower the device's `reserve`".into()
-            }
+            Self::DoesNotPack { .. } => "layers are indivisible: give one device `*`, or a little more room".into(),
+            Self::BudgetOverDevice { .. } => "lower the amount, or lower the device's `reserve`".into(),
             Self::FractionOfDisk { .. } => "give `disk` a size, a share, or `*`".into(),
-            Self::DeviceOverMemory { parts, .. } => format!(
-                "{parts}; keep fewer layers there, lower `prefetch`, or lower the `reserve`"
-            ),
+            Self::DeviceOverMemory { parts, .. } => {
+                format!("{parts}; keep fewer layers there, lower `prefetch`, or lower the `reserve`")
+            }
         })
     }
 }
 
 impl Diagnostic for Problem {
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.kind
-            .help()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.kind.help().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        Some(Box::new(std::iter::once(
-            LabeledSpan::new_primary_with_span(Some(self.kind.label()), self.span),
-        )))
+        Some(Box::new(std::iter::once(LabeledSpan::new_primary_with_span(Some(self.kind.label()), self.span))))
     }
 }

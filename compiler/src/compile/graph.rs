@@ -11,8 +11,7 @@ use sha2::{Digest, Sha256};
 use super::cost;
 use super::error::{CompileError, Problem, ProblemKind};
 use crate::inventory::{
-    Family, Inventory, InventoryError, InventoryErrorKind, Model, Role, Tensor, file_to_inventory,
-    inventory_to_models,
+    Family, Inventory, InventoryError, InventoryErrorKind, Model, Role, Tensor, file_to_inventory, inventory_to_models,
 };
 use crate::workflow::{ModelSpec, Workflow};
 
@@ -64,12 +63,7 @@ impl LayerGraph {
     /// `(model, layer)` pairs in the order they run.
     pub fn execution_order(&self) -> Vec<(usize, usize)> {
         toposort(&self.graph, None)
-            .map(|nodes| {
-                nodes
-                    .into_iter()
-                    .filter_map(|n| self.graph.node_weight(n).copied())
-                    .collect()
-            })
+            .map(|nodes| nodes.into_iter().filter_map(|n| self.graph.node_weight(n).copied()).collect())
             .unwrap_or_default()
     }
 }
@@ -106,14 +100,8 @@ pub fn workflow_to_graph(workflow: &Workflow) -> Result<LayerGraph, Vec<CompileE
         };
         let split = inventory_to_models(&found.inventory);
         let Some(model) = choose(&split) else {
-            let kind = ProblemKind::NoTensors {
-                model: spec.name.clone(),
-                file: spec.file.display().to_string(),
-            };
-            errors.push(CompileError::Problem(Problem::new(
-                kind,
-                spec.allocation_span,
-            )));
+            let kind = ProblemKind::NoTensors { model: spec.name.clone(), file: spec.file.display().to_string() };
+            errors.push(CompileError::Problem(Problem::new(kind, spec.allocation_span)));
             continue;
         };
         models.push(graph_model(spec, input, model, workflow));
@@ -126,9 +114,7 @@ pub fn workflow_to_graph(workflow: &Workflow) -> Result<LayerGraph, Vec<CompileE
     let mut graph = StableDiGraph::new();
     let mut ends: Vec<(u32, NodeIndex, NodeIndex)> = Vec::new();
     for (m, model) in models.iter().enumerate() {
-        let nodes: Vec<NodeIndex> = (0..model.layers.len())
-            .map(|l| graph.add_node((m, l)))
-            .collect();
+        let nodes: Vec<NodeIndex> = (0..model.layers.len()).map(|l| graph.add_node((m, l))).collect();
         for pair in nodes.windows(2) {
             if let [a, b] = pair {
                 graph.add_edge(*a, *b, ());
@@ -142,38 +128,23 @@ pub fn workflow_to_graph(workflow: &Workflow) -> Result<LayerGraph, Vec<CompileE
             ends.push((model.phase, *first, *last));
         }
     }
-    Ok(LayerGraph {
-        inputs,
-        models,
-        graph,
-    })
+    Ok(LayerGraph { inputs, models, graph })
 }
 
 /// The model a workflow entry means when its file holds several: the diffusion model if there
 /// is one, else the first.
 fn choose(models: &[Model]) -> Option<&Model> {
-    models
-        .iter()
-        .find(|m| m.role == Role::Diffusion)
-        .or_else(|| models.first())
-        .filter(|m| m.tensor_count > 0)
+    models.iter().find(|m| m.role == Role::Diffusion).or_else(|| models.first()).filter(|m| m.tensor_count > 0)
 }
 
 fn graph_model(spec: &ModelSpec, input: usize, model: &Model, workflow: &Workflow) -> GraphModel {
     let tokens = cost::tokens(model.family, model.role, &workflow.workload);
-    let full = |t: &Tensor| Tensor {
-        name: format!("{}{}", model.prefix, t.name),
-        ..t.clone()
-    };
+    let full = |t: &Tensor| Tensor { name: format!("{}{}", model.prefix, t.name), ..t.clone() };
     let layers = model
         .layers
         .iter()
         .map(|layer| {
-            let tensors: Vec<&Tensor> = layer
-                .tensors
-                .iter()
-                .filter_map(|&i| model.tensors.get(i))
-                .collect();
+            let tensors: Vec<&Tensor> = layer.tensors.iter().filter_map(|&i| model.tensors.get(i)).collect();
             GraphLayer {
                 name: layer.name.clone(),
                 bytes: layer.bytes,
@@ -198,19 +169,9 @@ fn graph_model(spec: &ModelSpec, input: usize, model: &Model, workflow: &Workflo
 
 fn read_input(spec: &ModelSpec) -> Result<Input, InventoryError> {
     let inventory = file_to_inventory(&spec.file)?;
-    let header_sha256 = header_hash(&spec.file, inventory.header_size).map_err(|e| {
-        InventoryError::new(
-            &spec.file,
-            InventoryErrorKind::Io {
-                message: e.to_string(),
-            },
-        )
-    })?;
-    Ok(Input {
-        path: spec.file.clone(),
-        inventory,
-        header_sha256,
-    })
+    let header_sha256 = header_hash(&spec.file, inventory.header_size)
+        .map_err(|e| InventoryError::new(&spec.file, InventoryErrorKind::Io { message: e.to_string() }))?;
+    Ok(Input { path: spec.file.clone(), inventory, header_sha256 })
 }
 
 /// SHA-256 of a file's first `length` bytes.
@@ -218,9 +179,5 @@ pub fn header_hash(path: &std::path::Path, length: u64) -> std::io::Result<Strin
     let mut file = std::fs::File::open(path)?.take(length);
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }

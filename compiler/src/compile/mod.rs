@@ -24,17 +24,9 @@ use crate::hardware::Hardware;
 use crate::workflow::{Workflow, toml_to_workflow};
 
 /// Compiles a workflow file's text into a plan; `dir` is the folder model paths are relative to.
-pub fn toml_to_plan(
-    source: &str,
-    dir: &Path,
-    detect: &dyn Fn() -> Hardware,
-) -> Result<Plan, Vec<CompileError>> {
-    let workflow = toml_to_workflow(source, dir, detect).map_err(|errors| {
-        errors
-            .into_iter()
-            .map(CompileError::Spec)
-            .collect::<Vec<_>>()
-    })?;
+pub fn toml_to_plan(source: &str, dir: &Path, detect: &dyn Fn() -> Hardware) -> Result<Plan, Vec<CompileError>> {
+    let workflow = toml_to_workflow(source, dir, detect)
+        .map_err(|errors| errors.into_iter().map(CompileError::Spec).collect::<Vec<_>>())?;
     workflow_to_plan(&workflow)
 }
 
@@ -59,10 +51,7 @@ pub fn workflow_to_plan(workflow: &Workflow) -> Result<Plan, Vec<CompileError>> 
         }
         match emit::placement_to_plan(workflow, &graph, &placements, &cost) {
             Ok(plan) => return Ok(plan),
-            Err(_)
-                if workflow.schedule.prefetch == crate::workflow::Prefetch::Auto
-                    && max_prefetch > 1 =>
-            {
+            Err(_) if workflow.schedule.prefetch == crate::workflow::Prefetch::Auto && max_prefetch > 1 => {
                 max_prefetch -= 1
             }
             Err(problems) => return Err(problems.into_iter().map(CompileError::Problem).collect()),

@@ -37,13 +37,7 @@ pub fn budgets(model: &GraphModel, workflow: &Workflow) -> Result<Vec<BudgetEntr
     let spec = &model.spec;
     let span = spec.allocation_span;
     let total = model.bytes;
-    let usable = |device: Device| {
-        workflow
-            .devices
-            .iter()
-            .find(|d| d.device == device)
-            .map(|d| d.usable().get())
-    };
+    let usable = |device: Device| workflow.devices.iter().find(|d| d.device == device).map(|d| d.usable().get());
     let mut entries = Vec::new();
     for entry in &spec.allocation.entries {
         let device = match entry.target.value {
@@ -55,23 +49,13 @@ pub fn budgets(model: &GraphModel, workflow: &Workflow) -> Result<Vec<BudgetEntr
             Amount::Percent(p) => p.times_floor(total).map_or(u64::MAX, |b| b / 100),
             Amount::Fraction(f) => {
                 if device == Device::Disk {
-                    return Err(Problem::new(
-                        ProblemKind::FractionOfDisk {
-                            model: spec.name.clone(),
-                        },
-                        span,
-                    ));
+                    return Err(Problem::new(ProblemKind::FractionOfDisk { model: spec.name.clone() }, span));
                 }
-                f.times_floor(usable(device).unwrap_or(0))
-                    .unwrap_or(u64::MAX)
+                f.times_floor(usable(device).unwrap_or(0)).unwrap_or(u64::MAX)
             }
             Amount::Rest => 0,
         };
-        entries.push(BudgetEntry {
-            device,
-            bytes,
-            absorbs: entry.amount.value == Amount::Rest,
-        });
+        entries.push(BudgetEntry { device, bytes, absorbs: entry.amount.value == Amount::Rest });
     }
     // Shares and fractions are approximate by nature: without `*`, the last entry takes the rest.
     if !entries.iter().any(|e| e.absorbs)
@@ -80,11 +64,7 @@ pub fn budgets(model: &GraphModel, workflow: &Workflow) -> Result<Vec<BudgetEntr
     {
         last.absorbs = true;
     }
-    let fixed: u64 = entries
-        .iter()
-        .filter(|e| !e.absorbs)
-        .map(|e| e.bytes)
-        .fold(0, u64::saturating_add);
+    let fixed: u64 = entries.iter().filter(|e| !e.absorbs).map(|e| e.bytes).fold(0, u64::saturating_add);
     for entry in entries.iter_mut().filter(|e| e.absorbs) {
         entry.bytes = entry.bytes.max(total.saturating_sub(fixed));
     }
@@ -125,33 +105,19 @@ pub fn place_model(
     let budgets = budgets(model, workflow)?;
     let compute = model.spec.compute;
     let simulate = |homes: &[Device]| match workflow.schedule.prefetch {
-        Prefetch::Auto => schedule_auto(
-            &model.layers,
-            homes,
-            compute,
-            cost,
-            workflow.schedule.batch_below.get(),
-            max_prefetch,
-        ),
-        Prefetch::Layers(p) => schedule(
-            &model.layers,
-            homes,
-            compute,
-            cost,
-            p,
-            workflow.schedule.batch_below.get(),
-        ),
+        Prefetch::Auto => {
+            schedule_auto(&model.layers, homes, compute, cost, workflow.schedule.batch_below.get(), max_prefetch)
+        }
+        Prefetch::Layers(p) => schedule(&model.layers, homes, compute, cost, p, workflow.schedule.batch_below.get()),
     };
     let (homes, reason) = match model.spec.placement {
         Placement::Tail => (
             tail(model, &budgets)?,
-            "tail: as DisTorch2, layers from the model's tail to the first device with room"
-                .to_owned(),
+            "tail: as DisTorch2, layers from the model's tail to the first device with room".to_owned(),
         ),
-        Placement::Head => (
-            head(model, &budgets)?,
-            "head: layers from the first, devices in the allocation's order".to_owned(),
-        ),
+        Placement::Head => {
+            (head(model, &budgets)?, "head: layers from the first, devices in the allocation's order".to_owned())
+        }
         Placement::Auto => {
             let mut tried = Vec::new();
             let donors = budgets.iter().filter(|b| b.device != compute).count();
@@ -164,11 +130,7 @@ pub fn place_model(
                     && let Some(homes) = interleaved(model, &budgets, &resident)
                 {
                     let step = simulate(&homes).step_seconds;
-                    tried.push((
-                        format!("{name}, streamed layers interleaved across devices"),
-                        homes,
-                        step,
-                    ));
+                    tried.push((format!("{name}, streamed layers interleaved across devices"), homes, step));
                 }
             }
             let best = tried
@@ -197,31 +159,19 @@ pub fn place_model(
             } else if others.is_empty() {
                 format!("auto: {name}, predicted {step:.4} s a step")
             } else {
-                format!(
-                    "auto: {name}, predicted {step:.4} s a step (also tried: {})",
-                    others.join(", ")
-                )
+                format!("auto: {name}, predicted {step:.4} s a step (also tried: {})", others.join(", "))
             };
             (homes, reason)
         }
     };
     let schedule = simulate(&homes);
-    Ok(ModelPlacement {
-        budgets,
-        homes,
-        reason,
-        schedule,
-    })
+    Ok(ModelPlacement { budgets, homes, reason, schedule })
 }
 
 /// DisTorch2's rule: from the tail, each layer to the first device (sorted as DisTorch sorts
 /// them: by name, `cpu` last) whose quota still holds it; what fits nowhere to the absorbing device.
 fn tail(model: &GraphModel, budgets: &[BudgetEntry]) -> Result<Vec<Device>, Problem> {
-    let mut quota: Vec<(Device, u64)> = budgets
-        .iter()
-        .filter(|b| !b.absorbs)
-        .map(|b| (b.device, b.bytes))
-        .collect();
+    let mut quota: Vec<(Device, u64)> = budgets.iter().filter(|b| !b.absorbs).map(|b| (b.device, b.bytes)).collect();
     quota.sort_by_key(|(d, _)| (*d == Device::Disk, *d == Device::Cpu, d.to_string()));
     let order: Vec<usize> = (0..model.layers.len()).rev().collect();
     first_fit(model, budgets, quota, &order)
@@ -229,11 +179,7 @@ fn tail(model: &GraphModel, budgets: &[BudgetEntry]) -> Result<Vec<Device>, Prob
 
 /// From the first layer, each to the first device in the user's order with room.
 fn head(model: &GraphModel, budgets: &[BudgetEntry]) -> Result<Vec<Device>, Problem> {
-    let quota: Vec<(Device, u64)> = budgets
-        .iter()
-        .filter(|b| !b.absorbs)
-        .map(|b| (b.device, b.bytes))
-        .collect();
+    let quota: Vec<(Device, u64)> = budgets.iter().filter(|b| !b.absorbs).map(|b| (b.device, b.bytes)).collect();
     let order: Vec<usize> = (0..model.layers.len()).collect();
     first_fit(model, budgets, quota, &order)
 }
@@ -269,17 +215,10 @@ fn first_fit(
         }
     }
     if left > 0 {
-        let kind = ProblemKind::DoesNotPack {
-            model: model.spec.name.clone(),
-            left,
-            largest,
-        };
+        let kind = ProblemKind::DoesNotPack { model: model.spec.name.clone(), left, largest };
         return Err(Problem::new(kind, model.spec.allocation_span));
     }
-    Ok(homes
-        .into_iter()
-        .map(|h| h.unwrap_or(model.spec.compute))
-        .collect())
+    Ok(homes.into_iter().map(|h| h.unwrap_or(model.spec.compute)).collect())
 }
 
 /// Sets of layers to keep resident on the compute device, within its budget.
@@ -287,10 +226,7 @@ fn candidates(model: &GraphModel, budgets: &[BudgetEntry]) -> Vec<(&'static str,
     let compute = model.spec.compute;
     let n = model.layers.len();
     let bytes: Vec<u64> = model.layers.iter().map(|l| l.bytes).collect();
-    let budget = budgets
-        .iter()
-        .find(|b| b.device == compute)
-        .map_or(0, |b| b.bytes);
+    let budget = budgets.iter().find(|b| b.device == compute).map_or(0, |b| b.bytes);
     let take_in = |order: &mut dyn Iterator<Item = usize>| {
         let mut resident = vec![false; n];
         let mut used = 0u64;
@@ -326,9 +262,7 @@ fn candidates(model: &GraphModel, budgets: &[BudgetEntry]) -> Vec<(&'static str,
         }
     }
     // Top up what the rounding left, largest layers first.
-    let mut rest: Vec<usize> = (0..n)
-        .filter(|&i| !spread.get(i).copied().unwrap_or(true))
-        .collect();
+    let mut rest: Vec<usize> = (0..n).filter(|&i| !spread.get(i).copied().unwrap_or(true)).collect();
     rest.sort_by_key(|&i| std::cmp::Reverse(bytes.get(i).copied().unwrap_or(0)));
     for i in rest {
         let b = bytes.get(i).copied().unwrap_or(0);
@@ -349,30 +283,22 @@ fn candidates(model: &GraphModel, budgets: &[BudgetEntry]) -> Vec<(&'static str,
 /// Homes for a resident set with the streamed layers dealt across the other devices in
 /// proportion to their budgets, so that copies from several devices overlap; `None` when a
 /// layer fits nowhere.
-fn interleaved(
-    model: &GraphModel,
-    budgets: &[BudgetEntry],
-    resident: &[bool],
-) -> Option<Vec<Device>> {
+fn interleaved(model: &GraphModel, budgets: &[BudgetEntry], resident: &[bool]) -> Option<Vec<Device>> {
     let compute = model.spec.compute;
-    let mut donors: Vec<(Device, u64, u64, bool)> = budgets
-        .iter()
-        .filter(|b| b.device != compute)
-        .map(|b| (b.device, b.bytes.max(1), 0, b.absorbs))
-        .collect();
+    let mut donors: Vec<(Device, u64, u64, bool)> =
+        budgets.iter().filter(|b| b.device != compute).map(|b| (b.device, b.bytes.max(1), 0, b.absorbs)).collect();
     let absorbs_compute = budgets.iter().any(|b| b.absorbs && b.device == compute);
     let mut homes = vec![compute; model.layers.len()];
     for (i, layer) in model.layers.iter().enumerate() {
         if resident.get(i).copied().unwrap_or(false) {
             continue;
         }
-        let choice = donors
-            .iter_mut()
-            .filter(|(_, cap, used, absorbs)| *absorbs || used + layer.bytes <= *cap)
-            .min_by(|a, b| {
+        let choice = donors.iter_mut().filter(|(_, cap, used, absorbs)| *absorbs || used + layer.bytes <= *cap).min_by(
+            |a, b| {
                 let fill = |d: &(Device, u64, u64, bool)| (d.2 + layer.bytes) as f64 / d.1 as f64;
                 fill(a).total_cmp(&fill(b))
-            });
+            },
+        );
         match choice {
             Some((device, _, used, _)) => {
                 *used += layer.bytes;
@@ -389,20 +315,11 @@ fn interleaved(
 
 /// Homes for a resident set: resident layers on the compute device, the others first-fit on the
 /// other devices in the user's order, leftovers on the absorbing device.
-fn with_resident(
-    model: &GraphModel,
-    budgets: &[BudgetEntry],
-    resident: &[bool],
-) -> Result<Vec<Device>, Problem> {
+fn with_resident(model: &GraphModel, budgets: &[BudgetEntry], resident: &[bool]) -> Result<Vec<Device>, Problem> {
     let compute = model.spec.compute;
-    let quota: Vec<(Device, u64)> = budgets
-        .iter()
-        .filter(|b| !b.absorbs && b.device != compute)
-        .map(|b| (b.device, b.bytes))
-        .collect();
-    let order: Vec<usize> = (0..model.layers.len())
-        .filter(|&i| !resident.get(i).copied().unwrap_or(false))
-        .collect();
+    let quota: Vec<(Device, u64)> =
+        budgets.iter().filter(|b| !b.absorbs && b.device != compute).map(|b| (b.device, b.bytes)).collect();
+    let order: Vec<usize> = (0..model.layers.len()).filter(|&i| !resident.get(i).copied().unwrap_or(false)).collect();
     let absorbs_compute = budgets.iter().any(|b| b.absorbs && b.device == compute);
     let mut homes = if absorbs_compute {
         // The compute device takes the rest: streamed layers fill the other devices first.

@@ -50,12 +50,7 @@ const STEPS: usize = 3;
 
 /// Groups streamed layers into copies: a layer of `batch_below` or more alone, smaller consecutive
 /// ones from the same device together while they stay below it.
-fn transfers(
-    layers: &[GraphLayer],
-    homes: &[Device],
-    compute: Device,
-    batch_below: u64,
-) -> Vec<ScheduledTransfer> {
+fn transfers(layers: &[GraphLayer], homes: &[Device], compute: Device, batch_below: u64) -> Vec<ScheduledTransfer> {
     let mut out = Vec::new();
     let mut i = 0;
     while let (Some(layer), Some(&from)) = (layers.get(i), homes.get(i)) {
@@ -100,16 +95,10 @@ pub fn schedule(
 ) -> ModelSchedule {
     let n = layers.len();
     let flops = cost.flops(compute);
-    let times: Vec<f64> = layers
-        .iter()
-        .map(|l| l.flops / flops + PER_LAYER_OVERHEAD)
-        .collect();
+    let times: Vec<f64> = layers.iter().map(|l| l.flops / flops + PER_LAYER_OVERHEAD).collect();
     let mut plan = transfers(layers, homes, compute, batch_below);
     let k = plan.len();
-    let rates: Vec<f64> = plan
-        .iter()
-        .map(|t| cost.rate(t.from, compute).bytes_per_second.max(1.0))
-        .collect();
+    let rates: Vec<f64> = plan.iter().map(|t| cost.rate(t.from, compute).bytes_per_second.max(1.0)).collect();
     let transfer_of: Vec<Option<usize>> = {
         let mut of = vec![None; n];
         for (j, t) in plan.iter().enumerate() {
@@ -133,21 +122,14 @@ pub fn schedule(
         for i in 0..n {
             // Issue every copy whose buffer is free, in order.
             while next < total {
-                let ready = if next < slots {
-                    Some(0.0)
-                } else {
-                    release.get(next - slots).copied().flatten()
-                };
+                let ready = if next < slots { Some(0.0) } else { release.get(next - slots).copied().flatten() };
                 let Some(ready) = ready else { break };
                 let j = next % k.max(1);
                 let (from, bytes, rate) = match (plan.get(j), rates.get(j)) {
                     (Some(t), Some(r)) => (t.from, t.bytes as f64, *r),
                     _ => break,
                 };
-                let free = stream_free
-                    .iter()
-                    .find(|(d, _)| *d == from)
-                    .map_or(0.0, |(_, f)| *f);
+                let free = stream_free.iter().find(|(d, _)| *d == from).map_or(0.0, |(_, f)| *f);
                 let start = free.max(ready);
                 let end = start + bytes / rate;
                 match stream_free.iter_mut().find(|(d, _)| *d == from) {
@@ -183,10 +165,7 @@ pub fn schedule(
     let step_seconds = step_ends.get(report).copied().unwrap_or(0.0) - t0;
     let layers_out: Vec<(f64, f64, f64)> = (0..n)
         .map(|i| {
-            let (start, end) = layer_times
-                .get(report * n + i)
-                .copied()
-                .unwrap_or((0.0, 0.0));
+            let (start, end) = layer_times.get(report * n + i).copied().unwrap_or((0.0, 0.0));
             (times.get(i).copied().unwrap_or(0.0), start - t0, end - t0)
         })
         .collect();
@@ -224,11 +203,7 @@ pub fn schedule(
         let (start, end) = copy.get(report * k + j).copied().unwrap_or((0.0, 0.0));
         hidden += overlap(&busy, start, end);
     }
-    let hidden_copy_fraction = if copy_seconds > 0.0 {
-        (hidden / copy_seconds).min(1.0)
-    } else {
-        1.0
-    };
+    let hidden_copy_fraction = if copy_seconds > 0.0 { (hidden / copy_seconds).min(1.0) } else { 1.0 };
 
     // Bytes in flight on the compute device: from copy start until the buffer is released.
     let mut events: Vec<(f64, i128)> = Vec::new();
@@ -297,13 +272,9 @@ pub fn schedule_auto(
     batch_below: u64,
     max: u32,
 ) -> ModelSchedule {
-    let tries: Vec<ModelSchedule> = (1..=max.max(1))
-        .map(|p| schedule(layers, homes, compute, cost, p, batch_below))
-        .collect();
-    let best = tries
-        .iter()
-        .map(|s| s.step_seconds)
-        .fold(f64::INFINITY, f64::min);
+    let tries: Vec<ModelSchedule> =
+        (1..=max.max(1)).map(|p| schedule(layers, homes, compute, cost, p, batch_below)).collect();
+    let best = tries.iter().map(|s| s.step_seconds).fold(f64::INFINITY, f64::min);
     tries
         .into_iter()
         .find(|s| s.step_seconds <= best * 1.01 + 1e-12)

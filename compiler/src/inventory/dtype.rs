@@ -59,10 +59,7 @@ impl PlainType {
     }
 
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(t, _)| *t == self)
-            .map_or("?", |(_, n)| n)
+        Self::ALL.iter().find(|(t, _)| *t == self).map_or("?", |(_, n)| n)
     }
 
     pub const fn bits(self) -> u64 {
@@ -128,12 +125,7 @@ pub const GGML_TYPES: [GgmlType; 34] = [
 ];
 
 const fn ggml(id: u32, name: &'static str, block_size: u64, type_size: u64) -> GgmlType {
-    GgmlType {
-        id,
-        name,
-        block_size,
-        type_size,
-    }
+    GgmlType { id, name, block_size, type_size }
 }
 
 impl GgmlType {
@@ -175,17 +167,12 @@ impl Dtype {
     /// The bytes of a tensor of this type with `shape` (outermost dimension first), computed with
     /// checked arithmetic. `row` is the innermost dimension, which ggml blocks run along.
     pub fn bytes_for(self, shape: &[u64]) -> Result<u64, SizeError> {
-        let elements = shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .ok_or(SizeError::Overflow)?;
+        let elements = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).ok_or(SizeError::Overflow)?;
         match self {
             Self::Plain(t) => {
                 let bits = elements.checked_mul(t.bits()).ok_or(SizeError::Overflow)?;
                 if bits % 8 != 0 {
-                    return Err(SizeError::NotWhole {
-                        unit: 8 / gcd(8, t.bits()),
-                    });
+                    return Err(SizeError::NotWhole { unit: 8 / gcd(8, t.bits()) });
                 }
                 Ok(bits / 8)
             }
@@ -194,9 +181,7 @@ impl Dtype {
                 if row % t.block_size != 0 {
                     return Err(SizeError::NotWhole { unit: t.block_size });
                 }
-                (elements / t.block_size)
-                    .checked_mul(t.type_size)
-                    .ok_or(SizeError::Overflow)
+                (elements / t.block_size).checked_mul(t.type_size).ok_or(SizeError::Overflow)
             }
         }
     }

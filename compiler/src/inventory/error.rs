@@ -17,11 +17,7 @@ pub struct InventoryError {
 impl InventoryError {
     pub fn new(path: impl Into<PathBuf>, kind: InventoryErrorKind) -> Self {
         let help = kind.help();
-        Self {
-            path: path.into(),
-            kind,
-            help,
-        }
+        Self { path: path.into(), kind, help }
     }
 }
 
@@ -39,9 +35,7 @@ pub enum InventoryErrorKind {
     UnknownFormat { start: String },
     #[error("is {size} bytes, too short for a {format} header")]
     Truncated { format: &'static str, size: u64 },
-    #[error(
-        "declares a {declared}-byte header, but the file has only {available} bytes after the length"
-    )]
+    #[error("declares a {declared}-byte header, but the file has only {available} bytes after the length")]
     HeaderBeyondFile { declared: u64, available: u64 },
     #[error("declares a {declared}-byte header, more than the {limit}-byte limit")]
     HeaderTooLarge { declared: u64, limit: u64 },
@@ -62,28 +56,11 @@ pub enum InventoryErrorKind {
     #[error("tensor `{tensor}`: shape {shape} is too large (its size overflows)")]
     ShapeOverflow { tensor: String, shape: String },
     #[error("tensor `{tensor}`: {dtype} {shape} does not fill whole units of {unit} elements")]
-    NotWhole {
-        tensor: String,
-        dtype: String,
-        shape: String,
-        unit: u64,
-    },
+    NotWhole { tensor: String, dtype: String, shape: String, unit: u64 },
     #[error("tensor `{tensor}`: data is {actual} bytes, but {dtype} {shape} needs {expected}")]
-    SizeMismatch {
-        tensor: String,
-        dtype: String,
-        shape: String,
-        expected: u64,
-        actual: u64,
-    },
-    #[error(
-        "tensor `{tensor}`: data ends at byte {end}, past the end of the file's data ({available} bytes)"
-    )]
-    OutOfBounds {
-        tensor: String,
-        end: u64,
-        available: u64,
-    },
+    SizeMismatch { tensor: String, dtype: String, shape: String, expected: u64, actual: u64 },
+    #[error("tensor `{tensor}`: data ends at byte {end}, past the end of the file's data ({available} bytes)")]
+    OutOfBounds { tensor: String, end: u64, available: u64 },
     #[error("tensor `{tensor}` overlaps tensor `{other}`")]
     Overlap { tensor: String, other: String },
     #[error("metadata: {message}")]
@@ -93,11 +70,7 @@ pub enum InventoryErrorKind {
     #[error("is a big-endian GGUF file")]
     BigEndianGguf,
     #[error("declares {count} {what}, more than the file could hold ({limit} at most)")]
-    TooMany {
-        what: &'static str,
-        count: u64,
-        limit: u64,
-    },
+    TooMany { what: &'static str, count: u64, limit: u64 },
     #[error("a string of {length} bytes at byte {at} runs past the end of the file")]
     StringBeyondFile { length: u64, at: u64 },
     #[error("ends inside the header, at byte {at}, while reading {what}")]
@@ -105,11 +78,7 @@ pub enum InventoryErrorKind {
     #[error("tensor `{tensor}` has {dims} dimensions; GGUF allows at most 4")]
     TooManyDims { tensor: String, dims: u32 },
     #[error("tensor `{tensor}`: offset {offset} is not a multiple of the alignment {alignment}")]
-    Misaligned {
-        tensor: String,
-        offset: u64,
-        alignment: u64,
-    },
+    Misaligned { tensor: String, offset: u64, alignment: u64 },
 }
 
 impl InventoryErrorKind {
@@ -120,13 +89,10 @@ impl InventoryErrorKind {
             | Self::HeaderBeyondFile { .. }
             | Self::UnexpectedEnd { .. }
             | Self::OutOfBounds { .. } => "the file looks cut short: download it again".into(),
-            Self::UnknownGgmlType { .. } => {
-                "a newer quantization than this mgc knows, or a damaged file".into()
-            }
+            Self::UnknownGgmlType { .. } => "a newer quantization than this mgc knows, or a damaged file".into(),
             Self::GgufVersion { .. } => "mgc reads GGUF versions 2 and 3".into(),
             Self::BigEndianGguf => {
-                "mgc reads little-endian GGUF files, the kind llama.cpp and ComfyUI-GGUF write"
-                    .into()
+                "mgc reads little-endian GGUF files, the kind llama.cpp and ComfyUI-GGUF write".into()
             }
             _ => return None,
         })

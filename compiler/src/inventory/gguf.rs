@@ -12,9 +12,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 
 use super::dtype::{Dtype, GgmlType, SizeError};
-use super::{
-    FileFormat, Inventory, InventoryErrorKind as Kind, Tensor, check_overlaps, shape_text,
-};
+use super::{FileFormat, Inventory, InventoryErrorKind as Kind, Tensor, check_overlaps, shape_text};
 
 const DEFAULT_ALIGNMENT: u64 = 32;
 /// ggml's `GGML_MAX_DIMS`.
@@ -38,14 +36,9 @@ impl Reader {
     fn fill(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), Kind> {
         let n = buf.len() as u64;
         if n > self.remaining() {
-            return Err(Kind::UnexpectedEnd {
-                what,
-                at: self.size,
-            });
+            return Err(Kind::UnexpectedEnd { what, at: self.size });
         }
-        self.inner.read_exact(buf).map_err(|e| Kind::Io {
-            message: e.to_string(),
-        })?;
+        self.inner.read_exact(buf).map_err(|e| Kind::Io { message: e.to_string() })?;
         self.pos += n;
         Ok(())
     }
@@ -64,18 +57,10 @@ impl Reader {
 
     fn skip(&mut self, n: u64, what: &'static str) -> Result<(), Kind> {
         if n > self.remaining() {
-            return Err(Kind::UnexpectedEnd {
-                what,
-                at: self.size,
-            });
+            return Err(Kind::UnexpectedEnd { what, at: self.size });
         }
-        let n_i64 = i64::try_from(n).map_err(|_| Kind::UnexpectedEnd {
-            what,
-            at: self.size,
-        })?;
-        self.inner.seek_relative(n_i64).map_err(|e| Kind::Io {
-            message: e.to_string(),
-        })?;
+        let n_i64 = i64::try_from(n).map_err(|_| Kind::UnexpectedEnd { what, at: self.size })?;
+        self.inner.seek_relative(n_i64).map_err(|e| Kind::Io { message: e.to_string() })?;
         self.pos += n;
         Ok(())
     }
@@ -87,8 +72,7 @@ impl Reader {
         if length > self.remaining() {
             return Err(Kind::StringBeyondFile { length, at });
         }
-        let mut buf =
-            vec![0u8; usize::try_from(length).map_err(|_| Kind::StringBeyondFile { length, at })?];
+        let mut buf = vec![0u8; usize::try_from(length).map_err(|_| Kind::StringBeyondFile { length, at })?];
         self.fill(&mut buf, what)?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
@@ -150,18 +134,11 @@ fn type_name(value_type: u32) -> &'static str {
 }
 
 /// Reads one metadata value and returns how it is shown, plus its integer value when it has one.
-fn value(
-    r: &mut Reader,
-    key: &str,
-    value_type: u32,
-    depth: u32,
-) -> Result<(String, Option<u64>), Kind> {
+fn value(r: &mut Reader, key: &str, value_type: u32, depth: u32) -> Result<(String, Option<u64>), Kind> {
     let bad = |message: String| Kind::BadMetadata { message };
     if let Some(size) = fixed_size(value_type) {
         let mut b = [0u8; 8];
-        let slot = b
-            .get_mut(..usize::try_from(size).unwrap_or(8))
-            .unwrap_or_default();
+        let slot = b.get_mut(..usize::try_from(size).unwrap_or(8)).unwrap_or_default();
         r.fill(slot, "a metadata value")?;
         let shown = match value_type {
             0 => (u64::from(b[0]).to_string(), Some(u64::from(b[0]))),
@@ -175,14 +152,8 @@ fn value(
                 let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                 (v.to_string(), Some(u64::from(v)))
             }
-            5 => (
-                i32::from_le_bytes([b[0], b[1], b[2], b[3]]).to_string(),
-                None,
-            ),
-            6 => (
-                f32::from_le_bytes([b[0], b[1], b[2], b[3]]).to_string(),
-                None,
-            ),
+            5 => (i32::from_le_bytes([b[0], b[1], b[2], b[3]]).to_string(), None),
+            6 => (f32::from_le_bytes([b[0], b[1], b[2], b[3]]).to_string(), None),
             7 => ((b[0] != 0).to_string(), None),
             10 => {
                 let v = u64::from_le_bytes(b);
@@ -197,9 +168,7 @@ fn value(
         8 => Ok((r.string_summary("a metadata string")?, None)),
         9 => {
             if depth >= MAX_ARRAY_DEPTH {
-                return Err(bad(format!(
-                    "key `{key}` nests arrays deeper than {MAX_ARRAY_DEPTH}"
-                )));
+                return Err(bad(format!("key `{key}` nests arrays deeper than {MAX_ARRAY_DEPTH}")));
             }
             let element = r.u32("an array's element type")?;
             let count = r.u64("an array's length")?;
@@ -226,9 +195,7 @@ fn value(
                     }
                 }
                 (None, other) => {
-                    return Err(bad(format!(
-                        "key `{key}` has arrays of unknown type {other}"
-                    )));
+                    return Err(bad(format!("key `{key}` has arrays of unknown type {other}")));
                 }
             }
             Ok((format!("[{}; {count}]", type_name(element)), None))
@@ -238,24 +205,15 @@ fn value(
 }
 
 pub(super) fn read(file: File, size: u64) -> Result<Inventory, Kind> {
-    let mut r = Reader {
-        inner: BufReader::with_capacity(1 << 16, file),
-        pos: 0,
-        size,
-    };
+    let mut r = Reader { inner: BufReader::with_capacity(1 << 16, file), pos: 0, size };
     if size < 24 {
-        return Err(Kind::Truncated {
-            format: "GGUF",
-            size,
-        });
+        return Err(Kind::Truncated { format: "GGUF", size });
     }
     let mut magic = [0u8; 4];
     r.fill(&mut magic, "the magic")?;
     if &magic != b"GGUF" {
         let shown: Vec<String> = magic.iter().map(|b| format!("{b:02x}")).collect();
-        return Err(Kind::UnknownFormat {
-            start: format!("bytes {}", shown.join(" ")),
-        });
+        return Err(Kind::UnknownFormat { start: format!("bytes {}", shown.join(" ")) });
     }
     let version = r.u32("the version")?;
     if matches!(version.swap_bytes(), 2 | 3) {
@@ -277,12 +235,9 @@ pub(super) fn read(file: File, size: u64) -> Result<Inventory, Kind> {
         let value_type = r.u32("a metadata type")?;
         let (shown, integer) = value(&mut r, &key, value_type, 0)?;
         if key == "general.alignment" {
-            alignment =
-                integer
-                    .filter(|a| a.is_power_of_two())
-                    .ok_or_else(|| Kind::BadMetadata {
-                        message: format!("`general.alignment` is `{shown}`, not a power of two"),
-                    })?;
+            alignment = integer.filter(|a| a.is_power_of_two()).ok_or_else(|| Kind::BadMetadata {
+                message: format!("`general.alignment` is `{shown}`, not a power of two"),
+            })?;
         }
         metadata.push((key, shown));
     }
@@ -302,10 +257,8 @@ pub(super) fn read(file: File, size: u64) -> Result<Inventory, Kind> {
         shape.reverse();
         let type_id = r.u32("a tensor type")?;
         let offset = r.u64("a tensor offset")?;
-        let ggml = GgmlType::from_id(type_id).ok_or_else(|| Kind::UnknownGgmlType {
-            tensor: name.clone(),
-            id: type_id,
-        })?;
+        let ggml =
+            GgmlType::from_id(type_id).ok_or_else(|| Kind::UnknownGgmlType { tensor: name.clone(), id: type_id })?;
         if !names.insert(name.clone()) {
             return Err(Kind::DuplicateTensor { tensor: name });
         }
@@ -317,39 +270,19 @@ pub(super) fn read(file: File, size: u64) -> Result<Inventory, Kind> {
     for (name, shape, ggml, offset) in infos {
         let dtype = Dtype::Ggml(ggml);
         let bytes = dtype.bytes_for(&shape).map_err(|e| match e {
-            SizeError::Overflow => Kind::ShapeOverflow {
-                tensor: name.clone(),
-                shape: shape_text(&shape),
-            },
-            SizeError::NotWhole { unit } => Kind::NotWhole {
-                tensor: name.clone(),
-                dtype: ggml.name.to_owned(),
-                shape: shape_text(&shape),
-                unit,
-            },
+            SizeError::Overflow => Kind::ShapeOverflow { tensor: name.clone(), shape: shape_text(&shape) },
+            SizeError::NotWhole { unit } => {
+                Kind::NotWhole { tensor: name.clone(), dtype: ggml.name.to_owned(), shape: shape_text(&shape), unit }
+            }
         })?;
         if offset % alignment != 0 {
-            return Err(Kind::Misaligned {
-                tensor: name,
-                offset,
-                alignment,
-            });
+            return Err(Kind::Misaligned { tensor: name, offset, alignment });
         }
         let end = offset.checked_add(bytes).filter(|end| *end <= available);
         let Some(_) = end else {
-            return Err(Kind::OutOfBounds {
-                tensor: name,
-                end: offset.saturating_add(bytes),
-                available,
-            });
+            return Err(Kind::OutOfBounds { tensor: name, end: offset.saturating_add(bytes), available });
         };
-        tensors.push(Tensor {
-            name,
-            dtype,
-            shape,
-            offset: data_start + offset,
-            bytes,
-        });
+        tensors.push(Tensor { name, dtype, shape, offset: data_start + offset, bytes });
     }
     tensors.sort_by(|a, b| (a.offset, a.bytes, &a.name).cmp(&(b.offset, b.bytes, &b.name)));
     check_overlaps(&tensors)?;

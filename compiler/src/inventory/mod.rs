@@ -70,9 +70,7 @@ pub fn file_to_inventory(path: &Path) -> Result<Inventory, InventoryError> {
 }
 
 fn read(path: &Path) -> Result<Inventory, InventoryErrorKind> {
-    let io = |e: std::io::Error| InventoryErrorKind::Io {
-        message: e.to_string(),
-    };
+    let io = |e: std::io::Error| InventoryErrorKind::Io { message: e.to_string() };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_dir() {
         return Err(InventoryErrorKind::Directory);
@@ -86,24 +84,18 @@ fn read(path: &Path) -> Result<Inventory, InventoryErrorKind> {
     let got = read_up_to(&mut file, &mut start).map_err(io)?;
     let start = start.get(..got).unwrap_or_default();
     file.seek(SeekFrom::Start(0)).map_err(io)?;
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    let (format, mut inventory) =
-        if start.starts_with(b"GGUF") || extension.as_deref() == Some("gguf") {
-            (FileFormat::Gguf, gguf::read(file, size)?)
-        } else if start.get(8) == Some(&b'{')
-            || extension.as_deref() == Some("safetensors")
-            || extension.as_deref() == Some("sft")
-        {
-            (FileFormat::Safetensors, safetensors::read(file, size)?)
-        } else {
-            let shown: Vec<String> = start.iter().take(8).map(|b| format!("{b:02x}")).collect();
-            return Err(InventoryErrorKind::UnknownFormat {
-                start: format!("bytes {}", shown.join(" ")),
-            });
-        };
+    let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let (format, mut inventory) = if start.starts_with(b"GGUF") || extension.as_deref() == Some("gguf") {
+        (FileFormat::Gguf, gguf::read(file, size)?)
+    } else if start.get(8) == Some(&b'{')
+        || extension.as_deref() == Some("safetensors")
+        || extension.as_deref() == Some("sft")
+    {
+        (FileFormat::Safetensors, safetensors::read(file, size)?)
+    } else {
+        let shown: Vec<String> = start.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        return Err(InventoryErrorKind::UnknownFormat { start: format!("bytes {}", shown.join(" ")) });
+    };
     inventory.path = path.to_owned();
     inventory.format = format;
     Ok(inventory)
@@ -129,10 +121,7 @@ fn check_overlaps(tensors: &[Tensor]) -> Result<(), InventoryErrorKind> {
             && tensor.offset < prev.offset + prev.bytes
         {
             {
-                return Err(InventoryErrorKind::Overlap {
-                    tensor: tensor.name.clone(),
-                    other: prev.name.clone(),
-                });
+                return Err(InventoryErrorKind::Overlap { tensor: tensor.name.clone(), other: prev.name.clone() });
             }
         }
         previous = Some(tensor);

@@ -157,14 +157,8 @@ pub fn inventory_to_models(inventory: &Inventory) -> Vec<Model> {
     let mut groups: Vec<(String, Role, Vec<Tensor>)> = Vec::new();
     for tensor in &inventory.tensors {
         let (prefix, role) = prefix_of(&tensor.name).unwrap_or(("", Role::Unknown));
-        let stripped = Tensor {
-            name: tensor
-                .name
-                .get(prefix.len()..)
-                .unwrap_or_default()
-                .to_owned(),
-            ..tensor.clone()
-        };
+        let stripped =
+            Tensor { name: tensor.name.get(prefix.len()..).unwrap_or_default().to_owned(), ..tensor.clone() };
         match groups.iter_mut().find(|(p, _, _)| p == prefix) {
             Some((_, _, tensors)) => tensors.push(stripped),
             None => groups.push((prefix.to_owned(), role, vec![stripped])),
@@ -174,11 +168,7 @@ pub fn inventory_to_models(inventory: &Inventory) -> Vec<Model> {
         .into_iter()
         .map(|(prefix, prefix_role, tensors)| {
             let family = detect_family(&tensors);
-            let role = if family == Family::Unknown {
-                prefix_role
-            } else {
-                family.role()
-            };
+            let role = if family == Family::Unknown { prefix_role } else { family.role() };
             let layers = group_layers(&tensors);
             let mut dtypes = BTreeMap::new();
             for t in &tensors {
@@ -205,12 +195,7 @@ struct Keys<'a>(HashMap<&'a str, &'a [u64]>);
 
 impl<'a> Keys<'a> {
     fn new(tensors: &'a [Tensor]) -> Self {
-        Self(
-            tensors
-                .iter()
-                .map(|t| (t.name.as_str(), t.shape.as_slice()))
-                .collect(),
-        )
+        Self(tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())).collect())
     }
 
     fn has(&self, key: &str) -> bool {
@@ -219,11 +204,7 @@ impl<'a> Keys<'a> {
 
     /// The shape of the first key that ends with `suffix`, in a stable order.
     fn ending(&self, suffix: &str) -> Option<&'a [u64]> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k.ends_with(suffix))
-            .min_by_key(|(k, _)| **k)
-            .map(|(_, s)| *s)
+        self.0.iter().filter(|(k, _)| k.ends_with(suffix)).min_by_key(|(k, _)| **k).map(|(_, s)| *s)
     }
 
     fn dim(&self, key: &str, index: usize) -> Option<u64> {
@@ -235,11 +216,7 @@ impl<'a> Keys<'a> {
 fn detect_family(tensors: &[Tensor]) -> Family {
     let k = Keys::new(tensors);
     if k.has("double_blocks.0.img_attn.qkv.weight") || k.has("double_blocks.0.img_attn.qkv.bias") {
-        return if k
-            .0
-            .keys()
-            .any(|key| key.starts_with("txt_in.individual_token_refiner."))
-        {
+        return if k.0.keys().any(|key| key.starts_with("txt_in.individual_token_refiner.")) {
             Family::HunyuanVideo
         } else {
             Family::Flux
@@ -253,18 +230,10 @@ fn detect_family(tensors: &[Tensor]) -> Family {
     }
     if k.has("blocks.0.self_attn.q.weight") && k.has("patch_embedding.weight") {
         // Wan 2.2's 5B model works in a 48-channel latent; its 14B models share Wan 2.1's layout.
-        return if k.dim("patch_embedding.weight", 1) == Some(48) {
-            Family::Wan22
-        } else {
-            Family::Wan21
-        };
+        return if k.dim("patch_embedding.weight", 1) == Some(48) { Family::Wan22 } else { Family::Wan21 };
     }
     if k.has("input_blocks.0.0.weight") {
-        return if k.has("label_emb.0.0.weight") {
-            Family::Sdxl
-        } else {
-            Family::Sd1
-        };
+        return if k.has("label_emb.0.0.weight") { Family::Sdxl } else { Family::Sd1 };
     }
     if k.has("encoder.block.0.layer.0.SelfAttention.q.weight") {
         return if k.has("encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight") {
@@ -399,72 +368,31 @@ fn layer_of(key: &str, vae: bool) -> (String, OrderKey) {
         }
     }
     let namespaces = parts.get(..i).unwrap_or_default();
-    let phase = match (
-        vae,
-        namespaces.contains(&"encoder"),
-        namespaces.contains(&"decoder"),
-    ) {
+    let phase = match (vae, namespaces.contains(&"encoder"), namespaces.contains(&"decoder")) {
         (true, false, true) => 2,
         (true, false, false) => 1,
         _ => 0,
     };
     let head = parts.get(i).copied().unwrap_or(key);
     let container = CONTAINERS.iter().position(|c| *c == head);
-    let number = parts
-        .get(i + 1)
-        .filter(|n| numeric(n))
-        .and_then(|n| n.parse::<i64>().ok());
+    let number = parts.get(i + 1).filter(|n| numeric(n)).and_then(|n| n.parse::<i64>().ok());
     if let (Some(slot), Some(number)) = (container, number) {
         let name = parts.get(..=i + 1).unwrap_or_default().join(".");
-        let index = if phase == 2 && head == "up" {
-            -number
-        } else {
-            number
-        };
-        return (
-            name.clone(),
-            OrderKey {
-                phase,
-                rank: 1,
-                slot,
-                index,
-                name,
-            },
-        );
+        let index = if phase == 2 && head == "up" { -number } else { number };
+        return (name.clone(), OrderKey { phase, rank: 1, slot, index, name });
     }
     let name = parts.get(..=i).unwrap_or_default().join(".");
     if head == "mid" {
         // A VAE's middle runs between its down and up blocks, like Wan's numbered `middle`.
         let slot = CONTAINERS.iter().position(|c| *c == "middle").unwrap_or(0);
-        return (
-            name.clone(),
-            OrderKey {
-                phase,
-                rank: 1,
-                slot,
-                index: 0,
-                name,
-            },
-        );
+        return (name.clone(), OrderKey { phase, rank: 1, slot, index: 0, name });
     }
-    let (rank, slot) = match (
-        INPUTS.iter().position(|m| *m == head),
-        OUTPUTS.iter().position(|m| *m == head),
-    ) {
+    let (rank, slot) = match (INPUTS.iter().position(|m| *m == head), OUTPUTS.iter().position(|m| *m == head)) {
         (Some(slot), _) => (0, slot),
         (None, Some(slot)) => (2, slot),
         (None, None) => (2, OUTPUTS.len()),
     };
-    (
-        name.clone(),
-        OrderKey {
-            phase,
-            rank,
-            slot,
-            index: 0,
-            name,
-        },
-    )
+    (name.clone(), OrderKey { phase, rank, slot, index: 0, name })
 }
 
 /// Groups a model's tensors into layers, in execution order.
@@ -474,12 +402,7 @@ fn group_layers(tensors: &[Tensor]) -> Vec<Layer> {
     let mut layers: BTreeMap<OrderKey, Layer> = BTreeMap::new();
     for (index, tensor) in tensors.iter().enumerate() {
         let (name, key) = layer_of(&tensor.name, vae);
-        let layer = layers.entry(key).or_insert_with(|| Layer {
-            name,
-            tensor_count: 0,
-            bytes: 0,
-            tensors: Vec::new(),
-        });
+        let layer = layers.entry(key).or_insert_with(|| Layer { name, tensor_count: 0, bytes: 0, tensors: Vec::new() });
         layer.tensor_count += 1;
         layer.bytes += tensor.bytes;
         layer.tensors.push(index);

@@ -41,47 +41,28 @@ pub enum SynthError {
 /// Writes a header-only safetensors file for `fixture`, keys prefixed with `prefix`, tensors in
 /// the order the safetensors serializer writes them (dtype descending, then key). Returns the
 /// file's logical size. The file appears whole or not at all.
-pub fn write_header_only(
-    fixture: &InventoryFixture,
-    prefix: &str,
-    out: &Path,
-) -> Result<u64, SynthError> {
-    let rank = |dtype: PlainType| {
-        PlainType::ALL
-            .iter()
-            .position(|(t, _)| *t == dtype)
-            .unwrap_or(0)
-    };
+pub fn write_header_only(fixture: &InventoryFixture, prefix: &str, out: &Path) -> Result<u64, SynthError> {
+    let rank = |dtype: PlainType| PlainType::ALL.iter().position(|(t, _)| *t == dtype).unwrap_or(0);
     let mut tensors = Vec::with_capacity(fixture.tensors.len());
     for (key, shape, dtype_name) in &fixture.tensors {
         let dtype = PlainType::from_name(dtype_name)
             .ok_or_else(|| SynthError::UnknownDtype(key.clone(), dtype_name.clone()))?;
-        let bytes = Dtype::Plain(dtype)
-            .bytes_for(shape)
-            .map_err(|_| SynthError::Overflow(key.clone(), shape_text(shape)))?;
+        let bytes =
+            Dtype::Plain(dtype).bytes_for(shape).map_err(|_| SynthError::Overflow(key.clone(), shape_text(shape)))?;
         tensors.push((format!("{prefix}{key}"), shape, dtype, bytes));
     }
-    tensors.sort_by(|a, b| {
-        rank(b.2)
-            .cmp(&rank(a.2))
-            .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
-    });
+    tensors.sort_by(|a, b| rank(b.2).cmp(&rank(a.2)).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
 
     let mut header = String::from("{");
     if let Some(metadata) = fixture.metadata.as_ref().filter(|m| !m.is_empty()) {
-        header.push_str(&format!(
-            "\"__metadata__\":{}",
-            serde_json::to_string(metadata).unwrap_or_default()
-        ));
+        header.push_str(&format!("\"__metadata__\":{}", serde_json::to_string(metadata).unwrap_or_default()));
     }
     let mut offset: u64 = 0;
     for (name, shape, dtype, bytes) in &tensors {
         if header.len() > 1 {
             header.push(',');
         }
-        let end = offset
-            .checked_add(*bytes)
-            .ok_or_else(|| SynthError::Overflow(name.clone(), shape_text(shape)))?;
+        let end = offset.checked_add(*bytes).ok_or_else(|| SynthError::Overflow(name.clone(), shape_text(shape)))?;
         header.push_str(&format!(
             "{}:{{\"dtype\":\"{}\",\"shape\":{},\"data_offsets\":[{offset},{end}]}}",
             serde_json::to_string(name).unwrap_or_default(),

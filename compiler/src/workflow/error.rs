@@ -27,10 +27,7 @@ pub enum SpecErrorKind {
     #[error("{message}")]
     Toml { message: String },
     #[error("in the allocation of model `{model}`: {error}")]
-    Allocation {
-        model: String,
-        error: AllocationError,
-    },
+    Allocation { model: String, error: AllocationError },
     #[error("{error}")]
     Value { error: AllocationError },
     #[error("device `{device}` is declared twice")]
@@ -38,24 +35,13 @@ pub enum SpecErrorKind {
     #[error("`disk` is not declared: it is the model file itself")]
     DiskDeclared,
     #[error("reserve {reserve} is more than the memory {memory} of `{device}`")]
-    ReserveTooLarge {
-        device: String,
-        reserve: String,
-        memory: String,
-    },
+    ReserveTooLarge { device: String, reserve: String, memory: String },
     #[error("device `{device}` has no memory")]
     NoMemory { device: String },
     #[error("device `{device}` is not declared")]
-    Undeclared {
-        device: String,
-        declared: Vec<String>,
-    },
+    Undeclared { device: String, declared: Vec<String> },
     #[error("device `{device}` is not on this machine")]
-    NotDetected {
-        device: String,
-        detected: Vec<String>,
-        notes: Vec<String>,
-    },
+    NotDetected { device: String, detected: Vec<String>, notes: Vec<String> },
     #[error("`disk` cannot compute")]
     DiskCompute,
     #[error("a link joins two devices, not {count}")]
@@ -71,10 +57,7 @@ pub enum SpecErrorKind {
     #[error("a link has both a `kind` and a `bandwidth`")]
     LinkWithBoth,
     #[error("unknown link kind `{kind}`")]
-    UnknownLinkKind {
-        kind: String,
-        suggestion: Option<String>,
-    },
+    UnknownLinkKind { kind: String, suggestion: Option<String> },
     #[error("model `{name}` is declared twice")]
     DuplicateModel { name: String, first: Span },
     #[error("a model name is empty")]
@@ -104,9 +87,9 @@ impl SpecErrorKind {
         match self {
             Self::Toml { .. } => "here".into(),
             Self::Allocation { error, .. } | Self::Value { error } => error.kind.label(),
-            Self::DuplicateDevice { .. }
-            | Self::DuplicateModel { .. }
-            | Self::DuplicateLink { .. } => "again here".into(),
+            Self::DuplicateDevice { .. } | Self::DuplicateModel { .. } | Self::DuplicateLink { .. } => {
+                "again here".into()
+            }
             Self::Undeclared { .. } => "not among the `[[device]]` tables".into(),
             Self::NotDetected { .. } => "not detected".into(),
             Self::MissingFile { .. } | Self::NotAFile { .. } => "this path".into(),
@@ -120,13 +103,14 @@ impl SpecErrorKind {
             Self::Toml { .. } | Self::LinkToItself { .. } | Self::EmptyName => return None,
             Self::Allocation { error, .. } | Self::Value { error } => return error.kind.help(),
             Self::DuplicateDevice { .. } => "declare each device once".into(),
-            Self::DiskDeclared => "remove this `[[device]]`; use `disk` in an allocation to stream layers from the file".into(),
+            Self::DiskDeclared => {
+                "remove this `[[device]]`; use `disk` in an allocation to stream layers from the file".into()
+            }
             Self::ReserveTooLarge { .. } => "the reserve is kept free out of the device's memory".into(),
             Self::NoMemory { .. } => "give the device's memory, as in `memory = \"24gb\"`".into(),
-            Self::Undeclared { device, declared } => format!(
-                "declared devices are {}; add a `[[device]]` with `name = \"{device}\"`",
-                quoted_list(declared)
-            ),
+            Self::Undeclared { device, declared } => {
+                format!("declared devices are {}; add a `[[device]]` with `name = \"{device}\"`", quoted_list(declared))
+            }
             Self::NotDetected { device, detected, notes } => {
                 let mut help = format!("this machine has {}", quoted_list(detected));
                 for note in notes {
@@ -156,10 +140,14 @@ impl SpecErrorKind {
             Self::UnknownPlacement { .. } => "placement is `\"auto\"`, `\"tail\"` (as DisTorch) or `\"head\"`".into(),
             Self::NoModels => "add a `[[model]]` with `name`, `file` and `compute`".into(),
             Self::NotPositive { .. } => "give a number above zero".into(),
-            Self::TokensAndResolution => "`tokens` sets the work per step directly; `resolution` derives it from the model".into(),
+            Self::TokensAndResolution => {
+                "`tokens` sets the work per step directly; `resolution` derives it from the model".into()
+            }
             Self::ResolutionShape => "write `resolution = [1024, 1024]`".into(),
             Self::BadPrefetch => "write `prefetch = \"auto\"` or `prefetch = 2`".into(),
-            Self::BadProfile { .. } => "`mgc probe -o FILE` writes a profile; paths are relative to the workflow file".into(),
+            Self::BadProfile { .. } => {
+                "`mgc probe -o FILE` writes a profile; paths are relative to the workflow file".into()
+            }
         })
     }
 
@@ -180,27 +168,18 @@ fn quoted_list(items: &[String]) -> String {
     if items.is_empty() {
         return "none".into();
     }
-    items
-        .iter()
-        .map(|d| format!("`{d}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    items.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
 }
 
 impl Diagnostic for SpecError {
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.kind
-            .help()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.kind.help().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let primary = LabeledSpan::new_primary_with_span(Some(self.kind.label()), self.span);
-        let related = self
-            .kind
-            .related()
-            .into_iter()
-            .map(|(span, text)| LabeledSpan::new_with_span(Some(text.to_owned()), span));
+        let related =
+            self.kind.related().into_iter().map(|(span, text)| LabeledSpan::new_with_span(Some(text.to_owned()), span));
         Some(Box::new(std::iter::once(primary).chain(related)))
     }
 }

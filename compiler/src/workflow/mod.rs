@@ -70,14 +70,8 @@ pub enum LinkKind {
 }
 
 impl LinkKind {
-    pub const ALL: [Self; 6] = [
-        Self::Nvlink,
-        Self::Pcie4x16,
-        Self::Pcie3x16,
-        Self::Pcie3x8,
-        Self::Pcie3x4,
-        Self::Pcie3x8P2p,
-    ];
+    pub const ALL: [Self; 6] =
+        [Self::Nvlink, Self::Pcie4x16, Self::Pcie3x16, Self::Pcie3x8, Self::Pcie3x4, Self::Pcie3x8P2p];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -103,9 +97,7 @@ impl LinkKind {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == name.to_ascii_lowercase())
+        Self::ALL.into_iter().find(|k| k.name() == name.to_ascii_lowercase())
     }
 }
 
@@ -150,10 +142,7 @@ pub struct ModelSpec {
     pub allocation_offset: Option<usize>,
 }
 
-fn serialize_allocation<S: serde::Serializer>(
-    allocation: &Allocation,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+fn serialize_allocation<S: serde::Serializer>(allocation: &Allocation, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(allocation)
 }
 
@@ -164,12 +153,7 @@ pub enum Workload {
     /// Tokens per step, given directly.
     Tokens { tokens: u64, batch: u64 },
     /// An image or video size, turned into tokens per model family by the compiler.
-    Resolution {
-        width: u64,
-        height: u64,
-        frames: u64,
-        batch: u64,
-    },
+    Resolution { width: u64, height: u64, frames: u64, batch: u64 },
 }
 
 /// How many layers ahead copies are issued.
@@ -190,9 +174,6 @@ pub struct Schedule {
 
 impl Default for Schedule {
     fn default() -> Self {
-        Self {
-            prefetch: Prefetch::Auto,
-            batch_below: Bytes(32 << 20),
-        }
+        Self { prefetch: Prefetch::Auto, batch_below: Bytes(32 << 20) }
     }
 }

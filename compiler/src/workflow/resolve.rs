@@ -4,29 +4,24 @@ use std::cell::OnceCell;
 use std::path::Path;
 
 use mgc_grammar::{
-    Allocation, AllocationError, Amount, Bytes, Device, Entry, Mode, Span, Spanned, Target,
-    parse_allocation, parse_bandwidth, parse_device, parse_size,
+    Allocation, AllocationError, Amount, Bytes, Device, Entry, Mode, Span, Spanned, Target, parse_allocation,
+    parse_bandwidth, parse_device, parse_size,
 };
 use toml::Spanned as TomlSpanned;
 
 use super::{
-    DeviceSpec, Link, LinkKind, ModelSpec, Origin, Placement, Prefetch, Schedule, SpecError,
-    SpecErrorKind as Kind, Workflow, Workload,
+    DeviceSpec, Link, LinkKind, ModelSpec, Origin, Placement, Prefetch, Schedule, SpecError, SpecErrorKind as Kind,
+    Workflow, Workload,
 };
 use crate::hardware::Hardware;
 use crate::spec::toml_to_spec;
 use crate::spec::{
-    RawDevice, RawLink, RawModel, RawSchedule, RawWorkflow, RawWorkload, span_of,
-    string_content_offset,
+    RawDevice, RawLink, RawModel, RawSchedule, RawWorkflow, RawWorkload, span_of, string_content_offset,
 };
 
 /// Parses and resolves a workflow file's text. `dir` is the folder model paths are relative to;
 /// `detect` is called at most once, when the workflow leaves devices to detection.
-pub fn toml_to_workflow(
-    source: &str,
-    dir: &Path,
-    detect: &dyn Fn() -> Hardware,
-) -> Result<Workflow, Vec<SpecError>> {
+pub fn toml_to_workflow(source: &str, dir: &Path, detect: &dyn Fn() -> Hardware) -> Result<Workflow, Vec<SpecError>> {
     let raw = toml_to_spec(source).map_err(|e| vec![e])?;
     spec_to_workflow(source, &raw, dir, detect)
 }
@@ -38,12 +33,7 @@ pub fn spec_to_workflow(
     dir: &Path,
     detect: &dyn Fn() -> Hardware,
 ) -> Result<Workflow, Vec<SpecError>> {
-    let mut r = Resolver {
-        source,
-        errors: Vec::new(),
-        hardware: OnceCell::new(),
-        detect,
-    };
+    let mut r = Resolver { source, errors: Vec::new(), hardware: OnceCell::new(), detect };
     let profile = raw.profile.as_ref().and_then(|p| r.profile(p, dir));
     let (devices, declared) = r.devices(&raw.device);
     let links = r.links(&raw.link, &devices, declared);
@@ -52,14 +42,7 @@ pub fn spec_to_workflow(
     let schedule = r.schedule(raw.schedule.as_ref());
     let mut errors = r.errors;
     if errors.is_empty() {
-        return Ok(Workflow {
-            profile,
-            devices,
-            links,
-            models,
-            workload,
-            schedule,
-        });
+        return Ok(Workflow { profile, devices, links, models, workload, schedule });
     }
     errors.sort_by_key(|e| e.span);
     Err(errors)
@@ -93,11 +76,7 @@ impl Resolver<'_> {
         self.push(wrap(error), span);
     }
 
-    fn moved_into_file(
-        &self,
-        value: &TomlSpanned<String>,
-        error: AllocationError,
-    ) -> AllocationError {
+    fn moved_into_file(&self, value: &TomlSpanned<String>, error: AllocationError) -> AllocationError {
         match string_content_offset(self.source, value) {
             Some(offset) => error.shifted(offset),
             // An escaped string: its characters do not map one to one, so point at the whole value.
@@ -105,22 +84,13 @@ impl Resolver<'_> {
         }
     }
 
-    fn profile(
-        &mut self,
-        value: &TomlSpanned<String>,
-        dir: &Path,
-    ) -> Option<crate::profile::Profile> {
+    fn profile(&mut self, value: &TomlSpanned<String>, dir: &Path) -> Option<crate::profile::Profile> {
         let path = value.get_ref().clone();
-        let text = match std::fs::read_to_string(dir.join(&path)) {
+        let limit = crate::limits::PROFILE_LIMIT;
+        let text = match crate::limits::read_text(&dir.join(&path), limit, "profile") {
             Ok(text) => text,
-            Err(e) => {
-                self.push(
-                    Kind::BadProfile {
-                        path,
-                        message: e.to_string(),
-                    },
-                    span_of(value),
-                );
+            Err(message) => {
+                self.push(Kind::BadProfile { path, message }, span_of(value));
                 return None;
             }
         };
@@ -130,15 +100,11 @@ impl Resolver<'_> {
     }
 
     fn device_name(&mut self, value: &TomlSpanned<String>) -> Option<Device> {
-        parse_device(value.get_ref())
-            .map_err(|e| self.push_inside(value, e, |error| Kind::Value { error }))
-            .ok()
+        parse_device(value.get_ref()).map_err(|e| self.push_inside(value, e, |error| Kind::Value { error })).ok()
     }
 
     fn size(&mut self, value: &TomlSpanned<String>) -> Option<Bytes> {
-        parse_size(value.get_ref())
-            .map_err(|e| self.push_inside(value, e, |error| Kind::Value { error }))
-            .ok()
+        parse_size(value.get_ref()).map_err(|e| self.push_inside(value, e, |error| Kind::Value { error })).ok()
     }
 
     fn devices(&mut self, raw: &[TomlSpanned<RawDevice>]) -> (Vec<DeviceSpec>, bool) {
@@ -156,23 +122,12 @@ impl Resolver<'_> {
             }
             if let Some((_, first)) = devices.iter().find(|(d, _)| d.device == device) {
                 let first = *first;
-                self.push(
-                    Kind::DuplicateDevice {
-                        device: device.to_string(),
-                        first,
-                    },
-                    name_span,
-                );
+                self.push(Kind::DuplicateDevice { device: device.to_string(), first }, name_span);
                 continue;
             }
             let Some(memory) = memory else { continue };
             if memory.get() == 0 {
-                self.push(
-                    Kind::NoMemory {
-                        device: device.to_string(),
-                    },
-                    span_of(&item.memory),
-                );
+                self.push(Kind::NoMemory { device: device.to_string() }, span_of(&item.memory));
                 continue;
             }
             let reserve = match reserve {
@@ -191,33 +146,20 @@ impl Resolver<'_> {
             };
             let flops = match &item.tflops {
                 None => None,
-                Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 => {
-                    Some(t.get_ref() * 1e12)
-                }
+                Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 => Some(t.get_ref() * 1e12),
                 Some(t) => {
                     self.push(Kind::NotPositive { key: "tflops" }, span_of(t));
                     continue;
                 }
             };
-            let spec = DeviceSpec {
-                device,
-                memory,
-                reserve,
-                origin: Origin::Declared,
-                flops,
-                span: Some(name_span),
-            };
+            let spec = DeviceSpec { device, memory, reserve, origin: Origin::Declared, flops, span: Some(name_span) };
             devices.push((spec, name_span));
         }
         let declared = !raw.is_empty();
         let mut devices: Vec<DeviceSpec> = devices.into_iter().map(|(d, _)| d).collect();
         let wanted: Vec<_> = if declared {
             // The CPU is always there: when not declared, its memory is detected.
-            if devices.iter().any(|d| d.device == Device::Cpu) {
-                Vec::new()
-            } else {
-                vec![Device::Cpu]
-            }
+            if devices.iter().any(|d| d.device == Device::Cpu) { Vec::new() } else { vec![Device::Cpu] }
         } else {
             self.hardware().devices.iter().map(|d| d.device).collect()
         };
@@ -237,24 +179,13 @@ impl Resolver<'_> {
     }
 
     /// Checks that a device the workflow uses exists; `disk` always does.
-    fn known(
-        &mut self,
-        device: Device,
-        span: Span,
-        devices: &[DeviceSpec],
-        declared: bool,
-    ) -> bool {
+    fn known(&mut self, device: Device, span: Span, devices: &[DeviceSpec], declared: bool) -> bool {
         if device == Device::Disk || devices.iter().any(|d| d.device == device) {
             return true;
         }
-        let names = |list: &mut dyn Iterator<Item = Device>| {
-            list.map(|d| d.to_string()).collect::<Vec<_>>()
-        };
+        let names = |list: &mut dyn Iterator<Item = Device>| list.map(|d| d.to_string()).collect::<Vec<_>>();
         let kind = if declared {
-            Kind::Undeclared {
-                device: device.to_string(),
-                declared: names(&mut devices.iter().map(|d| d.device)),
-            }
+            Kind::Undeclared { device: device.to_string(), declared: names(&mut devices.iter().map(|d| d.device)) }
         } else {
             let hardware = self.hardware();
             Kind::NotDetected {
@@ -267,23 +198,13 @@ impl Resolver<'_> {
         false
     }
 
-    fn links(
-        &mut self,
-        raw: &[TomlSpanned<RawLink>],
-        devices: &[DeviceSpec],
-        declared: bool,
-    ) -> Vec<Link> {
+    fn links(&mut self, raw: &[TomlSpanned<RawLink>], devices: &[DeviceSpec], declared: bool) -> Vec<Link> {
         let mut links: Vec<(Link, Span)> = Vec::new();
         for item in raw {
             let link_span = span_of(item);
             let item = item.get_ref();
             let between_span = span_of(&item.between);
-            let ends: Vec<Option<Device>> = item
-                .between
-                .get_ref()
-                .iter()
-                .map(|end| self.device_name(end))
-                .collect();
+            let ends: Vec<Option<Device>> = item.between.get_ref().iter().map(|end| self.device_name(end)).collect();
             let rate = self.link_rate(item, link_span);
             let [Some(a), Some(b)] = ends[..] else {
                 if ends.len() != 2 {
@@ -292,12 +213,7 @@ impl Resolver<'_> {
                 continue;
             };
             if a == b {
-                self.push(
-                    Kind::LinkToItself {
-                        device: a.to_string(),
-                    },
-                    between_span,
-                );
+                self.push(Kind::LinkToItself { device: a.to_string() }, between_span);
                 continue;
             }
             if a == Device::Disk || b == Device::Disk {
@@ -305,52 +221,24 @@ impl Resolver<'_> {
                 continue;
             }
             let spans: Vec<Span> = item.between.get_ref().iter().map(span_of).collect();
-            let known_a = self.known(
-                a,
-                spans.first().copied().unwrap_or(between_span),
-                devices,
-                declared,
-            );
-            let known_b = self.known(
-                b,
-                spans.get(1).copied().unwrap_or(between_span),
-                devices,
-                declared,
-            );
+            let known_a = self.known(a, spans.first().copied().unwrap_or(between_span), devices, declared);
+            let known_b = self.known(b, spans.get(1).copied().unwrap_or(between_span), devices, declared);
             if !(known_a && known_b) {
                 continue;
             }
-            if let Some((_, first)) = links
-                .iter()
-                .find(|(l, _)| l.between == [a, b] || l.between == [b, a])
-            {
-                let kind = Kind::DuplicateLink {
-                    a: a.to_string(),
-                    b: b.to_string(),
-                    first: *first,
-                };
+            if let Some((_, first)) = links.iter().find(|(l, _)| l.between == [a, b] || l.between == [b, a]) {
+                let kind = Kind::DuplicateLink { a: a.to_string(), b: b.to_string(), first: *first };
                 self.push(kind, between_span);
                 continue;
             }
             if let Some((kind, bandwidth)) = rate {
-                links.push((
-                    Link {
-                        between: [a, b],
-                        kind,
-                        bandwidth,
-                    },
-                    between_span,
-                ));
+                links.push((Link { between: [a, b], kind, bandwidth }, between_span));
             }
         }
         links.into_iter().map(|(l, _)| l).collect()
     }
 
-    fn link_rate(
-        &mut self,
-        item: &RawLink,
-        span: Span,
-    ) -> Option<(Option<LinkKind>, mgc_grammar::Bandwidth)> {
+    fn link_rate(&mut self, item: &RawLink, span: Span) -> Option<(Option<LinkKind>, mgc_grammar::Bandwidth)> {
         match (&item.kind, &item.bandwidth) {
             (None, None) => {
                 self.push(Kind::LinkWithoutRate, span);
@@ -364,13 +252,8 @@ impl Resolver<'_> {
                 Some(found) => Some((Some(found), found.bandwidth())),
                 None => {
                     let names = LinkKind::ALL.map(LinkKind::name);
-                    let lower = kind
-                        .get_ref()
-                        .to_ascii_lowercase()
-                        .replace(['.', ' ', '_'], "");
-                    let by_prefix = names
-                        .iter()
-                        .find(|n| !lower.is_empty() && n.starts_with(lower.as_str()));
+                    let lower = kind.get_ref().to_ascii_lowercase().replace(['.', ' ', '_'], "");
+                    let by_prefix = names.iter().find(|n| !lower.is_empty() && n.starts_with(lower.as_str()));
                     let suggestion = by_prefix.map(|n| (*n).to_owned()).or_else(|| {
                         names
                             .iter()
@@ -379,13 +262,7 @@ impl Resolver<'_> {
                             .min_by_key(|(d, _)| *d)
                             .map(|(_, n)| n.to_owned())
                     });
-                    self.push(
-                        Kind::UnknownLinkKind {
-                            kind: kind.get_ref().clone(),
-                            suggestion,
-                        },
-                        span_of(kind),
-                    );
+                    self.push(Kind::UnknownLinkKind { kind: kind.get_ref().clone(), suggestion }, span_of(kind));
                     None
                 }
             },
@@ -413,13 +290,7 @@ impl Resolver<'_> {
                 let name_span = span_of(&item.name);
                 if let Some((_, first)) = models.iter().find(|(m, _)| m.name == model.name) {
                     let first = *first;
-                    self.push(
-                        Kind::DuplicateModel {
-                            name: model.name,
-                            first,
-                        },
-                        name_span,
-                    );
+                    self.push(Kind::DuplicateModel { name: model.name, first }, name_span);
                     continue;
                 }
                 models.push((model, name_span));
@@ -428,13 +299,7 @@ impl Resolver<'_> {
         models.into_iter().map(|(m, _)| m).collect()
     }
 
-    fn model(
-        &mut self,
-        item: &RawModel,
-        dir: &Path,
-        devices: &[DeviceSpec],
-        declared: bool,
-    ) -> Option<ModelSpec> {
+    fn model(&mut self, item: &RawModel, dir: &Path, devices: &[DeviceSpec], declared: bool) -> Option<ModelSpec> {
         let name = item.name.get_ref().trim().to_owned();
         let mut ok = true;
         if name.is_empty() {
@@ -446,21 +311,11 @@ impl Resolver<'_> {
         match std::fs::metadata(&file) {
             Ok(meta) if meta.is_file() => {}
             Ok(_) => {
-                self.push(
-                    Kind::NotAFile {
-                        path: item.file.get_ref().clone(),
-                    },
-                    file_span,
-                );
+                self.push(Kind::NotAFile { path: item.file.get_ref().clone() }, file_span);
                 ok = false;
             }
             Err(_) => {
-                self.push(
-                    Kind::MissingFile {
-                        path: item.file.get_ref().clone(),
-                    },
-                    file_span,
-                );
+                self.push(Kind::MissingFile { path: item.file.get_ref().clone() }, file_span);
                 ok = false;
             }
         }
@@ -479,12 +334,7 @@ impl Resolver<'_> {
                 "tail" => Some(Placement::Tail),
                 "head" => Some(Placement::Head),
                 other => {
-                    self.push(
-                        Kind::UnknownPlacement {
-                            placement: other.to_owned(),
-                        },
-                        span_of(p),
-                    );
+                    self.push(Kind::UnknownPlacement { placement: other.to_owned() }, span_of(p));
                     None
                 }
             },
@@ -493,10 +343,7 @@ impl Resolver<'_> {
             Some(value) => {
                 let parsed = parse_allocation(value.get_ref()).map_err(|errors| {
                     for error in errors {
-                        self.push_inside(value, error, |error| Kind::Allocation {
-                            model: name.clone(),
-                            error,
-                        });
+                        self.push_inside(value, error, |error| Kind::Allocation { model: name.clone(), error });
                     }
                 });
                 let offset = string_content_offset(self.source, value);
@@ -527,38 +374,25 @@ impl Resolver<'_> {
     }
 
     fn workload(&mut self, raw: Option<&TomlSpanned<RawWorkload>>) -> Workload {
-        let default = Workload::Resolution {
-            width: 1024,
-            height: 1024,
-            frames: 1,
-            batch: 1,
-        };
+        let default = Workload::Resolution { width: 1024, height: 1024, frames: 1, batch: 1 };
         let Some(raw) = raw else { return default };
         let span = span_of(raw);
         let raw = raw.get_ref();
-        let mut positive =
-            |value: Option<&TomlSpanned<i64>>, key: &'static str, default: u64| match value {
-                None => default,
-                Some(v) => match u64::try_from(*v.get_ref()) {
-                    Ok(n) if n > 0 => n,
-                    _ => {
-                        self.push(Kind::NotPositive { key }, span_of(v));
-                        default
-                    }
-                },
-            };
+        let mut positive = |value: Option<&TomlSpanned<i64>>, key: &'static str, default: u64| match value {
+            None => default,
+            Some(v) => match u64::try_from(*v.get_ref()) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    self.push(Kind::NotPositive { key }, span_of(v));
+                    default
+                }
+            },
+        };
         let batch = positive(raw.batch.as_ref(), "batch", 1);
         let frames = positive(raw.frames.as_ref(), "frames", 1);
-        let tokens = raw
-            .tokens
-            .as_ref()
-            .map(|t| positive(Some(t), "tokens", 4096));
+        let tokens = raw.tokens.as_ref().map(|t| positive(Some(t), "tokens", 4096));
         let resolution = raw.resolution.as_ref().map(|r| {
-            let dims: Vec<u64> = r
-                .get_ref()
-                .iter()
-                .map(|d| positive(Some(d), "resolution", 1024))
-                .collect();
+            let dims: Vec<u64> = r.get_ref().iter().map(|d| positive(Some(d), "resolution", 1024)).collect();
             (dims, span_of(r))
         });
         match (tokens, resolution) {
@@ -568,24 +402,14 @@ impl Resolver<'_> {
             }
             (Some(tokens), None) => Workload::Tokens { tokens, batch },
             (None, Some((dims, span))) => match dims[..] {
-                [width, height] => Workload::Resolution {
-                    width,
-                    height,
-                    frames,
-                    batch,
-                },
+                [width, height] => Workload::Resolution { width, height, frames, batch },
                 _ => {
                     self.push(Kind::ResolutionShape, span);
                     default
                 }
             },
             (None, None) => match default {
-                Workload::Resolution { width, height, .. } => Workload::Resolution {
-                    width,
-                    height,
-                    frames,
-                    batch,
-                },
+                Workload::Resolution { width, height, .. } => Workload::Resolution { width, height, frames, batch },
                 tokens @ Workload::Tokens { .. } => tokens,
             },
         }
