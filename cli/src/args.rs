@@ -25,6 +25,20 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Print the JSON Schema of the plan format
     Schema,
+    /// Run a plan with libtorch and report measured against predicted (hands over to `mgc-run`)
+    #[command(disable_help_flag = true)]
+    Run {
+        /// The arguments of `mgc-run run`: PLAN [--steps N] [--format human|json]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Measure this machine and write a hardware profile (hands over to `mgc-run`)
+    #[command(disable_help_flag = true)]
+    Probe {
+        /// The arguments of `mgc-run probe`: [-o PROFILE.toml] [--format human|json]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Write a header-only model file from a tensor inventory (JSON), to try mgc without the weights
     SynthModel(SynthArgs),
 }
@@ -69,6 +83,12 @@ pub struct SynthArgs {
     /// Key prefix for every tensor (default: the inventory's own `prefix`)
     #[arg(long)]
     pub prefix: Option<String>,
+    /// Fill the data with seeded random values instead of a sparse hole: a small model that runs
+    #[arg(long)]
+    pub random: bool,
+    /// The seed of `--random`
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,12 @@ pub struct ProfileDevice {
     pub name: String,
     /// Matmul throughput at 16-bit weights, FLOP/s.
     pub flops_per_second: f64,
+    /// The fixed cost of applying one weight tensor (launch, bookkeeping), seconds.
+    #[serde(default)]
+    pub seconds_per_tensor: Option<f64>,
+    /// Matmul throughput by problem size: `[[n, flops_per_second], ...]` for n×n×n, n ascending.
+    #[serde(default)]
+    pub flops_by_size: Vec<(f64, f64)>,
 }
 
 /// A link's measured bandwidth, in the direction the bytes go.
@@ -65,6 +71,13 @@ impl Profile {
         for d in &profile.device {
             parse_device(&d.name).map_err(|e| format!("device `{}`: {e}", d.name))?;
             positive(&format!("`flops_per_second` of `{}`", d.name), d.flops_per_second)?;
+            if let Some(overhead) = d.seconds_per_tensor {
+                positive(&format!("`seconds_per_tensor` of `{}`", d.name), overhead)?;
+            }
+            for (size, flops) in &d.flops_by_size {
+                positive(&format!("a size in `flops_by_size` of `{}`", d.name), *size)?;
+                positive(&format!("a throughput in `flops_by_size` of `{}`", d.name), *flops)?;
+            }
         }
         for l in &profile.link {
             for end in [&l.from, &l.to] {
@@ -76,6 +89,22 @@ impl Profile {
             positive("`read_bytes_per_second` of `disk`", disk.read_bytes_per_second)?;
         }
         Ok(profile)
+    }
+
+    /// The measured throughput curve of a device, sizes ascending.
+    pub fn flops_by_size(&self, device: Device) -> Vec<(f64, f64)> {
+        let mut curve = self
+            .device
+            .iter()
+            .find(|d| parse_device(&d.name).ok() == Some(device))
+            .map(|d| d.flops_by_size.clone())
+            .unwrap_or_default();
+        curve.sort_by(|a, b| a.0.total_cmp(&b.0));
+        curve
+    }
+
+    pub fn seconds_per_tensor(&self, device: Device) -> Option<f64> {
+        self.device.iter().find(|d| parse_device(&d.name).ok() == Some(device)).and_then(|d| d.seconds_per_tensor)
     }
 
     pub fn flops(&self, device: Device) -> Option<f64> {

@@ -203,6 +203,23 @@ pub struct Predicted {
     pub hidden_copy_fraction: f64,
 }
 
+/// Tensors that a model looks up by index rather than multiplies (token and position
+/// embeddings): the compiler's cost model gives them no FLOPs and the runtime gathers rows of them.
+/// Shared so that prediction and measurement count the same work.
+pub fn is_lookup(name: &str) -> bool {
+    const PARTS: [&str; 8] = [
+        "token_embedding",
+        "embed_tokens",
+        "position_embedding",
+        "positional_embedding",
+        "relative_attention_bias",
+        "spiece_model",
+        "pos_embed",
+        "position_ids",
+    ];
+    PARTS.iter().any(|k| name.contains(k)) || name == "shared.weight" || name.ends_with(".shared.weight")
+}
+
 /// Why a plan cannot be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

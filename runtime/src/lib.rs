@@ -1,4 +1,6 @@
-//! mgc's runtime. For now: what devices this machine has (CUDA GPUs through the driver, RAM from
-//! the OS), the input the compiler needs when a workflow leaves devices to detection.
+//! mgc's runtime: executes a compiled plan with libtorch (`tch`) and reports measured against
+//! predicted; probes the machine. Its binary is `mgc-run`, which `mgc run` and `mgc probe` hand
+//! over to, so that the `mgc` binary itself never loads libtorch (~0.4 s a process).
 
-pub mod devices;
+pub mod cli;
+pub mod exec;

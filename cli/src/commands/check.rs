@@ -75,7 +75,7 @@ fn workflow(path: &Path, format: Format, out: &mut dyn Write, err: &mut dyn Writ
 
 /// This machine's devices, for workflows that declare none.
 pub fn detect() -> Hardware {
-    let detected = mgc_runtime::devices::detect();
+    let detected = mgc_devices::detect();
     Hardware {
         devices: detected
             .devices

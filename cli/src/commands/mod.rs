@@ -1,5 +1,6 @@
 pub mod check;
 pub mod compile;
 pub mod explain;
+pub mod handover;
 pub mod inspect;
 pub mod synth;

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use mgc_compiler::inventory::synth::{InventoryFixture, write_header_only};
+use mgc_compiler::inventory::synth::{Fill, InventoryFixture, write_model};
 
 use crate::Status;
 use crate::args::SynthArgs;
@@ -23,9 +23,11 @@ pub fn run(args: &SynthArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
         }
     };
     let prefix = args.prefix.clone().or_else(|| fixture.prefix.clone()).unwrap_or_default();
-    match write_header_only(&fixture, &prefix, &args.output) {
+    let fill = if args.random { Fill::Random { seed: args.seed } } else { Fill::Hole };
+    match write_model(&fixture, &prefix, &args.output, fill) {
         Ok(size) => {
-            writeln!(out, "{}: {} tensors, {size} bytes (header only)", args.output.display(), fixture.tensors.len())?;
+            let what = if args.random { "random weights" } else { "header only" };
+            writeln!(out, "{}: {} tensors, {size} bytes ({what})", args.output.display(), fixture.tensors.len())?;
             Ok(Status::Ok)
         }
         Err(e) => {

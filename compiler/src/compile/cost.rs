@@ -16,8 +16,9 @@ pub const DEFAULT_ACCELERATOR_FLOPS: f64 = 80e12;
 pub const DEFAULT_CPU_FLOPS: f64 = 0.2e12;
 /// Assumed read speed of the model file (`disk`), bytes/s: an NVMe drive.
 pub const DEFAULT_DISK_READ: u64 = 2_000_000_000;
-/// Launch and bookkeeping cost of one layer, seconds.
-pub const PER_LAYER_OVERHEAD: f64 = 20e-6;
+/// The fixed cost of applying one weight tensor (kernel launch, bookkeeping), seconds, when no
+/// profile measured it.
+pub const DEFAULT_SECONDS_PER_TENSOR: f64 = 10e-6;
 
 /// A link's speed and where the figure comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +60,56 @@ impl CostModel {
             .map(|(_, f)| *f)
             .or_else(|| self.profile.as_ref().and_then(|p| p.flops(device)))
             .unwrap_or_else(|| default_flops(device))
+    }
+
+    /// The fixed cost of applying one weight tensor on a device, seconds.
+    pub fn seconds_per_tensor(&self, device: Device) -> f64 {
+        self.profile.as_ref().and_then(|p| p.seconds_per_tensor(device)).unwrap_or(DEFAULT_SECONDS_PER_TENSOR)
+    }
+
+    /// Matmul throughput of a device at a problem of `size` (the cube root of m·k·n): measured
+    /// by size in a profile (interpolated, log-log), else the device's one figure.
+    pub fn flops_at(&self, device: Device, size: f64) -> f64 {
+        let curve = self.profile.as_ref().map(|p| p.flops_by_size(device)).unwrap_or_default();
+        if self.flops.iter().any(|(d, _)| *d == device) || curve.is_empty() {
+            return self.flops(device);
+        }
+        let (Some(first), Some(last)) = (curve.first(), curve.last()) else { return self.flops(device) };
+        if size <= first.0 {
+            return first.1;
+        }
+        if size >= last.0 {
+            return last.1;
+        }
+        for pair in curve.windows(2) {
+            if let [(s0, f0), (s1, f1)] = pair
+                && size >= *s0
+                && size <= *s1
+            {
+                let t = (size.ln() - s0.ln()) / (s1.ln() - s0.ln());
+                return (f0.ln() + t * (f1.ln() - f0.ln())).exp();
+            }
+        }
+        self.flops(device)
+    }
+
+    /// Seconds one layer computes on a device at `tokens`: every weight applied to every token
+    /// at the throughput of its problem size, attention's `4·N²·d`, and a fixed cost a tensor.
+    pub fn layer_seconds(&self, tensors: &[Tensor], tokens: u64, device: Device) -> f64 {
+        let n = tokens as f64;
+        let mut seconds = tensors.len() as f64 * self.seconds_per_tensor(device);
+        let mut attention_width: f64 = 0.0;
+        for t in tensors.iter().filter(|t| !is_lookup(&t.name) && t.shape.len() >= 2) {
+            let e = elements(t);
+            seconds += 2.0 * n * e / self.flops_at(device, (n * e).cbrt());
+            if t.name.contains("attn") || t.name.contains("Attention") || t.name.contains("attention") {
+                attention_width = attention_width.max(t.shape.get(1).copied().unwrap_or(0) as f64);
+            }
+        }
+        if attention_width > 0.0 {
+            seconds += 4.0 * n * n * attention_width / self.flops_at(device, (n * n * attention_width).cbrt());
+        }
+        seconds
     }
 
     /// How fast bytes move from `from` to `to`.
@@ -121,23 +172,7 @@ pub fn tokens(family: Family, role: Role, workload: &Workload) -> u64 {
     per_item.saturating_mul(batch).max(1)
 }
 
-/// Tensors that are looked up, not multiplied: they cost no FLOPs.
-fn is_lookup(name: &str) -> bool {
-    [
-        "token_embedding",
-        "embed_tokens",
-        "position_embedding",
-        "positional_embedding",
-        "relative_attention_bias",
-        "spiece_model",
-        "pos_embed",
-        "position_ids",
-    ]
-    .iter()
-    .any(|k| name.contains(k))
-        || name == "shared.weight"
-        || name.ends_with(".shared.weight")
-}
+use mgc_plan::is_lookup;
 
 fn elements(t: &Tensor) -> f64 {
     t.shape.iter().map(|&d| d as f64).product()

@@ -104,11 +104,20 @@ pub fn place_model(
 ) -> Result<ModelPlacement, Problem> {
     let budgets = budgets(model, workflow)?;
     let compute = model.spec.compute;
+    let times: Vec<f64> = model.layers.iter().map(|l| cost.layer_seconds(&l.tensors, model.tokens, compute)).collect();
     let simulate = |homes: &[Device]| match workflow.schedule.prefetch {
-        Prefetch::Auto => {
-            schedule_auto(&model.layers, homes, compute, cost, workflow.schedule.batch_below.get(), max_prefetch)
+        Prefetch::Auto => schedule_auto(
+            &model.layers,
+            &times,
+            homes,
+            compute,
+            cost,
+            workflow.schedule.batch_below.get(),
+            max_prefetch,
+        ),
+        Prefetch::Layers(p) => {
+            schedule(&model.layers, &times, homes, compute, cost, p, workflow.schedule.batch_below.get())
         }
-        Prefetch::Layers(p) => schedule(&model.layers, homes, compute, cost, p, workflow.schedule.batch_below.get()),
     };
     let (homes, reason) = match model.spec.placement {
         Placement::Tail => (

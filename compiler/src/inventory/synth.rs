@@ -38,10 +38,24 @@ pub enum SynthError {
     Io(#[from] std::io::Error),
 }
 
+/// How the data region of a synthesised file is filled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// A sparse hole: the file costs only its header on disk.
+    Hole,
+    /// Real values, uniform in ±0.05, from a seeded generator: a small model that computes.
+    Random { seed: u64 },
+}
+
 /// Writes a header-only safetensors file for `fixture`, keys prefixed with `prefix`, tensors in
 /// the order the safetensors serializer writes them (dtype descending, then key). Returns the
 /// file's logical size. The file appears whole or not at all.
 pub fn write_header_only(fixture: &InventoryFixture, prefix: &str, out: &Path) -> Result<u64, SynthError> {
+    write_model(fixture, prefix, out, Fill::Hole)
+}
+
+/// Writes a safetensors file for `fixture`, its data filled as `fill` says.
+pub fn write_model(fixture: &InventoryFixture, prefix: &str, out: &Path, fill: Fill) -> Result<u64, SynthError> {
     let rank = |dtype: PlainType| PlainType::ALL.iter().position(|(t, _)| *t == dtype).unwrap_or(0);
     let mut tensors = Vec::with_capacity(fixture.tensors.len());
     for (key, shape, dtype_name) in &fixture.tensors {
@@ -79,7 +93,61 @@ pub fn write_header_only(fixture: &InventoryFixture, prefix: &str, out: &Path) -
     crate::atomic::write_with(out, |file| {
         file.write_all(&(header.len() as u64).to_le_bytes())?;
         file.write_all(header.as_bytes())?;
-        file.set_len(total)
+        match fill {
+            Fill::Hole => file.set_len(total),
+            Fill::Random { seed } => {
+                let mut writer = std::io::BufWriter::new(file);
+                let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                for (_, _, dtype, bytes) in &tensors {
+                    write_values(&mut writer, *dtype, *bytes, &mut state)?;
+                }
+                writer.flush()
+            }
+        }
     })?;
     Ok(total)
+}
+
+/// `bytes` of values of `dtype`, uniform in ±0.05 for floats, zero for the rest.
+fn write_values(out: &mut impl Write, dtype: PlainType, bytes: u64, state: &mut u64) -> std::io::Result<()> {
+    let mut next = || {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        // 24 random bits to a float in [-0.05, 0.05).
+        ((*state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+    };
+    let mut written = 0u64;
+    let mut chunk = Vec::with_capacity(1 << 16);
+    while written < bytes {
+        chunk.clear();
+        while chunk.len() < (1 << 16) && written + (chunk.len() as u64) < bytes {
+            match dtype {
+                PlainType::F32 => chunk.extend_from_slice(&next().to_le_bytes()),
+                PlainType::Bf16 => chunk.extend_from_slice(&((next().to_bits() >> 16) as u16).to_le_bytes()),
+                PlainType::F16 => chunk.extend_from_slice(&f16_bits(next()).to_le_bytes()),
+                _ => chunk.push(0),
+            }
+        }
+        let take = usize::try_from((bytes - written).min(chunk.len() as u64)).unwrap_or(0);
+        out.write_all(chunk.get(..take).unwrap_or_default())?;
+        written += take as u64;
+    }
+    Ok(())
+}
+
+/// IEEE half-precision bits of a small float (no infinities or NaNs arise here).
+fn f16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exp = ((bits >> 23) & 0xff) as i32 - 127 + 15;
+    let mantissa = bits & 0x7f_ffff;
+    if exp <= 0 {
+        if exp < -10 {
+            return sign;
+        }
+        let m = (mantissa | 0x80_0000) >> (1 - exp + 13);
+        return sign | m as u16;
+    }
+    sign | ((exp as u16) << 10) | (mantissa >> 13) as u16
 }

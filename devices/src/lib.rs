@@ -1,3 +1,6 @@
+//! Detects this machine's devices, without libtorch: the light `mgc` binary uses it when a
+//! workflow declares no devices.
+//!
 //! Detects this machine's devices. A machine without a CUDA driver is a normal case, reported as
 //! a note, never an error.
 

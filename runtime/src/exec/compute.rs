@@ -1,0 +1,84 @@
+//! The arithmetic of one layer: its real weights applied at the plan's token count.
+
+use tch::{Device, Kind, Tensor};
+
+use super::error::RunError;
+
+/// Deterministic hidden states of every shape a model's layers ask for, made once.
+pub struct Inputs {
+    tokens: i64,
+    device: Device,
+    cache: Vec<((Vec<i64>, Kind), Tensor)>,
+}
+
+impl Inputs {
+    pub fn new(tokens: u64, device: Device) -> Self {
+        Self { tokens: i64::try_from(tokens).unwrap_or(1).max(1), device, cache: Vec::new() }
+    }
+
+    fn get(&mut self, shape: &[i64], kind: Kind) -> Result<Tensor, RunError> {
+        if let Some((_, t)) = self.cache.iter().find(|((s, k), _)| s == shape && *k == kind) {
+            return Ok(t.shallow_clone());
+        }
+        let n: i64 = shape.iter().product();
+        let x = Tensor::f_arange(n, (Kind::Float, self.device))?.remainder(251).g_div_scalar(251.0).g_sub_scalar(0.5);
+        let x = x.f_reshape(shape)?.f_to_kind(kind)?;
+        self.cache.push(((shape.to_vec(), kind), x.shallow_clone()));
+        Ok(x)
+    }
+
+    /// The side of the square images convolutions see: as many pixels as tokens.
+    fn side(&self, at_least: i64) -> i64 {
+        ((self.tokens as f64).sqrt().round() as i64).max(at_least).max(1)
+    }
+}
+
+fn is_float(kind: Kind) -> bool {
+    matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16 | Kind::Float8e4m3fn | Kind::Float8e5m2)
+}
+
+/// Applies a layer's weights; returns a checksum of everything it computed.
+pub fn layer(tensors: &[(String, Tensor)], inputs: &mut Inputs) -> Result<f64, RunError> {
+    let mut sum = 0.0;
+    for (name, weight) in tensors {
+        let kind = weight.kind();
+        if !is_float(kind) {
+            sum += weight.f_sum(Kind::Double)?.double_value(&[]);
+            continue;
+        }
+        // 8-bit floats have no matmul on every device: compute in BF16, as ComfyUI does.
+        let (w, kind) = if matches!(kind, Kind::Float8e4m3fn | Kind::Float8e5m2) {
+            (weight.f_to_kind(Kind::BFloat16)?, Kind::BFloat16)
+        } else {
+            (weight.shallow_clone(), kind)
+        };
+        let size = w.size();
+        if mgc_plan::is_lookup(name) && size.len() == 2 {
+            // An embedding: one row gathered per token, as the model does.
+            let rows = size.first().copied().unwrap_or(1).max(1);
+            let index = Tensor::f_arange(inputs.tokens, (Kind::Int64, w.device()))?.remainder(rows);
+            sum += w.f_index_select(0, &index)?.f_sum(Kind::Double)?.double_value(&[]);
+            continue;
+        }
+        let out = match size.as_slice() {
+            [_, inner] => inputs.get(&[inputs.tokens, *inner], kind)?.f_matmul(&w.f_transpose(0, 1)?)?,
+            [n] if name.ends_with("bias") => inputs.get(&[inputs.tokens, *n], kind)?.f_add(&w)?,
+            [n] => {
+                inputs.get(&[inputs.tokens, *n], kind)?.f_layer_norm([*n], Some(&w), None::<&Tensor>, 1e-6, false)?
+            }
+            [_, channels, kh, kw] => {
+                let side = inputs.side((*kh).max(*kw));
+                let x = inputs.get(&[1, *channels, side, side], kind)?;
+                x.f_conv2d(&w, None::<&Tensor>, [1, 1], [*kh / 2, *kw / 2], [1, 1], 1)?
+            }
+            [_, channels, kd, kh, kw] => {
+                let side = inputs.side((*kh).max(*kw)) / 2;
+                let x = inputs.get(&[1, *channels, (*kd).max(1), side.max(*kh), side.max(*kw)], kind)?;
+                x.f_conv3d(&w, None::<&Tensor>, [1, 1, 1], [0, *kh / 2, *kw / 2], [1, 1, 1], 1)?
+            }
+            _ => w.shallow_clone(),
+        };
+        sum += out.f_sum(Kind::Double)?.double_value(&[]);
+    }
+    Ok(sum)
+}

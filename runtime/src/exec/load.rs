@@ -1,0 +1,234 @@
+//! Loading: the plan's model files checked against their fingerprints, memory-mapped, and every
+//! tensor made where the plan puts it — CPU tensors over the mapping without copying, resident
+//! weights copied into RAM or device memory, the `disk` tier left in the mapping to be read at
+//! step time.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use memmap2::Mmap;
+use mgc_plan::{ModelPlan, Plan};
+use sha2::{Digest, Sha256};
+use tch::{Device, Kind, Tensor};
+
+use super::error::RunError;
+use super::memory;
+
+/// A model file, mapped.
+pub struct MappedFile {
+    pub map: Arc<Mmap>,
+}
+
+/// A device of the plan, as libtorch names it; `None` for `disk`.
+pub fn torch_device(name: &str) -> Result<Option<Device>, RunError> {
+    match name {
+        "cpu" => Ok(Some(Device::Cpu)),
+        "disk" => Ok(None),
+        _ => match name.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => Ok(Some(Device::Cuda(n))),
+            None => Err(RunError::Unsupported { what: format!("device `{name}`") }),
+        },
+    }
+}
+
+/// Every device the plan uses must be here.
+pub fn check_devices(plan: &Plan) -> Result<(), RunError> {
+    let gpus = if tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 };
+    let have = if gpus == 0 { "cpu only; no CUDA device".to_owned() } else { format!("cpu and {gpus} CUDA device(s)") };
+    for device in &plan.devices {
+        match device.name.as_str() {
+            "cpu" | "disk" => {}
+            name => match name.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n < gpus => {}
+                Some(_) => return Err(RunError::DeviceAbsent { device: name.to_owned(), have }),
+                None => {
+                    return Err(RunError::DeviceAbsent {
+                        device: name.to_owned(),
+                        have: format!("{have}; this runtime drives `cpu` and `cuda:N`"),
+                    });
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Every device must have the memory the plan's peak needs, now.
+pub fn check_memory(plan: &Plan) -> Result<(), RunError> {
+    for device in &plan.devices {
+        let available = match device.name.as_str() {
+            "disk" => continue,
+            "cpu" => memory::available_ram(),
+            name => name
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .and_then(memory::cuda_memory)
+                .map(|(free, _)| free),
+        };
+        if let Some(available) = available
+            && device.peak_bytes > available
+        {
+            return Err(RunError::OutOfMemory { device: device.name.clone(), needed: device.peak_bytes, available });
+        }
+    }
+    Ok(())
+}
+
+/// Opens and maps every model file, refusing any whose size or header changed.
+pub fn open_inputs(plan: &Plan, dir: &Path) -> Result<Vec<MappedFile>, RunError> {
+    let mut files = Vec::new();
+    for input in &plan.inputs {
+        let path = dir.join(&input.path);
+        let shown = path.display().to_string();
+        let read = |e: std::io::Error| RunError::Read { path: shown.clone(), message: e.to_string() };
+        let file = std::fs::File::open(&path).map_err(read)?;
+        let size = file.metadata().map_err(read)?.len();
+        if size != input.size_bytes {
+            return Err(RunError::Changed {
+                path: shown,
+                what: format!("it has {size} bytes, the plan says {}", input.size_bytes),
+            });
+        }
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut (&file).take(input.header_bytes), &mut hasher).map_err(read)?;
+        let hash: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        if hash != input.header_sha256 {
+            return Err(RunError::Changed {
+                path: shown,
+                what: "its header is not the one the plan was compiled from".into(),
+            });
+        }
+        if input.format != "safetensors" {
+            return Err(RunError::Unsupported { what: format!("running a {} model (`{shown}`)", input.format) });
+        }
+        #[allow(unsafe_code, reason = "the mapping is read-only and kept alive as long as tensors over it")]
+        // SAFETY: the file is mapped read-only; tensors made over it only read. Another process
+        // truncating the file while mgc runs would fault, as with any mapped file.
+        let map = unsafe { Mmap::map(&file) }.map_err(read)?;
+        files.push(MappedFile { map: Arc::new(map) });
+    }
+    Ok(files)
+}
+
+/// The torch kind of a safetensors dtype.
+fn kind(dtype: &str) -> Result<Kind, RunError> {
+    Ok(match dtype {
+        "F64" => Kind::Double,
+        "F32" => Kind::Float,
+        "F16" => Kind::Half,
+        "BF16" => Kind::BFloat16,
+        "I64" => Kind::Int64,
+        "I32" => Kind::Int,
+        "I16" => Kind::Int16,
+        "I8" => Kind::Int8,
+        "U8" => Kind::Uint8,
+        "BOOL" => Kind::Bool,
+        "F8_E4M3" => Kind::Float8e4m3fn,
+        "F8_E5M2" => Kind::Float8e5m2,
+        other => return Err(RunError::Unsupported { what: format!("dtype `{other}`") }),
+    })
+}
+
+/// A CPU tensor over the mapped bytes, without copying.
+pub fn mapped_tensor(
+    file: &MappedFile,
+    offset: u64,
+    bytes: u64,
+    shape: &[u64],
+    dtype: &str,
+) -> Result<Tensor, RunError> {
+    let kind = kind(dtype)?;
+    let start = usize::try_from(offset).map_err(|_| RunError::Torch("offset too large".into()))?;
+    let len = usize::try_from(bytes).map_err(|_| RunError::Torch("tensor too large".into()))?;
+    let slice = file
+        .map
+        .get(start..start + len)
+        .ok_or_else(|| RunError::Torch(format!("tensor at {offset} beyond the file")))?;
+    let size: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let element = kind.elt_size_in_bytes();
+    if len == 0 || slice.as_ptr().align_offset(element) != 0 {
+        // Empty or misaligned: copy the bytes and view them as the dtype.
+        return Ok(Tensor::from_slice(slice).view_dtype(kind).f_reshape(&size)?);
+    }
+    // Contiguous strides: each dimension steps over the product of the ones after it.
+    let mut strides: Vec<i64> = size
+        .iter()
+        .rev()
+        .scan(1i64, |acc, &d| {
+            let stride = *acc;
+            *acc *= d.max(1);
+            Some(stride)
+        })
+        .collect();
+    strides.reverse();
+    #[allow(unsafe_code, reason = "a tensor over the read-only mapping, which outlives it")]
+    // SAFETY: `slice` is `len` bytes of the mapping, aligned for `kind`, and `size`/`strides`
+    // describe exactly those bytes; the tensor is only read, and `Loaded` keeps the mapping.
+    let tensor = unsafe { Tensor::f_from_blob(slice.as_ptr(), &size, &strides, kind, Device::Cpu)? };
+    Ok(tensor)
+}
+
+/// A layer's weights, where they live between steps.
+pub struct LoadedLayer {
+    pub tensors: Vec<(String, Tensor)>,
+    pub streamed: bool,
+}
+
+/// A model ready to run.
+pub struct LoadedModel {
+    pub compute: Device,
+    pub layers: Vec<LoadedLayer>,
+    /// Keeps the mappings alive while tensors point into them.
+    pub _files: Vec<Arc<Mmap>>,
+}
+
+/// Loads a model's tensors to their homes.
+pub fn load_model(
+    plan: &Plan,
+    _index: usize,
+    model: &ModelPlan,
+    files: &[MappedFile],
+    progress: bool,
+) -> Result<LoadedModel, RunError> {
+    let compute =
+        torch_device(&model.compute)?.ok_or_else(|| RunError::Unsupported { what: "computing on `disk`".into() })?;
+    let file = files
+        .get(model.input)
+        .ok_or_else(|| RunError::Plan { path: model.file.clone(), message: "no such input".into() })?;
+    let bar = if progress { ProgressBar::new(model.bytes) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("loading {msg:<12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(model.name.clone());
+    let pinned_ok = tch::Cuda::is_available();
+    let mut layers = Vec::new();
+    for layer in &model.layers {
+        let home = torch_device(&layer.home)?;
+        let mut tensors = Vec::new();
+        for t in &layer.tensors {
+            let mapped = mapped_tensor(file, t.offset, t.bytes, &t.shape, &t.dtype)?;
+            let placed = match home {
+                // The disk tier: stays in the mapping, read at step time.
+                None => mapped,
+                Some(Device::Cpu) => {
+                    let owned = mapped.f_detach_copy()?;
+                    if layer.streamed && compute != Device::Cpu && pinned_ok {
+                        owned.f_pin_memory(Device::Cuda(0))?
+                    } else {
+                        owned
+                    }
+                }
+                Some(device) => mapped.f_to_device(device)?,
+            };
+            tensors.push((t.name.clone(), placed));
+            bar.inc(t.bytes);
+        }
+        layers.push(LoadedLayer { tensors, streamed: layer.streamed });
+    }
+    bar.finish_and_clear();
+    let _ = plan;
+    Ok(LoadedModel { compute, layers, _files: vec![file.map.clone()] })
+}

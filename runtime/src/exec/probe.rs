@@ -1,0 +1,268 @@
+//! `mgc probe`: measures this machine — host memory copies, the disk, each device's matmul
+//! throughput per dtype, host↔device and device↔device copies — and writes the hardware profile
+//! the compiler reads (`profile = "FILE"` in a workflow).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use tch::{Device, Kind, Tensor};
+
+use super::error::RunError;
+
+/// One measured figure.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Figure {
+    pub what: String,
+    pub value: f64,
+    pub unit: &'static str,
+}
+
+/// Everything measured.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Probe {
+    pub figures: Vec<Figure>,
+    /// The profile's lines: devices' FLOP/s (BF16), links' bytes/s, disk read bytes/s.
+    #[serde(skip)]
+    devices: Vec<ProbedDevice>,
+    #[serde(skip)]
+    links: Vec<(String, String, f64)>,
+    #[serde(skip)]
+    disk: Option<f64>,
+}
+
+/// A device's figures for the profile: name, FLOP/s (BF16), seconds a tensor, the size curve.
+type ProbedDevice = (String, f64, f64, Vec<(f64, f64)>);
+
+const COPY_BYTES: i64 = 256 << 20;
+
+/// The best of a few timed runs, in seconds.
+fn best(mut f: impl FnMut() -> Result<(), RunError>) -> Result<f64, RunError> {
+    f()?; // warm up
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let start = Instant::now();
+        f()?;
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(n) = device {
+        tch::Cuda::synchronize(n as i64);
+    }
+}
+
+/// The fixed cost of applying one small weight as the runtime does (matmul, sum, read back).
+fn seconds_per_tensor(device: Device) -> Result<f64, RunError> {
+    let x = Tensor::f_ones([8, 8], (Kind::BFloat16, device))?;
+    let w = Tensor::f_ones([8, 8], (Kind::BFloat16, device))?;
+    let rounds = 200;
+    let seconds = best(|| {
+        for _ in 0..rounds {
+            let _ = x.f_matmul(&w.f_transpose(0, 1)?)?.f_sum(Kind::Double)?.double_value(&[]);
+        }
+        Ok(())
+    })?;
+    Ok(seconds / f64::from(rounds))
+}
+
+/// BF16 matmul throughput of n×n×n problems, small to large: the curve the cost model
+/// interpolates for layers of every size.
+fn flops_by_size(device: Device) -> Result<Vec<(f64, f64)>, RunError> {
+    let sizes: &[i64] =
+        if device == Device::Cpu { &[32, 64, 128, 256, 512, 1024] } else { &[256, 512, 1024, 2048, 4096, 8192] };
+    let mut curve = Vec::new();
+    for &n in sizes {
+        let a = Tensor::f_ones([n, n], (Kind::BFloat16, device))?;
+        let b = Tensor::f_ones([n, n], (Kind::BFloat16, device))?;
+        let reps = ((1024 / n).pow(3)).clamp(1, 4096) as i32;
+        // As the runtime applies a weight: activations times the weight's transpose.
+        let seconds = best(|| {
+            for _ in 0..reps {
+                drop(a.f_matmul(&b.f_transpose(0, 1)?)?);
+            }
+            sync(device);
+            Ok(())
+        })?;
+        curve.push((n as f64, 2.0 * (n as f64).powi(3) * f64::from(reps) / seconds));
+    }
+    Ok(curve)
+}
+
+fn matmul_flops(device: Device, kind: Kind) -> Result<f64, RunError> {
+    let n: i64 = if device == Device::Cpu { 1024 } else { 4096 };
+    let a = Tensor::f_ones([n, n], (kind, device))?;
+    let b = Tensor::f_ones([n, n], (kind, device))?;
+    let seconds = best(|| {
+        let c = a.f_matmul(&b)?;
+        sync(device);
+        drop(c);
+        Ok(())
+    })?;
+    Ok(2.0 * (n as f64).powi(3) / seconds)
+}
+
+/// Measures what this machine has.
+pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
+    let mut p = Probe::default();
+    let gb = |bytes: i64, s: f64| bytes as f64 / s / 1e9;
+
+    // Host memory.
+    let host = Tensor::f_ones([COPY_BYTES], (Kind::Uint8, Device::Cpu))?;
+    let s = best(|| host.f_detach_copy().map(drop).map_err(RunError::from))?;
+    p.figures.push(Figure { what: "host memcpy".into(), value: gb(COPY_BYTES, s), unit: "GB/s" });
+
+    // The disk: a file written then read back (the page cache may serve part of it).
+    let file = scratch.join(format!(".mgc-probe-{}", std::process::id()));
+    let data = vec![7u8; COPY_BYTES as usize];
+    std::fs::write(&file, &data)
+        .map_err(|e| RunError::Read { path: file.display().to_string(), message: e.to_string() })?;
+    let start = Instant::now();
+    let read = std::fs::read(&file)
+        .map_err(|e| RunError::Read { path: file.display().to_string(), message: e.to_string() })?;
+    let s = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&file);
+    drop(read);
+    p.figures.push(Figure {
+        what: "disk read (just written: page cache)".into(),
+        value: gb(COPY_BYTES, s),
+        unit: "GB/s",
+    });
+    p.disk = Some(COPY_BYTES as f64 / s);
+
+    // Compute, per dtype.
+    let mut devices = vec![Device::Cpu];
+    if tch::Cuda::is_available() {
+        devices.extend((0..tch::Cuda::device_count() as usize).map(Device::Cuda));
+    }
+    for &device in &devices {
+        let name = match device {
+            Device::Cuda(n) => format!("cuda:{n}"),
+            _ => "cpu".to_owned(),
+        };
+        for (kind, label) in [(Kind::Float, "F32"), (Kind::BFloat16, "BF16"), (Kind::Half, "F16")] {
+            let flops = matmul_flops(device, kind)?;
+            p.figures.push(Figure { what: format!("{name} matmul {label}"), value: flops / 1e12, unit: "TFLOP/s" });
+            if kind == Kind::BFloat16 {
+                let overhead = seconds_per_tensor(device)?;
+                p.figures.push(Figure {
+                    what: format!("{name} cost of one small weight"),
+                    value: overhead * 1e6,
+                    unit: "µs",
+                });
+                let curve = flops_by_size(device)?;
+                for (n, f) in &curve {
+                    p.figures.push(Figure {
+                        what: format!("{name} matmul BF16 {n}x{n}x{n}"),
+                        value: f / 1e12,
+                        unit: "TFLOP/s",
+                    });
+                }
+                p.devices.push((name.clone(), flops, overhead, curve));
+            }
+        }
+    }
+
+    // Copies between host and each GPU, and between GPUs.
+    for &device in devices.iter().filter(|d| **d != Device::Cpu) {
+        let name = match device {
+            Device::Cuda(n) => format!("cuda:{n}"),
+            _ => continue,
+        };
+        let pinned = host.f_pin_memory(Device::Cuda(0))?;
+        let s = best(|| {
+            let t = pinned.f_to_device(device)?;
+            sync(device);
+            drop(t);
+            Ok(())
+        })?;
+        p.figures.push(Figure { what: format!("cpu -> {name} (pinned)"), value: gb(COPY_BYTES, s), unit: "GB/s" });
+        p.links.push(("cpu".into(), name.clone(), COPY_BYTES as f64 / s));
+        let s = best(|| {
+            let t = host.f_to_device(device)?;
+            sync(device);
+            drop(t);
+            Ok(())
+        })?;
+        p.figures.push(Figure { what: format!("cpu -> {name} (pageable)"), value: gb(COPY_BYTES, s), unit: "GB/s" });
+        let on_device = host.f_to_device(device)?;
+        let s = best(|| {
+            let t = on_device.f_to_device(Device::Cpu)?;
+            drop(t);
+            Ok(())
+        })?;
+        p.figures.push(Figure { what: format!("{name} -> cpu"), value: gb(COPY_BYTES, s), unit: "GB/s" });
+        for &other in devices.iter().filter(|d| **d != Device::Cpu && **d != device) {
+            let other_name = match other {
+                Device::Cuda(n) => format!("cuda:{n}"),
+                _ => continue,
+            };
+            let s = best(|| {
+                let t = on_device.f_to_device(other)?;
+                sync(other);
+                drop(t);
+                Ok(())
+            })?;
+            p.figures.push(Figure { what: format!("{name} -> {other_name}"), value: gb(COPY_BYTES, s), unit: "GB/s" });
+            p.links.push((name.clone(), other_name, COPY_BYTES as f64 / s));
+        }
+    }
+    if !tch::Cuda::is_available() {
+        p.figures.push(Figure { what: "CUDA".into(), value: 0.0, unit: "devices (none found: measured the CPU only)" });
+    }
+    Ok(p)
+}
+
+impl Probe {
+    /// The hardware profile, as TOML.
+    pub fn profile_toml(&self) -> String {
+        let mut t = String::from(
+            "# Hardware profile written by `mgc probe`; name it in a workflow with `profile = \"FILE\"`.\n",
+        );
+        for f in &self.figures {
+            let _ = writeln!(t, "# {}: {:.2} {}", f.what, f.value, f.unit);
+        }
+        for (name, flops, overhead, curve) in &self.devices {
+            let points: Vec<String> = curve.iter().map(|(n, f)| format!("[{n:.0}, {f:.4e}]")).collect();
+            let _ = write!(
+                t,
+                "\n[[device]]\nname = \"{name}\"\nflops_per_second = {flops:.4e}\nseconds_per_tensor = {overhead:.4e}\nflops_by_size = [{}]\n",
+                points.join(", ")
+            );
+        }
+        for (from, to, rate) in &self.links {
+            let _ = write!(t, "\n[[link]]\nfrom = \"{from}\"\nto = \"{to}\"\nbytes_per_second = {rate:.4e}\n");
+        }
+        if let Some(disk) = self.disk {
+            let _ = write!(t, "\n[disk]\nread_bytes_per_second = {disk:.4e}\n");
+        }
+        t
+    }
+
+    pub fn human(&self) -> String {
+        let mut t = String::new();
+        for f in &self.figures {
+            let _ = writeln!(t, "{:<40} {:>10.2} {}", f.what, f.value, f.unit);
+        }
+        t
+    }
+}
+
+/// Writes `text` to `path` whole or not at all.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}

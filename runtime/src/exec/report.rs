@@ -1,0 +1,222 @@
+//! Measured against predicted.
+
+use mgc_plan::Plan;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::memory::Baseline;
+use super::step::ModelRun;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepReport {
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceReport {
+    pub name: String,
+    pub peak_bytes_measured: Option<u64>,
+    pub peak_bytes_predicted: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkReport {
+    pub from: String,
+    pub to: String,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub gbps: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelReport {
+    pub name: String,
+    pub steps: Vec<StepReport>,
+    pub measured_step_seconds: f64,
+    pub predicted_step_seconds: f64,
+    pub hidden_copy_fraction: f64,
+    pub hidden_copy_fraction_predicted: f64,
+    pub waited_for_copies_seconds: f64,
+    /// SHA-256 over the per-layer checksums of the last step: equal for equal weights and shapes,
+    /// wherever the plan put them.
+    pub checksum: String,
+}
+
+/// A run's report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub note: &'static str,
+    pub measured_step_seconds: f64,
+    pub predicted_step_seconds: f64,
+    pub steps: Vec<StepReport>,
+    pub devices: Vec<DeviceReport>,
+    pub links: Vec<LinkReport>,
+    pub hidden_copy_fraction: f64,
+    pub hidden_copy_fraction_predicted: f64,
+    pub load_seconds: f64,
+    pub total_seconds: f64,
+    pub models: Vec<ModelReport>,
+}
+
+/// The step time of a run: the median of the steps after the first, which warms caches up.
+fn measured(steps: &[f64]) -> f64 {
+    let mut warm: Vec<f64> = if steps.len() > 1 { steps.iter().skip(1).copied().collect() } else { steps.to_vec() };
+    warm.sort_by(f64::total_cmp);
+    warm.get(warm.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Copy seconds that ran while compute was busy, over all copy seconds.
+fn hidden(run: &ModelRun) -> f64 {
+    let total: f64 = run.copies.iter().map(|c| c.end - c.start).sum();
+    if total <= 0.0 {
+        return 1.0;
+    }
+    let mut covered = 0.0;
+    for c in &run.copies {
+        for &(s, e) in &run.compute {
+            if e > c.start && s < c.end {
+                covered += e.min(c.end) - s.max(c.start);
+            }
+        }
+    }
+    (covered / total).clamp(0.0, 1.0)
+}
+
+pub fn report(plan: &Plan, runs: &[ModelRun], baseline: &Baseline, load_seconds: f64, total_seconds: f64) -> Report {
+    let models: Vec<ModelReport> = plan
+        .models
+        .iter()
+        .zip(runs)
+        .map(|(m, r)| {
+            let mut hasher = Sha256::new();
+            for c in &r.checksums {
+                hasher.update(c.to_le_bytes());
+            }
+            ModelReport {
+                name: m.name.clone(),
+                steps: r.steps.iter().map(|&seconds| StepReport { seconds }).collect(),
+                measured_step_seconds: measured(&r.steps),
+                predicted_step_seconds: m.predicted.step_seconds,
+                hidden_copy_fraction: hidden(r),
+                hidden_copy_fraction_predicted: m.predicted.hidden_copy_fraction,
+                waited_for_copies_seconds: r.waited,
+                checksum: hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+            }
+        })
+        .collect();
+    // The headline is the model the plan's step is about: the slowest diffusion model.
+    let headline = plan
+        .models
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.role == "diffusion")
+        .max_by(|a, b| a.1.predicted.step_seconds.total_cmp(&b.1.predicted.step_seconds))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    let head = models.get(headline);
+    let mut links: Vec<LinkReport> = Vec::new();
+    for run in runs {
+        for c in &run.copies {
+            let seconds = c.end - c.start;
+            match links.iter_mut().find(|l| l.from == c.from && l.to == c.to) {
+                Some(l) => {
+                    l.bytes += c.bytes;
+                    l.seconds += seconds;
+                }
+                None => links.push(LinkReport {
+                    from: c.from.clone(),
+                    to: c.to.clone(),
+                    bytes: c.bytes,
+                    seconds,
+                    gbps: 0.0,
+                }),
+            }
+        }
+    }
+    for l in &mut links {
+        l.gbps = if l.seconds > 0.0 { l.bytes as f64 / l.seconds / 1e9 } else { 0.0 };
+    }
+    let cpu_peak = baseline.peak_above();
+    let devices = plan
+        .devices
+        .iter()
+        .map(|d| DeviceReport {
+            name: d.name.clone(),
+            peak_bytes_measured: match d.name.as_str() {
+                "cpu" => Some(cpu_peak),
+                "disk" => Some(0),
+                name => {
+                    runs.iter().filter_map(|r| r.device_peak.as_ref()).filter(|(n, _)| n == name).map(|(_, b)| *b).max()
+                }
+            },
+            peak_bytes_predicted: d.peak_bytes,
+        })
+        .collect();
+    Report {
+        note: "measures the plan (placement, copies, memory, time) with the model's real weights and shapes, not the model's numerics",
+        measured_step_seconds: head.map_or(0.0, |m| m.measured_step_seconds),
+        predicted_step_seconds: plan.predicted.step_seconds,
+        steps: head.map(|m| m.steps.clone()).unwrap_or_default(),
+        devices,
+        links,
+        hidden_copy_fraction: head.map_or(1.0, |m| m.hidden_copy_fraction),
+        hidden_copy_fraction_predicted: plan.predicted.hidden_copy_fraction,
+        load_seconds,
+        total_seconds,
+        models,
+    }
+}
+
+fn seconds(s: f64) -> String {
+    if s >= 1.0 { format!("{s:.3} s") } else { format!("{:.2} ms", s * 1e3) }
+}
+
+fn bytes(b: u64) -> String {
+    mgc_grammar::Bytes(b).to_string()
+}
+
+/// The report as a person reads it.
+pub fn human(report: &Report) -> String {
+    let ratio = if report.predicted_step_seconds > 0.0 {
+        report.measured_step_seconds / report.predicted_step_seconds
+    } else {
+        0.0
+    };
+    let mut t = format!(
+        "step      measured {}  predicted {}  (measured/predicted {:.2})\n",
+        seconds(report.measured_step_seconds),
+        seconds(report.predicted_step_seconds),
+        ratio
+    );
+    t.push_str(&format!(
+        "copies    {:.0}% hidden behind compute (predicted {:.0}%)\nloading   {}\n\n",
+        report.hidden_copy_fraction * 100.0,
+        report.hidden_copy_fraction_predicted * 100.0,
+        seconds(report.load_seconds)
+    ));
+    t.push_str(&format!("{:<12} {:>8} {:>12} {:>12}  {}\n", "model", "step", "measured", "predicted", "steps"));
+    for m in &report.models {
+        let steps: Vec<String> = m.steps.iter().map(|s| seconds(s.seconds)).collect();
+        t.push_str(&format!(
+            "{:<12} {:>8} {:>12} {:>12}  {}\n",
+            m.name,
+            m.steps.len(),
+            seconds(m.measured_step_seconds),
+            seconds(m.predicted_step_seconds),
+            steps.join(", ")
+        ));
+    }
+    t.push_str(&format!("\n{:<8} {:>16} {:>16}\n", "device", "peak measured", "peak predicted"));
+    for d in &report.devices {
+        let measured = d.peak_bytes_measured.map_or_else(|| "-".to_owned(), bytes);
+        t.push_str(&format!("{:<8} {:>16} {:>16}\n", d.name, measured, bytes(d.peak_bytes_predicted)));
+    }
+    if !report.links.is_empty() {
+        t.push_str(&format!("\n{:<20} {:>12} {:>10}\n", "link", "copied", "GB/s"));
+        for l in &report.links {
+            t.push_str(&format!("{:<20} {:>12} {:>10.2}\n", format!("{} -> {}", l.from, l.to), bytes(l.bytes), l.gbps));
+        }
+    }
+    t.push_str(&format!("\n{}\n", report.note));
+    t
+}

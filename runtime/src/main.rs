@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    mgc_runtime::cli::main()
+}

@@ -1,0 +1,139 @@
+//! `mgc-run` with real libtorch on the CPU: a small generated model (real random weights) run under
+//! different plans — all resident, streamed from the file with prefetch, batched — computes the
+//! same bits; stale plans, missing devices, too little memory and unknown versions are refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+
+use std::path::Path;
+use std::process::Command;
+
+use mgc_compiler::compile::toml_to_plan;
+use mgc_compiler::hardware::Hardware;
+use mgc_compiler::inventory::synth::{Fill, InventoryFixture, write_model};
+
+fn model(dir: &Path) {
+    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny_flux.json");
+    let fixture: InventoryFixture = serde_json::from_str(&std::fs::read_to_string(inventory).unwrap()).unwrap();
+    write_model(&fixture, "", &dir.join("tiny.safetensors"), Fill::Random { seed: 7 }).unwrap();
+}
+
+/// Compiles a CPU workflow for the tiny model and writes its plan.
+fn plan(dir: &Path, name: &str, allocation: &str, prefetch: &str, batch_below: &str) -> String {
+    let workflow = format!(
+        "[[device]]\nname = \"cpu\"\nmemory = \"4gb\"\n[[model]]\nname = \"tiny\"\nfile = \"tiny.safetensors\"\ncompute = \"cpu\"\nallocation = \"{allocation}\"\n[workload]\ntokens = 64\n[schedule]\nprefetch = {prefetch}\nbatch_below = \"{batch_below}\"\n"
+    );
+    let plan = toml_to_plan(&workflow, dir, &Hardware::default).unwrap();
+    let file = format!("{name}.plan.json");
+    let mut text = plan.to_json();
+    // Model paths in plans are relative to the plan's folder.
+    text = text.replace(&dir.join("tiny.safetensors").display().to_string(), "tiny.safetensors");
+    std::fs::write(dir.join(&file), text).unwrap();
+    file
+}
+
+fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_mgc-run")).args(args).current_dir(dir).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
+}
+
+#[test]
+fn every_plan_of_a_model_computes_the_same_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path());
+    let plans = [
+        plan(dir.path(), "resident", "cpu,*", "\"auto\"", "32mb"),
+        plan(dir.path(), "streamed", "cpu,40%;disk,*", "1", "1kb"),
+        plan(dir.path(), "batched", "cpu,20%;disk,*", "2", "64mb"),
+        plan(dir.path(), "disk", "disk,*", "3", "1kb"),
+    ];
+    let mut checksums = Vec::new();
+    for file in &plans {
+        let (code, out, err) = run(dir.path(), &["run", file, "--steps", "2", "--format", "json"]);
+        assert_eq!(code, 0, "{file}: {err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["steps"].as_array().unwrap().len(), 2);
+        assert!(report["measured_step_seconds"].as_f64().unwrap() > 0.0);
+        assert!(report["predicted_step_seconds"].as_f64().unwrap() > 0.0);
+        assert!(report["hidden_copy_fraction"].as_f64().unwrap() <= 1.0);
+        let cpu = report["devices"].as_array().unwrap().iter().find(|d| d["name"] == "cpu").unwrap();
+        assert!(cpu["peak_bytes_predicted"].as_u64().unwrap() > 0);
+        let plan: mgc_plan::Plan =
+            mgc_plan::Plan::from_json(&std::fs::read_to_string(dir.path().join(file)).unwrap()).unwrap();
+        let streamed: u64 = plan.transfers.iter().map(|t| t.bytes).sum();
+        let copied: u64 = report["links"].as_array().unwrap().iter().map(|l| l["bytes"].as_u64().unwrap()).sum();
+        assert_eq!(copied, streamed * 2, "{file}: every streamed byte is copied once a step");
+        checksums.push(report["models"][0]["checksum"].as_str().unwrap().to_owned());
+    }
+    assert!(checksums.windows(2).all(|w| w[0] == w[1]), "outputs differ between plans: {checksums:?}");
+    // The human report says what it measures.
+    let (code, out, _) = run(dir.path(), &["run", &plans[1], "--steps", "2"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("measured") && out.contains("predicted") && out.contains("disk -> cpu"), "{out}");
+}
+
+#[test]
+fn stale_or_foreign_plans_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path());
+    let file = plan(dir.path(), "ok", "cpu,50%;disk,*", "1", "1kb");
+    let text = std::fs::read_to_string(dir.path().join(&file)).unwrap();
+
+    let refuse = |name: &str, text: String, expect: &str| {
+        std::fs::write(dir.path().join(name), text).unwrap();
+        let (code, out, err) = run(dir.path(), &["run", name]);
+        assert_eq!(code, 1, "{name}: {out}{err}");
+        assert!(err.contains(expect), "{name}: expected `{expect}` in {err}");
+        assert!(!err.contains("panicked"));
+    };
+    refuse(
+        "version.json",
+        text.replacen("\"format_version\": 1", "\"format_version\": 2", 1),
+        "version 2 is not supported",
+    );
+    refuse("garbage.json", "{\"format_version\": 1, \"devices\": 3}".into(), "damaged");
+    let mut huge = mgc_plan::Plan::from_json(&text).unwrap();
+    huge.devices[0].peak_bytes = 1 << 60;
+    refuse("huge.json", huge.to_json(), "short");
+    let mut gpu = mgc_plan::Plan::from_json(&text).unwrap();
+    let mut device = gpu.devices[0].clone();
+    device.name = "cuda:3".into();
+    gpu.devices.push(device);
+    if !tch::Cuda::is_available() || tch::Cuda::device_count() < 4 {
+        refuse("gpu.json", gpu.to_json(), "the plan needs `cuda:3`");
+    }
+    let mut mps = mgc_plan::Plan::from_json(&text).unwrap();
+    mps.devices[0].name = "mps".into();
+    refuse("mps.json", mps.to_json(), "this runtime drives `cpu` and `cuda:N`");
+
+    // The model file changes after compile: a byte more, then a header byte changed.
+    let model = dir.path().join("tiny.safetensors");
+    let original = std::fs::read(&model).unwrap();
+    let mut longer = original.clone();
+    longer.push(0);
+    std::fs::write(&model, &longer).unwrap();
+    refuse("ok2.json", text.clone(), "changed since the plan was compiled");
+    let mut edited = original.clone();
+    edited[20] ^= 1;
+    std::fs::write(&model, &edited).unwrap();
+    refuse("ok3.json", text.clone(), "its header is not the one");
+    std::fs::remove_file(&model).unwrap();
+    refuse("ok4.json", text, "cannot read");
+}
+
+#[test]
+fn probe_writes_a_profile_the_compiler_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(dir.path(), &["probe", "-o", "hw.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("cpu matmul BF16") && out.contains("host memcpy"), "{out}");
+    let text = std::fs::read_to_string(dir.path().join("hw.toml")).unwrap();
+    let profile = mgc_compiler::profile::Profile::from_toml(&text).unwrap();
+    let cpu = profile.flops(mgc_grammar::Device::Cpu).unwrap();
+    assert!(cpu > 1e8, "a CPU does more than 0.1 GFLOP/s: {cpu}");
+    assert!(profile.disk_read().unwrap() > 1e6);
+    if tch::Cuda::is_available() {
+        assert!(profile.rate(mgc_grammar::Device::Cpu, mgc_grammar::Device::Cuda(0)).is_some());
+    } else {
+        eprintln!("no CUDA device: probed the CPU only (GPU figures skipped)");
+    }
+}
