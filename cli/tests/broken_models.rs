@@ -337,3 +337,52 @@ fn every_broken_file_gets_its_own_clear_error_and_exit_code_1() {
     let transcript = transcript.replace("os error 2", "os error N");
     insta::assert_snapshot!(transcript);
 }
+
+/// Writes the corpus into `tests/hostile/` (run with `--ignored` after changing it).
+#[test]
+#[ignore = "writes the committed corpus; run by hand"]
+fn write_hostile_corpus() {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/hostile");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = String::from("# file\twhat `mgc inspect FILE` must say (exit code 1)\n");
+    for (name, expect) in corpus(dir.path()) {
+        let path = dir.path().join(&name);
+        // Files only, and small ones: the sparse, directory and missing cases stay generated.
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        if !meta.is_file() || meta.len() > 1 << 20 {
+            continue;
+        }
+        std::fs::copy(&path, out.join(&name)).unwrap();
+        expected.push_str(&format!("{name}\t{expect}\n"));
+    }
+    std::fs::write(out.join("expected.tsv"), expected).unwrap();
+}
+
+/// The committed corpus: every file refused with its own error and exit code 1, and the whole
+/// corpus read with a small fraction of the memory its headers declare.
+#[test]
+fn the_committed_hostile_corpus_is_refused_within_bounded_memory() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/hostile");
+    let expected = std::fs::read_to_string(dir.join("expected.tsv")).unwrap();
+    let cases: Vec<(&str, &str)> =
+        expected.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once('\t')).collect();
+    assert!(cases.len() >= 30, "the corpus has {} files", cases.len());
+    for (name, expect) in &cases {
+        let output =
+            Command::new(env!("CARGO_BIN_EXE_mgc")).args(["inspect", name]).current_dir(&dir).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+        assert!(stderr.contains(name) && stderr.contains(expect), "{name}: expected `{expect}` in {stderr}");
+    }
+    // Headers in the corpus declare up to 2^64 bytes; no child came near even 64 MiB.
+    #[allow(unsafe_code, reason = "getrusage fills a plain struct")]
+    // SAFETY: `usage` is a valid, writable rusage.
+    let peak_kib = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage.ru_maxrss
+    };
+    assert!(peak_kib > 0 && peak_kib < 64 * 1024, "a child peaked at {peak_kib} KiB");
+}
