@@ -32,8 +32,10 @@ pub struct RawDevice {
     pub memory: Spanned<String>,
     /// Kept free for other programs and fragmentation, out of `memory`.
     pub reserve: Option<Spanned<String>>,
-    /// Compute throughput at the models' dtype, in TFLOP/s (default: by kind of device).
+    /// Compute throughput at the models' dtype, in TFLOP/s (default: by class, then kind).
     pub tflops: Option<Spanned<f64>>,
+    /// The class of GPU, such as `rtx4090` or `h100`, for its default throughput.
+    pub gpu: Option<Spanned<String>>,
 }
 
 /// `[[link]]`: how two devices are connected.

@@ -63,3 +63,27 @@ fn declared_devices_are_not_detected_except_the_cpu() {
         workflow.devices.iter().map(|d| (d.device, d.memory.get(), d.origin)).collect();
     assert_eq!(devices, vec![(Device::Cuda(0), 16 << 30, Origin::Declared), (Device::Cpu, 64 << 30, Origin::Detected)]);
 }
+
+#[test]
+fn gpu_classes_set_default_throughput() {
+    use mgc_compiler::compile::cost::{CostModel, class_flops};
+    assert_eq!(class_flops("NVIDIA GeForce RTX 4090"), class_flops("rtx4090"));
+    assert!(class_flops("NVIDIA H100 80GB HBM3").unwrap() > class_flops("rtx3060").unwrap());
+    assert_eq!(class_flops("a toaster"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let model = workflow_text(dir.path());
+    let text = format!("[[device]]\nname = \"cuda:0\"\nmemory = \"24gb\"\ngpu = \"rtx4090\"\n{model}");
+    let workflow = toml_to_workflow(&text, dir.path(), &|| machine(0)).unwrap();
+    assert_eq!(CostModel::new(&workflow).flops(Device::Cuda(0)), class_flops("rtx4090").unwrap());
+    // A detected GPU is matched by its driver name.
+    let detected = || {
+        let mut hw = machine(1);
+        hw.devices[0].description = "NVIDIA H100 80GB HBM3".into();
+        hw
+    };
+    let workflow = toml_to_workflow(&model, dir.path(), &detected).unwrap();
+    assert_eq!(CostModel::new(&workflow).flops(Device::Cuda(0)), class_flops("h100").unwrap());
+    let bad = format!("[[device]]\nname = \"cuda:0\"\nmemory = \"24gb\"\ngpu = \"rtx9999\"\n{model}");
+    let errors = toml_to_workflow(&bad, dir.path(), &|| machine(0)).unwrap_err();
+    assert!(matches!(errors[0].kind, SpecErrorKind::UnknownGpu { .. }));
+}

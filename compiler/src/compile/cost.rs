@@ -32,6 +32,7 @@ pub struct Rate {
 pub struct CostModel {
     links: Vec<(Device, Device, u64, String)>,
     flops: Vec<(Device, f64)>,
+    classes: Vec<(Device, f64)>,
     disk_read: u64,
     profile: Option<Profile>,
 }
@@ -47,9 +48,10 @@ impl CostModel {
             })
             .collect();
         let flops = workflow.devices.iter().filter_map(|d| d.flops.map(|f| (d.device, f))).collect();
+        let classes = workflow.devices.iter().filter_map(|d| d.class_flops.map(|f| (d.device, f))).collect();
         let profile = workflow.profile.clone();
         let disk_read = profile.as_ref().and_then(Profile::disk_read).map_or(DEFAULT_DISK_READ, |r| r as u64);
-        Self { links, flops, disk_read, profile }
+        Self { links, flops, classes, disk_read, profile }
     }
 
     /// Compute throughput of a device, FLOP/s.
@@ -59,6 +61,7 @@ impl CostModel {
             .find(|(d, _)| *d == device)
             .map(|(_, f)| *f)
             .or_else(|| self.profile.as_ref().and_then(|p| p.flops(device)))
+            .or_else(|| self.classes.iter().find(|(d, _)| *d == device).map(|(_, f)| *f))
             .unwrap_or_else(|| default_flops(device))
     }
 
@@ -142,6 +145,42 @@ impl CostModel {
         };
         Rate { bytes_per_second: kind.bandwidth().bytes_per_second() as f64, source: what.into() }
     }
+}
+
+/// Sustained 16-bit matmul throughput by class of GPU, FLOP/s: roughly 60% of each card's dense
+/// FP16/BF16 tensor-core peak with FP32 accumulation. A `[[device]]` names its class with
+/// `gpu = "rtx4090"`; detected devices are matched by their driver name. A profile's measured
+/// figure replaces these.
+pub const GPU_CLASSES: [(&str, f64); 19] = [
+    ("h200", 600e12),
+    ("h100", 500e12),
+    ("a100", 190e12),
+    ("l40s", 220e12),
+    ("l40", 110e12),
+    ("a6000", 90e12),
+    ("rtx 6000 ada", 220e12),
+    ("5090", 250e12),
+    ("4090", 100e12),
+    ("4080", 60e12),
+    ("4070", 35e12),
+    ("4060", 18e12),
+    ("3090", 42e12),
+    ("3080", 36e12),
+    ("3070", 24e12),
+    ("3060", 15e12),
+    ("2080", 24e12),
+    ("v100", 70e12),
+    ("t4", 30e12),
+];
+
+/// The throughput of a class of GPU, from a name such as `rtx4090` or `NVIDIA GeForce RTX 4090`.
+pub fn class_flops(name: &str) -> Option<f64> {
+    let name = name.to_ascii_lowercase().replace(['-', '_'], " ");
+    let squeezed = name.replace(' ', "");
+    GPU_CLASSES
+        .iter()
+        .find(|(class, _)| name.contains(class) || squeezed.contains(&class.replace(' ', "")))
+        .map(|(_, f)| *f)
 }
 
 fn default_flops(device: Device) -> f64 {

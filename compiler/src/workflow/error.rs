@@ -78,6 +78,8 @@ pub enum SpecErrorKind {
     ResolutionShape,
     #[error("prefetch must be `\"auto\"` or a number of layers")]
     BadPrefetch,
+    #[error("unknown class of GPU `{gpu}`")]
+    UnknownGpu { gpu: String },
     #[error("cannot read the hardware profile `{path}`: {message}")]
     BadProfile { path: String, message: String },
 }
@@ -145,6 +147,14 @@ impl SpecErrorKind {
             }
             Self::ResolutionShape => "write `resolution = [1024, 1024]`".into(),
             Self::BadPrefetch => "write `prefetch = \"auto\"` or `prefetch = 2`".into(),
+            Self::UnknownGpu { .. } => format!(
+                "known classes: {}; or give `tflops`",
+                crate::compile::cost::GPU_CLASSES
+                    .iter()
+                    .map(|(c, _)| format!("`{}`", c.replace(' ', "")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Self::BadProfile { .. } => {
                 "`mgc probe -o FILE` writes a profile; paths are relative to the workflow file".into()
             }

@@ -44,6 +44,9 @@ pub struct DeviceSpec {
     /// Declared compute throughput, FLOP/s.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flops: Option<f64>,
+    /// The default throughput of its class of GPU (declared with `gpu`, or from the detected name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_flops: Option<f64>,
     /// Where the device is declared in the workflow file.
     #[serde(skip)]
     pub span: Option<Span>,

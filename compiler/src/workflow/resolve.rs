@@ -152,7 +152,25 @@ impl Resolver<'_> {
                     continue;
                 }
             };
-            let spec = DeviceSpec { device, memory, reserve, origin: Origin::Declared, flops, span: Some(name_span) };
+            let class_flops = match &item.gpu {
+                None => None,
+                Some(gpu) => match crate::compile::cost::class_flops(gpu.get_ref()) {
+                    Some(f) => Some(f),
+                    None => {
+                        self.push(Kind::UnknownGpu { gpu: gpu.get_ref().clone() }, span_of(gpu));
+                        continue;
+                    }
+                },
+            };
+            let spec = DeviceSpec {
+                device,
+                memory,
+                reserve,
+                origin: Origin::Declared,
+                flops,
+                class_flops,
+                span: Some(name_span),
+            };
             devices.push((spec, name_span));
         }
         let declared = !raw.is_empty();
@@ -171,6 +189,7 @@ impl Resolver<'_> {
                     reserve: Bytes(0),
                     origin: Origin::Detected,
                     flops: None,
+                    class_flops: crate::compile::cost::class_flops(&found.description),
                     span: None,
                 });
             }
