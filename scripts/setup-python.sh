@@ -9,6 +9,7 @@ set -euo pipefail
 
 TORCH_VERSION=2.11.0
 GGUF_VERSION=0.19.0
+JSONSCHEMA_VERSION=4.26.0
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${MGC_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/mgc/venv-torch-${TORCH_VERSION}}"
 python="${PYTHON:-python3}"
@@ -17,19 +18,20 @@ have() {
     "$venv/bin/python" - "$@" <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version
-torch_v, gguf_v = sys.argv[1], sys.argv[2]
-ok = version("torch").split("+")[0] == torch_v and version("gguf") == gguf_v and version("pytest")
+torch_v, gguf_v, jsonschema_v = sys.argv[1], sys.argv[2], sys.argv[3]
+ok = (version("torch").split("+")[0] == torch_v and version("gguf") == gguf_v and version("pytest")
+      and version("jsonschema") == jsonschema_v)
 sys.exit(0 if ok else 1)
 PY
 }
 
-if ! have "$TORCH_VERSION" "$GGUF_VERSION"; then
+if ! have "$TORCH_VERSION" "$GGUF_VERSION" "$JSONSCHEMA_VERSION"; then
     echo "setup: installing torch ${TORCH_VERSION}, gguf ${GGUF_VERSION}, pytest into ${venv} (first time only)" >&2
     mkdir -p "$(dirname "$venv")"
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "torch==${TORCH_VERSION}" "gguf==${GGUF_VERSION}" "pytest>=8" numpy
-    have "$TORCH_VERSION" "$GGUF_VERSION" || { echo "setup: torch ${TORCH_VERSION} did not install into ${venv}" >&2; exit 2; }
+        "torch==${TORCH_VERSION}" "gguf==${GGUF_VERSION}" "jsonschema==${JSONSCHEMA_VERSION}" "pytest>=8" numpy
+    have "$TORCH_VERSION" "$GGUF_VERSION" "$JSONSCHEMA_VERSION" || { echo "setup: torch ${TORCH_VERSION} did not install into ${venv}" >&2; exit 2; }
 fi
 
 # `.venv` in the repository points at the shared environment.

@@ -1,0 +1,302 @@
+"""Apply an mgc plan to a torch module. Plain torch: no ComfyUI import here.
+
+A plan (``mgc compile``) says, for every layer of a model, where its weights live (its *home*)
+and whether they are streamed to the compute device every step. ``apply_plan`` moves each
+parameter to its home and hooks each streamed layer so that, when it runs, its weights are on
+the compute device — copied there in advance on a side CUDA stream (``prefetch`` layers ahead),
+small layers batched through one pinned staging buffer — and released after it ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional
+
+import torch
+
+PLAN_VERSION = 1
+_SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "plan.schema.json")
+
+
+class PlanError(Exception):
+    """A plan that cannot be used: the message says why and what to do."""
+
+
+def load_plan(path_or_text: str) -> dict:
+    """Reads a plan, refusing other format versions, schema violations and broken references."""
+    if os.path.exists(path_or_text):
+        with open(path_or_text, "r", encoding="utf-8") as f:
+            text = f.read()
+        where = path_or_text
+    else:
+        text, where = path_or_text, "plan"
+    try:
+        plan = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PlanError(f"`{where}` is not a plan: {e}") from None
+    if not isinstance(plan, dict):
+        raise PlanError(f"`{where}` is not a plan: not a JSON object")
+    version = plan.get("format_version")
+    if version != PLAN_VERSION:
+        raise PlanError(
+            f"`{where}`: plan format version {version!r} is not supported; this node pack reads "
+            f"version {PLAN_VERSION}. Compile the plan again with this mgc."
+        )
+    _validate(plan, where)
+    for model in plan["models"]:
+        if model["input"] >= len(plan["inputs"]):
+            raise PlanError(f"`{where}` is damaged: model `{model['name']}` refers to a missing input")
+    return plan
+
+
+def _validate(plan: dict, where: str) -> None:
+    import jsonschema
+
+    with open(_SCHEMA_PATH, "r", encoding="utf-8") as f:
+        schema = json.load(f)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(plan), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        at = "/".join(str(p) for p in first.path) or "(top)"
+        raise PlanError(f"`{where}` is damaged: at {at}: {first.message}")
+
+
+def fingerprint(path: str, header_bytes: int) -> tuple:
+    """The size of a model file and the SHA-256 of its header, as the plan records them."""
+    size = os.path.getsize(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(header_bytes))
+    return size, digest.hexdigest()
+
+
+def model_entry(plan: dict, name: Optional[str] = None, role: Optional[str] = None) -> dict:
+    """The plan's entry for a model, by name, else the only one of a role."""
+    models = plan["models"]
+    if name:
+        for m in models:
+            if m["name"] == name:
+                return m
+        raise PlanError(f"the plan has no model `{name}`; it has {', '.join(m['name'] for m in models)}")
+    chosen = [m for m in models if role is None or m["role"] == role]
+    if len(chosen) != 1:
+        raise PlanError(f"name the model to use: the plan has {', '.join(m['name'] for m in models)}")
+    return chosen[0]
+
+
+def check_model_file(plan: dict, model: dict, path: str) -> None:
+    """Refuses a model file that is not the one the plan was compiled for."""
+    entry = plan["inputs"][model["input"]]
+    size, digest = fingerprint(path, entry["header_bytes"])
+    if size != entry["size_bytes"] or digest != entry["header_sha256"]:
+        raise PlanError(
+            f"`{path}` is not the file the plan was compiled for (`{entry['path']}`: "
+            f"{entry['size_bytes']} bytes, header {entry['header_sha256'][:12]}…); "
+            "compile the plan for this file with `mgc compile`"
+        )
+
+
+def torch_device(name: str) -> torch.device:
+    """A plan device as torch names it; `disk` weights live in host memory here."""
+    return torch.device("cpu" if name == "disk" else name)
+
+
+@dataclass
+class Stats:
+    """What the hooks did, for tests and for the console."""
+
+    copies: int = 0
+    batched_copies: int = 0
+    bytes: int = 0
+    prefetched: int = 0
+
+
+@dataclass
+class _Layer:
+    index: int
+    name: str
+    module: torch.nn.Module
+    params: List[tuple]  # (module, attribute, home tensor)
+    streamed: bool
+    transfer: Optional[int] = None
+
+
+@dataclass
+class Applied:
+    """A plan applied to a module; ``remove()`` undoes the hooks (weights stay where they are)."""
+
+    model: dict
+    compute: torch.device
+    stats: Stats = field(default_factory=Stats)
+    _handles: list = field(default_factory=list)
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+def _params_of(module: torch.nn.Module, prefix: str, tensors: list, key_prefix: str) -> list:
+    """(owner module, attribute, tensor) of each of a layer's tensors, by state-dict key."""
+    out = []
+    for t in tensors:
+        key = t["name"][len(prefix):] if t["name"].startswith(prefix) else t["name"]
+        key = key_prefix + key
+        owner_path, _, attribute = key.rpartition(".")
+        try:
+            owner = module.get_submodule(owner_path) if owner_path else module
+        except AttributeError:
+            raise PlanError(f"the module has no `{key}`: is this the model the plan is for?") from None
+        value = getattr(owner, attribute, None)
+        if not isinstance(value, torch.Tensor):
+            raise PlanError(f"the module has no tensor `{key}`: is this the model the plan is for?")
+        out.append((owner, attribute, value))
+    return out
+
+
+def _set(owner: torch.nn.Module, attribute: str, tensor: torch.Tensor) -> None:
+    current = getattr(owner, attribute)
+    if isinstance(current, torch.nn.Parameter):
+        current.data = tensor
+    else:
+        setattr(owner, attribute, tensor)
+
+
+def apply_plan(
+    module: torch.nn.Module,
+    plan: dict,
+    model: dict,
+    key_prefix: str = "",
+    patches: Optional[Mapping[str, Callable[[torch.Tensor], torch.Tensor]]] = None,
+) -> Applied:
+    """Moves every weight of ``module`` to its home and hooks the streamed layers.
+
+    ``key_prefix`` is put before each state-dict key of the plan (without the file's model
+    prefix) to find the tensor in ``module``. ``patches`` maps such keys to functions applied to
+    the weight at full precision on the compute device after each copy (LoRA and the like).
+    """
+    compute = torch_device(model["compute"])
+    applied = Applied(model=model, compute=compute)
+    prefix = model["prefix"]
+    layers: List[_Layer] = []
+    for layer in model["layers"]:
+        params = _params_of(module, prefix, layer["tensors"], key_prefix)
+        home = torch_device(layer["home"])
+        placed = []
+        for owner, attribute, value in params:
+            moved = value.data.to(home) if value.device != home else value.data
+            if layer["streamed"] and home.type == "cpu" and compute.type == "cuda":
+                moved = moved.pin_memory()
+            _set(owner, attribute, moved)
+            placed.append((owner, attribute, moved))
+        try:
+            sub = module.get_submodule(key_prefix.rstrip(".") + ("." if key_prefix else "") + layer["name"]) if layer["name"] else module
+        except AttributeError:
+            sub = None
+        layers.append(_Layer(layer["index"], layer["name"], sub, placed, layer["streamed"]))
+
+    transfers = [t for t in plan["transfers"] if plan["models"][t["model"]] is model]
+    for k, t in enumerate(transfers):
+        for i in range(t["first_layer"], t["last_layer"] + 1):
+            layers[i].transfer = k
+    order = [layer for layer in layers if layer.streamed]
+    stream = torch.cuda.Stream(device=compute) if compute.type == "cuda" else None
+    ready: Dict[int, tuple] = {}  # transfer → (event or None, {layer index: [tensors]})
+    prefetch = max(0, int(model["prefetch"]))
+
+    def copy(k: int) -> None:
+        t = transfers[k]
+        members = [layers[i] for i in range(t["first_layer"], t["last_layer"] + 1)]
+        sources = [value for layer in members for (_, _, value) in layer.params]
+        if t["batched"] and compute.type == "cuda" and sources:
+            # One pinned staging buffer, one copy.
+            flat = [s.reshape(-1).view(torch.uint8) for s in sources]
+            staging = torch.empty(sum(f.numel() for f in flat), dtype=torch.uint8, pin_memory=True)
+            torch.cat(flat, out=staging)
+            ctx = torch.cuda.stream(stream)
+            with ctx:
+                on_device = staging.to(compute, non_blocking=True)
+            copies, offset = [], 0
+            for s in sources:
+                n = s.numel() * s.element_size()
+                copies.append(on_device[offset:offset + n].view(s.dtype).reshape(s.shape))
+                offset += n
+            applied.stats.batched_copies += 1
+        elif stream is not None:
+            with torch.cuda.stream(stream):
+                copies = [s.to(compute, non_blocking=True) for s in sources]
+        else:
+            copies = [s.to(compute, copy=True) for s in sources]
+        event = None
+        if stream is not None:
+            event = torch.cuda.Event()
+            event.record(stream)
+        by_layer, j = {}, 0
+        for layer in members:
+            by_layer[layer.index] = copies[j:j + len(layer.params)]
+            j += len(layer.params)
+        ready[k] = (event, by_layer)
+        applied.stats.copies += 1
+        applied.stats.bytes += t["bytes"]
+
+    def before(layer: _Layer):
+        def hook(_module, _args):
+            k = layer.transfer
+            if k not in ready:
+                copy(k)
+            else:
+                applied.stats.prefetched += 1
+            event, by_layer = ready[k]
+            if event is not None:
+                torch.cuda.current_stream(compute).wait_event(event)
+            for (owner, attribute, _), tensor in zip(layer.params, by_layer[layer.index]):
+                if patches:
+                    key = key_prefix + _key(owner, attribute, module)
+                    if key in patches:
+                        tensor = patches[key](tensor.float()).to(tensor.dtype)
+                _set(owner, attribute, tensor)
+            # Prefetch the copies of the next streamed layers while this one computes.
+            if stream is not None:
+                position = order.index(layer)
+                for ahead in order[position + 1:position + 1 + prefetch]:
+                    if ahead.transfer not in ready:
+                        copy(ahead.transfer)
+        return hook
+
+    def after(layer: _Layer):
+        def hook(_module, _args, _output):
+            for owner, attribute, home in layer.params:
+                _set(owner, attribute, home)
+            t = transfers[layer.transfer]
+            if layer.index == t["last_layer"]:
+                ready.pop(layer.transfer, None)  # release the buffer
+        return hook
+
+    for layer in layers:
+        if not layer.streamed:
+            continue
+        if layer.module is None or layer.transfer is None:
+            raise PlanError(f"the module has no layer `{layer.name}` to stream: is this the model the plan is for?")
+        applied._handles.append(layer.module.register_forward_pre_hook(before(layer)))
+        applied._handles.append(layer.module.register_forward_hook(after(layer)))
+    return applied
+
+
+def _key(owner: torch.nn.Module, attribute: str, root: torch.nn.Module) -> str:
+    for name, m in root.named_modules():
+        if m is owner:
+            return f"{name}.{attribute}" if name else attribute
+    return attribute
+
+
+def placement(module: torch.nn.Module, model: dict, key_prefix: str = "") -> Dict[str, str]:
+    """Where each of the plan's tensors is now, by state-dict key (for checks)."""
+    out = {}
+    prefix = model["prefix"]
+    for layer in model["layers"]:
+        for (owner, attribute, _), t in zip(_params_of(module, prefix, layer["tensors"], key_prefix), layer["tensors"]):
+            out[t["name"]] = str(getattr(owner, attribute).device)
+    return out

@@ -1,0 +1,183 @@
+"""The node pack's core with real torch on the CPU: a small transformer-like model saved as
+safetensors, its plan compiled by `mgc`, applied — the outputs equal the plain model's, weights
+sit where the plan says between forwards, and wrong plans are refused."""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+from comfyui import core, nodes  # noqa: E402  (the package as ComfyUI imports it)
+
+
+def mgc() -> str:
+    for candidate in (os.environ.get("MGC"), f"{ROOT}/target/debug/mgc", f"{ROOT}/target/release/mgc"):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    pytest.fail("no `mgc` binary: build it with `cargo build -p mgc` (scripts/test.sh does)")
+
+
+class Block(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x):
+        q, k, v = self.qkv(self.norm(x)).chunk(3, dim=-1)
+        attn = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1) @ v
+        x = x + self.proj(attn)
+        return x + self.mlp(x)
+
+
+class Tiny(nn.Module):
+    def __init__(self, d=32, depth=6):
+        super().__init__()
+        self.img_in = nn.Linear(16, d)
+        self.blocks = nn.ModuleList(Block(d) for _ in range(depth))
+        self.final_layer = nn.Linear(d, 16)
+
+    def forward(self, x):
+        x = self.img_in(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.final_layer(x)
+
+
+def save_safetensors(module, path):
+    tensors = module.state_dict()
+    header, offset, blobs = {}, 0, []
+    for key in sorted(tensors):
+        data = tensors[key].contiguous().numpy().tobytes()
+        header[key] = {"dtype": "F32", "shape": list(tensors[key].shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * ((8 - len(raw) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
+
+
+def compile_plan(tmp_path, name, allocation, batch_below="1kb", prefetch="1"):
+    workflow = tmp_path / f"{name}.toml"
+    workflow.write_text(
+        '[[device]]\nname = "cpu"\nmemory = "1gb"\n'
+        f'[[model]]\nname = "tiny"\nfile = "tiny.safetensors"\ncompute = "cpu"\nallocation = "{allocation}"\n'
+        f'[workload]\ntokens = 8\n[schedule]\nprefetch = {prefetch}\nbatch_below = "{batch_below}"\n'
+    )
+    out = subprocess.run([mgc(), "compile", str(workflow), "-o", str(tmp_path / f"{name}.plan.json")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return core.load_plan(str(tmp_path / f"{name}.plan.json"))
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    torch.manual_seed(0)
+    model = Tiny().eval()
+    save_safetensors(model, tmp_path / "tiny.safetensors")
+    return model, tmp_path
+
+
+def fresh_copy(model):
+    clone = Tiny().eval()
+    clone.load_state_dict(model.state_dict())
+    return clone
+
+
+@pytest.mark.parametrize("allocation,batch_below", [("cpu,*", "1kb"), ("cpu,40%;disk,*", "1kb"), ("cpu,20%;disk,*", "64mb")])
+def test_outputs_equal_the_plain_model(model_file, allocation, batch_below):
+    model, tmp = model_file
+    plan = compile_plan(tmp, "p", allocation, batch_below)
+    entry = core.model_entry(plan, "tiny")
+    core.check_model_file(plan, entry, str(tmp / "tiny.safetensors"))
+    planned = fresh_copy(model)
+    applied = core.apply_plan(planned, plan, entry)
+    x = torch.randn(2, 8, 16)
+    with torch.no_grad():
+        expected = model(x)
+        for _ in range(2):
+            assert torch.equal(planned(x), expected)
+    transfers = [t for t in plan["transfers"] if t["model"] == 0]
+    assert applied.stats.copies == 2 * len(transfers)
+    if any(t["batched"] for t in transfers):
+        assert len(transfers) < sum(1 for layer in entry["layers"] if layer["streamed"])
+
+
+def test_weights_sit_where_the_plan_says_between_forwards(model_file):
+    model, tmp = model_file
+    plan = compile_plan(tmp, "p", "cpu,40%;disk,*")
+    entry = core.model_entry(plan)
+    planned = fresh_copy(model)
+    homes = {}
+    for layer in entry["layers"]:
+        for t in layer["tensors"]:
+            homes[t["name"]] = str(core.torch_device(layer["home"]))
+    core.apply_plan(planned, plan, entry)
+    before = {name: p.data_ptr() for name, p in planned.named_parameters()}
+    with torch.no_grad():
+        planned(torch.randn(1, 8, 16))
+    assert core.placement(planned, entry) == homes
+    # After a forward, streamed weights are their home tensors again, not the copies.
+    assert {name: p.data_ptr() for name, p in planned.named_parameters()} == before
+    assert any(layer["streamed"] for layer in entry["layers"])
+
+
+def test_patches_apply_at_full_precision_after_the_copy(model_file):
+    model, tmp = model_file
+    plan = compile_plan(tmp, "p", "disk,*")
+    entry = core.model_entry(plan)
+    planned = fresh_copy(model)
+    core.apply_plan(planned, plan, entry, patches={"final_layer.weight": lambda w: w * 2})
+    doubled = fresh_copy(model)
+    with torch.no_grad():
+        doubled.final_layer.weight.mul_(2)
+        x = torch.randn(1, 8, 16)
+        assert torch.equal(planned(x), doubled(x))
+        # The stored weight is untouched.
+        assert torch.equal(planned.final_layer.weight, model.final_layer.weight)
+
+
+def test_wrong_plans_are_refused(model_file, tmp_path):
+    model, tmp = model_file
+    plan = compile_plan(tmp, "p", "cpu,*")
+    entry = core.model_entry(plan)
+    other = Tiny(d=16)
+    save_safetensors(other, tmp / "other.safetensors")
+    with pytest.raises(core.PlanError, match="not the file the plan was compiled for"):
+        core.check_model_file(plan, entry, str(tmp / "other.safetensors"))
+    text = (tmp / "p.plan.json").read_text()
+    with pytest.raises(core.PlanError, match="version 0 is not supported"):
+        core.load_plan(text.replace('"format_version": 1', '"format_version": 0', 1))
+    with pytest.raises(core.PlanError, match="damaged"):
+        core.load_plan(text.replace('"generator"', '"generatr"', 1))
+    with pytest.raises(core.PlanError, match="not a plan"):
+        core.load_plan(text[: len(text) // 2])
+    with pytest.raises(core.PlanError, match="no model `vae`"):
+        core.model_entry(plan, "vae")
+    with pytest.raises(core.PlanError, match="is this the model the plan is for"):
+        core.apply_plan(Tiny(d=32, depth=2), plan, entry)
+
+
+def test_the_schema_is_the_one_mgc_writes():
+    out = subprocess.run([mgc(), "schema"], capture_output=True, text=True, check=True)
+    with open(core._SCHEMA_PATH, encoding="utf-8") as f:
+        assert json.loads(out.stdout) == json.load(f), "run `mgc schema > comfyui/plan.schema.json`"
+
+
+def test_compile_allocation_node_uses_mgc_and_says_what_is_wrong(model_file):
+    _, tmp = model_file
+    plan = nodes.compile_allocation(str(tmp / "tiny.safetensors"), "cpu", "cpu,50%;disk,*", mgc=mgc())
+    assert plan["models"][0]["allocation"] == "cpu,50%;disk,*"
+    with pytest.raises(core.PlanError, match="unknown unit `tbs`"):
+        nodes.compile_allocation(str(tmp / "tiny.safetensors"), "cpu", "cpu,4tbs;disk,*", mgc=mgc())
+    assert set(nodes.NODE_DISPLAY_NAME_MAPPINGS.values()) >= {"Load mgc plan", "UNETLoader (mgc)", "Compile allocation (mgc)"}
