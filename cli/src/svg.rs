@@ -93,13 +93,7 @@ pub fn draw(plan: &Plan) -> String {
     y += 40.0;
 
     // One step of the model the plan's step time is about.
-    let step_model = plan
-        .models
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.role == "diffusion")
-        .max_by(|a, b| a.1.predicted.step_seconds.total_cmp(&b.1.predicted.step_seconds))
-        .or_else(|| plan.models.iter().enumerate().next());
+    let step_model = mgc_plan::step_model(&plan.models).and_then(|i| plan.models.get(i).map(|m| (i, m)));
     if let Some((index, model)) = step_model {
         let p = &model.predicted;
         let copies: Vec<&mgc_plan::Transfer> = plan.transfers.iter().filter(|t| t.model == index).collect();

@@ -1,16 +1,10 @@
 //! `mgc check`: allocation strings and workflow files, valid and broken, as a user sees them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-/// Runs `mgc` and returns what a user would see, with the exit code.
-fn mgc(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_mgc")).args(args).current_dir(dir).env("NO_COLOR", "1").output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
-}
+use common::mgc;
+use std::path::Path;
 
 #[test]
 fn allocation_corpus() {

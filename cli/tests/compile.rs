@@ -2,15 +2,10 @@
 //! and `mgc schema`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn mgc(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_mgc")).args(args).current_dir(dir).env("NO_COLOR", "1").output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
-}
+use common::mgc;
+use std::path::Path;
 
 fn with_flux() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -3,17 +3,12 @@
 //! and the plan reads back and places every tensor exactly once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::mgc;
 use mgc_plan::Plan;
-
-fn mgc(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_mgc")).args(args).current_dir(dir).env("NO_COLOR", "1").output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
-}
 
 /// A folder with every example workflow and the model files they use.
 fn setup() -> (tempfile::TempDir, Vec<String>) {

@@ -203,6 +203,20 @@ pub struct Predicted {
     pub hidden_copy_fraction: f64,
 }
 
+/// The model a plan's step is about: the slowest diffusion model (when several alternate, the
+/// step is as slow as the slowest), else the slowest model.
+pub fn step_model(models: &[ModelPlan]) -> Option<usize> {
+    let slowest = |diffusion_only: bool| {
+        models
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !diffusion_only || m.role == "diffusion")
+            .max_by(|a, b| a.1.predicted.step_seconds.total_cmp(&b.1.predicted.step_seconds))
+            .map(|(i, _)| i)
+    };
+    slowest(true).or_else(|| slowest(false))
+}
+
 /// Tensors that a model looks up by index rather than multiplies (token and position
 /// embeddings): the compiler's cost model gives them no FLOPs and the runtime gathers rows of them.
 /// Shared so that prediction and measurement count the same work.

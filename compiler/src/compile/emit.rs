@@ -150,13 +150,8 @@ pub fn placement_to_plan(
             source: rate.source,
         });
     }
-    let diffusion: Vec<&ModelPlan> = models.iter().filter(|m| m.role == "diffusion").collect();
-    let pool: Vec<&ModelPlan> = if diffusion.is_empty() { models.iter().collect() } else { diffusion };
-    let predicted = pool
-        .iter()
-        .max_by(|a, b| a.predicted.step_seconds.total_cmp(&b.predicted.step_seconds))
-        .map(|m| m.predicted.clone())
-        .unwrap_or_default();
+    let predicted =
+        mgc_plan::step_model(&models).and_then(|i| models.get(i)).map(|m| m.predicted.clone()).unwrap_or_default();
     Ok(Plan {
         format_version: PLAN_VERSION,
         generator: format!("mgc {}", env!("CARGO_PKG_VERSION")),

@@ -105,14 +105,7 @@ pub fn report(plan: &Plan, runs: &[ModelRun], baseline: &Baseline, load_seconds:
         })
         .collect();
     // The headline is the model the plan's step is about: the slowest diffusion model.
-    let headline = plan
-        .models
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.role == "diffusion")
-        .max_by(|a, b| a.1.predicted.step_seconds.total_cmp(&b.1.predicted.step_seconds))
-        .map(|(i, _)| i)
-        .unwrap_or(0);
+    let headline = mgc_plan::step_model(&plan.models).unwrap_or(0);
     let head = models.get(headline);
     let mut links: Vec<LinkReport> = Vec::new();
     for run in runs {
