@@ -3,6 +3,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::error::RunError;
+use super::load::Weight;
 
 /// Deterministic hidden states of every shape a model's layers ask for, made once.
 pub struct Inputs {
@@ -38,9 +39,15 @@ fn is_float(kind: Kind) -> bool {
 }
 
 /// Applies a layer's weights; returns a checksum of everything it computed.
-pub fn layer(tensors: &[(String, Tensor)], inputs: &mut Inputs) -> Result<f64, RunError> {
+pub fn layer(weights: &[Weight], inputs: &mut Inputs) -> Result<f64, RunError> {
     let mut sum = 0.0;
-    for (name, weight) in tensors {
+    for w in weights {
+        let name = &w.name;
+        let dequantized = match &w.quantized {
+            Some((dtype, shape)) => Some(super::gguf::dequantize(&w.tensor, dtype, shape)?),
+            None => None,
+        };
+        let weight = dequantized.as_ref().unwrap_or(&w.tensor);
         let kind = weight.kind();
         if !is_float(kind) {
             sum += weight.f_sum(Kind::Double)?.double_value(&[]);

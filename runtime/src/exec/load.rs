@@ -100,9 +100,6 @@ pub fn open_inputs(plan: &Plan, dir: &Path) -> Result<Vec<MappedFile>, RunError>
                 what: "its header is not the one the plan was compiled from".into(),
             });
         }
-        if input.format != "safetensors" {
-            return Err(RunError::Unsupported { what: format!("running a {} model (`{shown}`)", input.format) });
-        }
         #[allow(unsafe_code, reason = "the mapping is read-only and kept alive as long as tensors over it")]
         // SAFETY: the file is mapped read-only; tensors made over it only read. Another process
         // truncating the file while mgc runs would fault, as with any mapped file.
@@ -170,9 +167,29 @@ pub fn mapped_tensor(
     Ok(tensor)
 }
 
+/// A weight: its tensor where it lives, and for GGUF block types the ggml type and the shape it
+/// dequantizes to (the tensor then holds the raw blocks).
+pub struct Weight {
+    pub name: String,
+    pub tensor: Tensor,
+    pub quantized: Option<(String, Vec<i64>)>,
+}
+
+impl Weight {
+    /// Another handle on the same storage (for the copy thread).
+    pub fn handle(&self) -> Self {
+        Self { name: self.name.clone(), tensor: self.tensor.shallow_clone(), quantized: self.quantized.clone() }
+    }
+
+    /// The same weight with its tensor replaced (a copy on another device).
+    pub fn with(&self, tensor: Tensor) -> Self {
+        Self { name: self.name.clone(), tensor, quantized: self.quantized.clone() }
+    }
+}
+
 /// A layer's weights, where they live between steps.
 pub struct LoadedLayer {
-    pub tensors: Vec<(String, Tensor)>,
+    pub tensors: Vec<Weight>,
     pub streamed: bool,
 }
 
@@ -209,7 +226,13 @@ pub fn load_model(
         let home = torch_device(&layer.home)?;
         let mut tensors = Vec::new();
         for t in &layer.tensors {
-            let mapped = mapped_tensor(file, t.offset, t.bytes, &t.shape, &t.dtype)?;
+            let quantized = super::gguf::is_quantized(&t.dtype);
+            let mapped = if quantized {
+                // Raw blocks: they stay quantized until the compute device dequantizes them.
+                mapped_tensor(file, t.offset, t.bytes, &[t.bytes], "U8")?
+            } else {
+                mapped_tensor(file, t.offset, t.bytes, &t.shape, &t.dtype)?
+            };
             let placed = match home {
                 // The disk tier: stays in the mapping, read at step time.
                 None => mapped,
@@ -223,7 +246,8 @@ pub fn load_model(
                 }
                 Some(device) => mapped.f_to_device(device)?,
             };
-            tensors.push((t.name.clone(), placed));
+            let quantized = quantized.then(|| (t.dtype.clone(), t.shape.iter().map(|&d| d as i64).collect()));
+            tensors.push(Weight { name: t.name.clone(), tensor: placed, quantized });
             bar.inc(t.bytes);
         }
         layers.push(LoadedLayer { tensors, streamed: layer.streamed });

@@ -9,6 +9,7 @@
 
 mod compute;
 mod error;
+pub mod gguf;
 mod load;
 mod memory;
 pub mod probe;

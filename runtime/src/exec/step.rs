@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use mgc_plan::{ModelPlan, Plan};
-use tch::{Device, Tensor};
+use tch::Device;
 
 use super::compute::{self, Inputs};
 use super::error::RunError;
-use super::load::LoadedModel;
+use super::load::{LoadedModel, Weight};
 use super::memory::{self, Baseline};
 
 /// One copy as it happened.
@@ -38,7 +38,7 @@ pub struct ModelRun {
     pub device_peak: Option<(String, u64)>,
 }
 
-type Buffer = (usize, Vec<Vec<(String, Tensor)>>);
+type Buffer = (usize, Vec<Vec<Weight>>);
 
 pub fn run_model(
     plan: &Plan,
@@ -70,16 +70,10 @@ pub fn run_model(
 
     // The copy thread gets its own handles on the streamed layers' weights (tensors are not
     // shared between threads; handles on the same storage are).
-    let sources: Vec<Vec<(String, Tensor)>> = loaded
+    let sources: Vec<Vec<Weight>> = loaded
         .layers
         .iter()
-        .map(|l| {
-            if l.streamed {
-                l.tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
-            } else {
-                Vec::new()
-            }
-        })
+        .map(|l| if l.streamed { l.tensors.iter().map(Weight::handle).collect() } else { Vec::new() })
         .collect();
     std::thread::scope(|scope| -> Result<ModelRun, RunError> {
         let transfers = &transfers;
@@ -92,14 +86,14 @@ pub fn run_model(
                     let mut failed = None;
                     for layer in sources.iter().take(t.last_layer + 1).skip(t.first_layer) {
                         let mut moved = Vec::new();
-                        for (name, w) in layer {
+                        for w in layer {
                             let copy = if compute_device == Device::Cpu {
-                                w.f_detach_copy()
+                                w.tensor.f_detach_copy()
                             } else {
-                                w.f_to_device(compute_device)
+                                w.tensor.f_to_device(compute_device)
                             };
                             match copy {
-                                Ok(c) => moved.push((name.clone(), c)),
+                                Ok(c) => moved.push(w.with(c)),
                                 Err(e) => failed = Some(RunError::from(e)),
                             }
                         }
