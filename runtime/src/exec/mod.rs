@@ -34,29 +34,73 @@ pub struct Options {
 /// Runs the plan at `path`.
 pub fn run(path: &Path, options: &Options) -> Result<Report, RunError> {
     let started = Instant::now();
-    let baseline = memory::Baseline::now();
-    let text = mgc_grammar_free_read(path)?;
-    let plan = mgc_plan::Plan::from_json(&text)
-        .map_err(|e| RunError::Plan { path: path.display().to_string(), message: e.to_string() })?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    load::check_devices(&plan)?;
-    load::check_memory(&plan)?;
-    let files = load::open_inputs(&plan, dir)?;
-    let mut models = Vec::new();
-    let load_started = Instant::now();
-    for (index, model) in plan.models.iter().enumerate() {
-        models.push(load::load_model(&plan, index, model, &files, options.progress)?);
-    }
-    let load_seconds = load_started.elapsed().as_secs_f64();
-    let mut runs = Vec::new();
-    for (model, loaded) in plan.models.iter().zip(&models) {
-        let steps = if model.role == "diffusion" { options.steps.max(1) } else { 1 };
-        runs.push(step::run_model(&plan, model, loaded, steps, options.progress, &baseline)?);
-    }
-    Ok(report::report(&plan, &runs, &baseline, load_seconds, started.elapsed().as_secs_f64()))
+    let session = Session::open(path, options.progress)?;
+    session.run(options, started)
 }
 
-fn mgc_grammar_free_read(path: &Path) -> Result<String, RunError> {
+/// A plan with its models loaded where it says: run it, or time a plain loop over its weights.
+pub struct Session {
+    plan: mgc_plan::Plan,
+    models: Vec<load::LoadedModel>,
+    baseline: memory::Baseline,
+    load_seconds: f64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("models", &self.plan.models.len())
+            .field("load_seconds", &self.load_seconds)
+            .finish()
+    }
+}
+
+impl Session {
+    /// Reads the plan, checks devices, memory and the model files' fingerprints, and loads.
+    pub fn open(path: &Path, progress: bool) -> Result<Self, RunError> {
+        let baseline = memory::Baseline::now();
+        let text = read_plan(path)?;
+        let plan = mgc_plan::Plan::from_json(&text)
+            .map_err(|e| RunError::Plan { path: path.display().to_string(), message: e.to_string() })?;
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        load::check_devices(&plan)?;
+        load::check_memory(&plan)?;
+        let files = load::open_inputs(&plan, dir)?;
+        let load_started = Instant::now();
+        let mut models = Vec::new();
+        for (index, model) in plan.models.iter().enumerate() {
+            models.push(load::load_model(&plan, index, model, &files, progress)?);
+        }
+        Ok(Self { plan, models, baseline, load_seconds: load_started.elapsed().as_secs_f64() })
+    }
+
+    /// Runs every model's steps as the plan schedules them.
+    pub fn run(&self, options: &Options, started: Instant) -> Result<Report, RunError> {
+        let mut runs = Vec::new();
+        for (model, loaded) in self.plan.models.iter().zip(&self.models) {
+            let steps = if model.role == "diffusion" { options.steps.max(1) } else { 1 };
+            runs.push(step::run_model(&self.plan, model, loaded, steps, options.progress, &self.baseline)?);
+        }
+        Ok(report::report(&self.plan, &runs, &self.baseline, self.load_seconds, started.elapsed().as_secs_f64()))
+    }
+
+    /// The same arithmetic as a run, as a plain loop over each model's weights where they are:
+    /// no copy thread, no schedule. Returns the seconds it took.
+    pub fn plain_loop(&self, steps: usize) -> Result<f64, RunError> {
+        let started = Instant::now();
+        for (model, loaded) in self.plan.models.iter().zip(&self.models) {
+            let mut inputs = compute::Inputs::new(model.tokens, loaded.compute);
+            for _ in 0..steps {
+                for layer in &loaded.layers {
+                    compute::layer(&layer.tensors, &mut inputs)?;
+                }
+            }
+        }
+        Ok(started.elapsed().as_secs_f64())
+    }
+}
+
+fn read_plan(path: &Path) -> Result<String, RunError> {
     use std::io::Read;
     const LIMIT: u64 = 512 << 20;
     let file = std::fs::File::open(path)

@@ -1,0 +1,36 @@
+//! The runtime's own cost: `mgc run` of an all-resident plan (copy thread, schedule, timing and
+//! checksums included) against a plain loop doing the same arithmetic over the same weights.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
+
+use std::path::Path;
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mgc_compiler::compile::toml_to_plan;
+use mgc_compiler::hardware::Hardware;
+use mgc_compiler::inventory::synth::{Fill, InventoryFixture, write_model};
+use mgc_runtime::exec::{Options, Session};
+
+fn overhead(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny_flux.json");
+    let fixture: InventoryFixture = serde_json::from_str(&std::fs::read_to_string(inventory).unwrap()).unwrap();
+    write_model(&fixture, "", &dir.path().join("tiny.safetensors"), Fill::Random { seed: 1 }).unwrap();
+    let workflow = "[[device]]\nname = \"cpu\"\nmemory = \"4gb\"\n[[model]]\nname = \"tiny\"\nfile = \"tiny.safetensors\"\ncompute = \"cpu\"\nallocation = \"cpu,*\"\n[workload]\ntokens = 256\n";
+    let plan = toml_to_plan(workflow, dir.path(), &Hardware::default).unwrap();
+    let text = plan.to_json().replace(&dir.path().join("tiny.safetensors").display().to_string(), "tiny.safetensors");
+    let path = dir.path().join("resident.plan.json");
+    std::fs::write(&path, text).unwrap();
+    let session = Session::open(&path, false).unwrap();
+    let steps = 8;
+    let mut group = c.benchmark_group("runtime overhead (tiny Flux, all resident, 8 steps)");
+    group.sample_size(20);
+    group.bench_function("mgc run", |b| {
+        b.iter(|| session.run(&Options { steps, progress: false }, Instant::now()).unwrap());
+    });
+    group.bench_function("plain loop", |b| b.iter(|| session.plain_loop(steps).unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, overhead);
+criterion_main!(benches);
