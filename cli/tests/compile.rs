@@ -6,6 +6,7 @@ mod common;
 
 use common::mgc;
 use std::path::Path;
+use std::process::Command;
 
 fn with_flux() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -146,4 +147,56 @@ fn a_hardware_profile_replaces_the_defaults_and_workflow_figures_replace_the_pro
         err.contains("cannot read the hardware profile `bad.toml`") && err.contains("unknown device `gpu:0`"),
         "{err}"
     );
+}
+
+/// A compile killed at any moment leaves either no plan or a whole one — never half of one.
+#[test]
+fn an_interrupted_compile_never_leaves_a_partial_plan() {
+    use mgc_compiler::inventory::synth::{InventoryFixture, write_header_only};
+    let dir = tempfile::tempdir().unwrap();
+    let tensors = (0..20_000)
+        .map(|i| (format!("blocks.{}.t{}.weight", i / 20, i % 20), vec![64, 64], "BF16".to_owned()))
+        .collect();
+    let fixture = InventoryFixture { model: "big".into(), prefix: None, metadata: None, tensors, data_bytes: None };
+    write_header_only(&fixture, "", &dir.path().join("big.safetensors")).unwrap();
+    std::fs::write(
+        dir.path().join("big.toml"),
+        "[[device]]\nname = \"cpu\"\nmemory = \"64gb\"\n[[model]]\nname = \"big\"\nfile = \"big.safetensors\"\ncompute = \"cpu\"\nallocation = \"cpu,50%;disk,*\"\n",
+    )
+    .unwrap();
+    let plan = dir.path().join("big.plan.json");
+    // How long a whole compile takes here; the kills are spread over it.
+    let started = std::time::Instant::now();
+    assert!(
+        Command::new(env!("CARGO_BIN_EXE_mgc"))
+            .args(["compile", "big.toml"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let whole = started.elapsed().as_millis() as u64;
+    let mut outcomes = (0, 0);
+    for delay_ms in (0..=whole + whole / 5).step_by((whole as usize / 15).max(1)) {
+        let _ = std::fs::remove_file(&plan);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mgc"))
+            .args(["compile", "big.toml", "--format", "json"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        match std::fs::read_to_string(&plan) {
+            Ok(text) => {
+                assert!(mgc_plan::Plan::from_json(&text).is_ok(), "killed after {delay_ms} ms: a partial plan");
+                outcomes.1 += 1;
+            }
+            Err(_) => outcomes.0 += 1,
+        }
+    }
+    // Every outcome was whole or absent; note how many of each happened.
+    eprintln!("interrupted compiles: {} left no plan, {} a whole plan", outcomes.0, outcomes.1);
 }
