@@ -202,13 +202,7 @@ pub struct LoadedModel {
 }
 
 /// Loads a model's tensors to their homes.
-pub fn load_model(
-    plan: &Plan,
-    _index: usize,
-    model: &ModelPlan,
-    files: &[MappedFile],
-    progress: bool,
-) -> Result<LoadedModel, RunError> {
+pub fn load_model(model: &ModelPlan, files: &[MappedFile], progress: bool) -> Result<LoadedModel, RunError> {
     let compute =
         torch_device(&model.compute)?.ok_or_else(|| RunError::Unsupported { what: "computing on `disk`".into() })?;
     let file = files
@@ -253,6 +247,5 @@ pub fn load_model(
         layers.push(LoadedLayer { tensors, streamed: layer.streamed });
     }
     bar.finish_and_clear();
-    let _ = plan;
     Ok(LoadedModel { compute, layers, _files: vec![file.map.clone()] })
 }

@@ -68,8 +68,8 @@ impl Session {
         let files = load::open_inputs(&plan, dir)?;
         let load_started = Instant::now();
         let mut models = Vec::new();
-        for (index, model) in plan.models.iter().enumerate() {
-            models.push(load::load_model(&plan, index, model, &files, progress)?);
+        for model in &plan.models {
+            models.push(load::load_model(model, &files, progress)?);
         }
         Ok(Self { plan, models, baseline, load_seconds: load_started.elapsed().as_secs_f64() })
     }
