@@ -87,3 +87,35 @@ fn gpu_classes_set_default_throughput() {
     let errors = toml_to_workflow(&bad, dir.path(), &|| machine(0)).unwrap_err();
     assert!(matches!(errors[0].kind, SpecErrorKind::UnknownGpu { .. }));
 }
+
+#[test]
+fn the_layer_graph_runs_text_encoders_then_diffusion_then_vae() {
+    use mgc_compiler::compile::graph::workflow_to_graph;
+    use mgc_compiler::inventory::synth::{InventoryFixture, write_header_only};
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["clip_l", "flux_ae", "tiny_flux"] {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/models/{name}.json"));
+        let fixture: InventoryFixture = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        write_header_only(&fixture, "", &dir.path().join(format!("{name}.safetensors"))).unwrap();
+    }
+    // Written out of order on purpose: the VAE first, the text encoder last.
+    let text = "[[device]]\nname = \"cpu\"\nmemory = \"64gb\"\n\
+        [[model]]\nname = \"vae\"\nfile = \"flux_ae.safetensors\"\ncompute = \"cpu\"\n\
+        [[model]]\nname = \"flux\"\nfile = \"tiny_flux.safetensors\"\ncompute = \"cpu\"\n\
+        [[model]]\nname = \"clip\"\nfile = \"clip_l.safetensors\"\ncompute = \"cpu\"\n";
+    let workflow = toml_to_workflow(text, dir.path(), &Hardware::default).unwrap();
+    let graph = workflow_to_graph(&workflow).unwrap();
+    let order = graph.execution_order();
+    let total: usize = graph.models.iter().map(|m| m.layers.len()).sum();
+    assert_eq!(order.len(), total, "every layer once");
+    let names: Vec<&str> = order.iter().map(|&(m, _)| graph.models[m].spec.name.as_str()).collect();
+    let mut runs = names.clone();
+    runs.dedup();
+    assert_eq!(runs, vec!["clip", "flux", "vae"]);
+    for pair in order.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            assert_eq!(pair[0].1 + 1, pair[1].1, "a model's layers in order");
+        }
+    }
+}
