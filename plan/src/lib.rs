@@ -231,7 +231,13 @@ pub fn is_lookup(name: &str) -> bool {
         "pos_embed",
         "position_ids",
     ];
-    PARTS.iter().any(|k| name.contains(k)) || name == "shared.weight" || name.ends_with(".shared.weight")
+    // Every pattern but three contains "emb": a quick rejection for the other 99% of names.
+    let maybe = name.contains("emb")
+        || name.contains("relative_attention_bias")
+        || name.contains("spiece_model")
+        || name.contains("position_ids")
+        || name.ends_with("shared.weight");
+    maybe && (PARTS.iter().any(|k| name.contains(k)) || name == "shared.weight" || name.ends_with(".shared.weight"))
 }
 
 /// Why a plan cannot be read.
@@ -262,9 +268,10 @@ impl Plan {
         Ok(plan)
     }
 
-    /// The canonical JSON text: pretty, fields in a fixed order, a final newline.
+    /// The canonical JSON text: compact (a plan lists every tensor; `mgc explain` is the way to
+    /// read one), fields in a fixed order, a final newline.
     pub fn to_json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        let mut text = serde_json::to_string(self).unwrap_or_default();
         text.push('\n');
         text
     }

@@ -254,11 +254,13 @@ fn is_conditioning(name: &str) -> bool {
 /// Activations and temporaries of one step on the compute device: the widest per-token layer
 /// output for every token, three times over (its input, the wide intermediate, its output).
 pub fn activation_bytes(tensors: &[Tensor], tokens: u64) -> u64 {
-    let width = tensors
-        .iter()
-        .filter(|t| t.shape.len() >= 2 && !is_lookup(&t.name) && !is_conditioning(&t.name))
-        .filter_map(|t| t.shape.first().copied())
-        .max()
-        .unwrap_or(0);
+    // The widest output, looking at names only for tensors wider than the widest so far.
+    let mut width = 0;
+    for t in tensors.iter().filter(|t| t.shape.len() >= 2) {
+        let out = t.shape.first().copied().unwrap_or(0);
+        if out > width && !is_lookup(&t.name) && !is_conditioning(&t.name) {
+            width = out;
+        }
+    }
     tokens.saturating_mul(width).saturating_mul(compute_element_bytes(tensors)).saturating_mul(3)
 }
