@@ -87,12 +87,12 @@ fn explain_refuses_plans_it_cannot_trust() {
     let cases = [
         (
             "version.json",
-            plan.replacen("\"format_version\": 1", "\"format_version\": 99", 1),
+            plan.replacen("\"format_version\":1", "\"format_version\":99", 1),
             "version 99 is not supported",
         ),
         ("truncated.json", plan[..plan.len() / 2].to_owned(), "not a plan"),
         ("unknown-field.json", plan.replacen("\"generator\"", "\"generatr\"", 1), "damaged"),
-        ("bad-index.json", plan.replacen("\"input\": 0", "\"input\": 7", 1), "refers to input 7"),
+        ("bad-index.json", plan.replacen("\"input\":0", "\"input\":7", 1), "refers to input 7"),
     ];
     for (file, text, expect) in cases {
         std::fs::write(dir.path().join(file), text).unwrap();

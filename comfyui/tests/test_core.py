@@ -157,7 +157,7 @@ def test_wrong_plans_are_refused(model_file, tmp_path):
         core.check_model_file(plan, entry, str(tmp / "other.safetensors"))
     text = (tmp / "p.plan.json").read_text()
     with pytest.raises(core.PlanError, match="version 0 is not supported"):
-        core.load_plan(text.replace('"format_version": 1', '"format_version": 0', 1))
+        core.load_plan(text.replace('"format_version":1', '"format_version":0', 1))
     with pytest.raises(core.PlanError, match="damaged"):
         core.load_plan(text.replace('"generator"', '"generatr"', 1))
     with pytest.raises(core.PlanError, match="not a plan"):

@@ -87,7 +87,7 @@ fn stale_or_foreign_plans_are_refused() {
     };
     refuse(
         "version.json",
-        text.replacen("\"format_version\": 1", "\"format_version\": 2", 1),
+        text.replacen("\"format_version\":1", "\"format_version\":2", 1),
         "version 2 is not supported",
     );
     refuse("garbage.json", "{\"format_version\": 1, \"devices\": 3}".into(), "damaged");
