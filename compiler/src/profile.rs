@@ -40,6 +40,12 @@ pub struct ProfileDevice {
     /// The fixed cost of applying one weight tensor (launch, bookkeeping), seconds.
     #[serde(default)]
     pub seconds_per_tensor: Option<f64>,
+    /// Elements a second through a norm or an elementwise op (the 1-D weights of a layer).
+    #[serde(default)]
+    pub elements_per_second: Option<f64>,
+    /// Threads the figures were measured with (a CPU's cores).
+    #[serde(default)]
+    pub threads: Option<u32>,
     /// Matmul throughput by problem size: `[[n, flops_per_second], ...]` for n×n×n, n ascending.
     #[serde(default)]
     pub flops_by_size: Vec<(f64, f64)>,
@@ -71,6 +77,9 @@ impl Profile {
         for d in &profile.device {
             parse_device(&d.name).map_err(|e| format!("device `{}`: {e}", d.name))?;
             positive(&format!("`flops_per_second` of `{}`", d.name), d.flops_per_second)?;
+            if let Some(rate) = d.elements_per_second {
+                positive(&format!("`elements_per_second` of `{}`", d.name), rate)?;
+            }
             if let Some(overhead) = d.seconds_per_tensor {
                 positive(&format!("`seconds_per_tensor` of `{}`", d.name), overhead)?;
             }
@@ -101,6 +110,14 @@ impl Profile {
             .unwrap_or_default();
         curve.sort_by(|a, b| a.0.total_cmp(&b.0));
         curve
+    }
+
+    pub fn threads(&self, device: Device) -> Option<u32> {
+        self.device.iter().find(|d| parse_device(&d.name).ok() == Some(device)).and_then(|d| d.threads)
+    }
+
+    pub fn elements_per_second(&self, device: Device) -> Option<f64> {
+        self.device.iter().find(|d| parse_device(&d.name).ok() == Some(device)).and_then(|d| d.elements_per_second)
     }
 
     pub fn seconds_per_tensor(&self, device: Device) -> Option<f64> {

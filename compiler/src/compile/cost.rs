@@ -16,6 +16,10 @@ pub const DEFAULT_ACCELERATOR_FLOPS: f64 = 80e12;
 pub const DEFAULT_CPU_FLOPS: f64 = 0.2e12;
 /// Assumed read speed of the model file (`disk`), bytes/s: an NVMe drive.
 pub const DEFAULT_DISK_READ: u64 = 2_000_000_000;
+/// Elements a second through norms and elementwise ops, when no profile measured it.
+pub const DEFAULT_CPU_ELEMENTS_PER_SECOND: f64 = 2e9;
+pub const DEFAULT_ACCELERATOR_ELEMENTS_PER_SECOND: f64 = 200e9;
+
 /// The fixed cost of applying one weight tensor (kernel launch, bookkeeping), seconds, when no
 /// profile measured it.
 pub const DEFAULT_SECONDS_PER_TENSOR: f64 = 10e-6;
@@ -96,12 +100,33 @@ impl CostModel {
         self.flops(device)
     }
 
+    /// Elements a second through norms and elementwise ops on a device.
+    pub fn elements_per_second(&self, device: Device) -> f64 {
+        self.profile.as_ref().and_then(|p| p.elements_per_second(device)).unwrap_or(match device.kind() {
+            DeviceKind::Cpu | DeviceKind::Disk => DEFAULT_CPU_ELEMENTS_PER_SECOND,
+            _ => DEFAULT_ACCELERATOR_ELEMENTS_PER_SECOND,
+        })
+    }
+
+    /// How much slower a CPU computes while a copy thread streams layers: the runtime leaves the
+    /// copy thread one of the cores the profile was measured with.
+    pub fn sharing_factor(&self, device: Device, streams: bool) -> f64 {
+        match (device, streams, self.profile.as_ref().and_then(|p| p.threads(device))) {
+            (Device::Cpu, true, Some(threads)) if threads > 1 => f64::from(threads) / f64::from(threads - 1),
+            _ => 1.0,
+        }
+    }
+
     /// Seconds one layer computes on a device at `tokens`: every weight applied to every token
-    /// at the throughput of its problem size, attention's `4·N²·d`, and a fixed cost a tensor.
+    /// at the throughput of its problem size, norms and biases at the elementwise rate,
+    /// attention's `4·N²·d`, and a fixed cost a tensor.
     pub fn layer_seconds(&self, tensors: &[Tensor], tokens: u64, device: Device) -> f64 {
         let n = tokens as f64;
         let mut seconds = tensors.len() as f64 * self.seconds_per_tensor(device);
         let mut attention_width: f64 = 0.0;
+        for t in tensors.iter().filter(|t| t.shape.len() == 1) {
+            seconds += n * elements(t) / self.elements_per_second(device);
+        }
         for t in tensors.iter().filter(|t| !is_lookup(&t.name) && t.shape.len() >= 2) {
             let e = elements(t);
             seconds += 2.0 * n * e / self.flops_at(device, (n * e).cbrt());

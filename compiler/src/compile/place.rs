@@ -104,7 +104,11 @@ pub fn place_model(
 ) -> Result<ModelPlacement, Problem> {
     let budgets = budgets(model, workflow)?;
     let compute = model.spec.compute;
-    let times: Vec<f64> = model.layers.iter().map(|l| cost.layer_seconds(&l.tensors, model.tokens, compute)).collect();
+    // The compute device streams when its budget is smaller than the model.
+    let streams = budgets.iter().find(|b| b.device == compute).is_none_or(|b| b.bytes < model.bytes);
+    let sharing = cost.sharing_factor(compute, streams);
+    let times: Vec<f64> =
+        model.layers.iter().map(|l| cost.layer_seconds(&l.tensors, model.tokens, compute) * sharing).collect();
     let simulate = |homes: &[Device]| match workflow.schedule.prefetch {
         Prefetch::Auto => schedule_auto(
             &model.layers,

@@ -27,6 +27,8 @@ pub struct Probe {
     #[serde(skip)]
     devices: Vec<ProbedDevice>,
     #[serde(skip)]
+    elementwise: Vec<(String, f64)>,
+    #[serde(skip)]
     links: Vec<(String, String, f64)>,
     #[serde(skip)]
     disk: Option<f64>,
@@ -55,18 +57,44 @@ fn sync(device: Device) {
     }
 }
 
+/// Elements a second through a norm, as the runtime applies 1-D weights.
+fn elements_per_second(device: Device) -> Result<f64, RunError> {
+    let (rows, width) = (1024i64, 1024i64);
+    let x = Tensor::f_ones([rows, width], (Kind::BFloat16, device))?;
+    let w = Tensor::f_ones([width], (Kind::BFloat16, device))?;
+    let seconds = best(|| {
+        drop(x.f_layer_norm([width], Some(&w), None::<&Tensor>, 1e-6, false)?);
+        sync(device);
+        Ok(())
+    })?;
+    Ok((rows * width) as f64 / seconds)
+}
+
 /// The fixed cost of applying one small weight as the runtime does (matmul, sum, read back).
 fn seconds_per_tensor(device: Device) -> Result<f64, RunError> {
-    let x = Tensor::f_ones([8, 8], (Kind::BFloat16, device))?;
-    let w = Tensor::f_ones([8, 8], (Kind::BFloat16, device))?;
+    // Through the runtime's own path for one layer: tiny weights, one token, so that all that is
+    // left is the fixed cost of each tensor.
+    let weights = vec![
+        super::load::Weight {
+            name: "w.weight".into(),
+            tensor: Tensor::f_ones([8, 8], (Kind::BFloat16, device))?,
+            quantized: None,
+        },
+        super::load::Weight {
+            name: "w.bias".into(),
+            tensor: Tensor::f_ones([8], (Kind::BFloat16, device))?,
+            quantized: None,
+        },
+    ];
+    let mut inputs = super::compute::Inputs::new(1, device);
     let rounds = 200;
     let seconds = best(|| {
         for _ in 0..rounds {
-            let _ = x.f_matmul(&w.f_transpose(0, 1)?)?.f_sum(Kind::Double)?.double_value(&[]);
+            super::compute::layer(&weights, &mut inputs)?;
         }
         Ok(())
     })?;
-    Ok(seconds / f64::from(rounds))
+    Ok(seconds / f64::from(rounds) / weights.len() as f64)
 }
 
 /// BF16 matmul throughput of n×n×n problems, small to large: the curve the cost model
@@ -76,13 +104,14 @@ fn flops_by_size(device: Device) -> Result<Vec<(f64, f64)>, RunError> {
         if device == Device::Cpu { &[32, 64, 128, 256, 512, 1024] } else { &[256, 512, 1024, 2048, 4096, 8192] };
     let mut curve = Vec::new();
     for &n in sizes {
-        let a = Tensor::f_ones([n, n], (Kind::BFloat16, device))?;
-        let b = Tensor::f_ones([n, n], (Kind::BFloat16, device))?;
+        // Shaped as a transformer applies its weights: n tokens of width n/2 through a weight
+        // of n/2 → 2n, transposed as stored (m·k·n = n³, so `n` is its size).
+        let x = Tensor::f_ones([n, n / 2], (Kind::BFloat16, device))?;
+        let w = Tensor::f_ones([2 * n, n / 2], (Kind::BFloat16, device))?;
         let reps = ((1024 / n).pow(3)).clamp(1, 4096) as i32;
-        // As the runtime applies a weight: activations times the weight's transpose.
         let seconds = best(|| {
             for _ in 0..reps {
-                drop(a.f_matmul(&b.f_transpose(0, 1)?)?);
+                drop(x.f_matmul(&w.f_transpose(0, 1)?)?);
             }
             sync(device);
             Ok(())
@@ -153,6 +182,9 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
                     value: overhead * 1e6,
                     unit: "µs",
                 });
+                let rate = elements_per_second(device)?;
+                p.figures.push(Figure { what: format!("{name} norm"), value: rate / 1e9, unit: "G elements/s" });
+                p.elementwise.push((name.clone(), rate));
                 let curve = flops_by_size(device)?;
                 for (n, f) in &curve {
                     p.figures.push(Figure {
@@ -227,9 +259,11 @@ impl Probe {
         }
         for (name, flops, overhead, curve) in &self.devices {
             let points: Vec<String> = curve.iter().map(|(n, f)| format!("[{n:.0}, {f:.4e}]")).collect();
+            let rate = self.elementwise.iter().find(|(n, _)| n == name).map_or(1e9, |(_, r)| *r);
+            let threads = if name == "cpu" { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
             let _ = write!(
                 t,
-                "\n[[device]]\nname = \"{name}\"\nflops_per_second = {flops:.4e}\nseconds_per_tensor = {overhead:.4e}\nflops_by_size = [{}]\n",
+                "\n[[device]]\nname = \"{name}\"\nflops_per_second = {flops:.4e}\nseconds_per_tensor = {overhead:.4e}\nelements_per_second = {rate:.4e}\nthreads = {threads}\nflops_by_size = [{}]\n",
                 points.join(", ")
             );
         }

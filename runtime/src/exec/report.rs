@@ -40,6 +40,15 @@ pub struct ModelReport {
     /// SHA-256 over the per-layer checksums of the last step: equal for equal weights and shapes,
     /// wherever the plan put them.
     pub checksum: String,
+    /// Each layer's compute, measured (median over the steps after the first) and predicted.
+    pub layers: Vec<LayerReport>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerReport {
+    pub name: String,
+    pub measured_seconds: f64,
+    pub predicted_seconds: f64,
 }
 
 /// A run's report.
@@ -101,6 +110,21 @@ pub fn report(plan: &Plan, runs: &[ModelRun], baseline: &Baseline, load_seconds:
                 hidden_copy_fraction_predicted: m.predicted.hidden_copy_fraction,
                 waited_for_copies_seconds: r.waited,
                 checksum: hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+                layers: m
+                    .layers
+                    .iter()
+                    .enumerate()
+                    .map(|(l, layer)| {
+                        let n = m.layers.len();
+                        let times: Vec<f64> =
+                            r.compute.iter().skip(l).step_by(n.max(1)).map(|(start, end)| end - start).collect();
+                        LayerReport {
+                            name: layer.name.clone(),
+                            measured_seconds: measured(&times),
+                            predicted_seconds: layer.compute_seconds,
+                        }
+                    })
+                    .collect(),
             }
         })
         .collect();

@@ -56,6 +56,13 @@ pub fn run_model(
         _ => None,
     };
     let cuda_before = cuda.and_then(memory::cuda_memory).map(|(free, _)| free);
+    // On the CPU the copy thread needs a core of its own: libtorch's threads would otherwise
+    // contend with it and every small op would wait on the thread pool.
+    let threads_before = tch::get_num_threads();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if compute_device == Device::Cpu && !transfers.is_empty() && cores > 1 {
+        tch::set_num_threads(i32::try_from(cores - 1).unwrap_or(1));
+    }
     let mut device_low = cuda_before;
     let clock = Instant::now();
     // Ring of `prefetch + 1` buffers: the one computing, the one being copied, and the rest queued.
@@ -167,6 +174,7 @@ pub fn run_model(
         drop(rx);
         let copies = copier.join().map_err(|_| RunError::Torch("the copy thread panicked".into()))?;
         bar.finish_and_clear();
+        tch::set_num_threads(threads_before);
         let device_peak = match (cuda, cuda_before, device_low) {
             (Some(n), Some(before), Some(low)) => Some((format!("cuda:{n}"), before.saturating_sub(low))),
             _ => None,
