@@ -22,8 +22,8 @@ fn overhead(c: &mut Criterion) {
     let path = dir.path().join("resident.plan.json");
     std::fs::write(&path, text).unwrap();
     let session = Session::open(&path, false).unwrap();
-    let steps = 8;
-    let mut group = c.benchmark_group("runtime overhead (tiny Flux, all resident, 8 steps)");
+    let steps = 32;
+    let mut group = c.benchmark_group("runtime overhead (tiny Flux, all resident, 32 steps)");
     group.sample_size(20);
     group.bench_function("mgc run", |b| {
         b.iter(|| session.run(&Options { steps, progress: false }, Instant::now()).unwrap());
