@@ -62,7 +62,8 @@ class UNETLoaderMGC:
         comfy, folder_paths = _comfy()
         path = folder_paths.get_full_path_or_raise("diffusion_models", unet_name)
         patcher = comfy.sd.load_diffusion_model(path)
-        _apply(plan, model_name, "diffusion", path, patcher.model.diffusion_model)
+        # Kept on the patcher: what the hooks did (`.stats`), and `.remove()` to undo them.
+        patcher.mgc_plan = _apply(plan, model_name, "diffusion", path, patcher.model.diffusion_model)
         return (patcher,)
 
 
@@ -86,7 +87,7 @@ class CLIPLoaderMGC:
         comfy, folder_paths = _comfy()
         path = folder_paths.get_full_path_or_raise("text_encoders", clip_name)
         clip = comfy.sd.load_clip(ckpt_paths=[path], embedding_directory=folder_paths.get_folder_paths("embeddings"))
-        _apply(plan, model_name, "text-encoder", path, clip.cond_stage_model)
+        clip.mgc_plan = _apply(plan, model_name, "text-encoder", path, clip.cond_stage_model)
         return (clip,)
 
 
@@ -110,7 +111,7 @@ class VAELoaderMGC:
         comfy, folder_paths = _comfy()
         path = folder_paths.get_full_path_or_raise("vae", vae_name)
         vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(path))
-        _apply(plan, model_name, "vae", path, vae.first_stage_model)
+        vae.mgc_plan = _apply(plan, model_name, "vae", path, vae.first_stage_model)
         return (vae,)
 
 
