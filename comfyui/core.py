@@ -112,6 +112,7 @@ class Stats:
     batched_copies: int = 0
     bytes: int = 0
     prefetched: int = 0
+    rehomed: int = 0
 
 
 @dataclass
@@ -132,6 +133,15 @@ class Applied:
     compute: torch.device
     stats: Stats = field(default_factory=Stats)
     _handles: list = field(default_factory=list)
+    _homes: list = field(default_factory=list)  # (owner, attribute, home tensor) of every weight
+
+    def rehome(self) -> None:
+        """Puts every weight back on its home device, after something else (ComfyUI's own model
+        loading) moved it: the plan's placement wins."""
+        self.stats.rehomed += 1
+        for owner, attribute, home in self._homes:
+            if getattr(owner, attribute) is not home and getattr(owner, attribute).data_ptr() != home.data_ptr():
+                _set(owner, attribute, home)
 
     def remove(self) -> None:
         for h in self._handles:
@@ -197,6 +207,7 @@ def apply_plan(
         except AttributeError:
             sub = None
         layers.append(_Layer(layer["index"], layer["name"], sub, placed, layer["streamed"]))
+        applied._homes.extend(placed)
 
     transfers = [t for t in plan["transfers"] if plan["models"][t["model"]] is model]
     for k, t in enumerate(transfers):

@@ -29,6 +29,14 @@ def _apply(plan, name, role, path, module, key_prefix=""):
     return core.apply_plan(module, plan, model, key_prefix=key_prefix)
 
 
+def _keep_plan_on_load(patcher, applied) -> None:
+    """ComfyUI moves a model to its device before sampling; right after, put every weight back
+    where the plan says, so that the plan, not ComfyUI's loader, decides placement."""
+    from comfy.patcher_extension import CallbacksMP
+
+    patcher.add_callback(CallbacksMP.ON_LOAD, lambda *_args, **_kwargs: applied.rehome())
+
+
 class LoadPlan:
     @classmethod
     def INPUT_TYPES(cls):
@@ -64,6 +72,7 @@ class UNETLoaderMGC:
         patcher = comfy.sd.load_diffusion_model(path)
         # Kept on the patcher: what the hooks did (`.stats`), and `.remove()` to undo them.
         patcher.mgc_plan = _apply(plan, model_name, "diffusion", path, patcher.model.diffusion_model)
+        _keep_plan_on_load(patcher, patcher.mgc_plan)
         return (patcher,)
 
 

@@ -56,9 +56,17 @@ def test_unet_loader_node_streams_by_the_plan_and_keeps_comfyuis_output(tmp_path
     transfers = [t for t in plan["transfers"] if t["model"] == 0]
     assert patcher.mgc_plan.stats.copies == len(transfers) > 0, "every streamed layer was copied in, once"
 
-    # ComfyUI's own loading for sampling leaves the plan's homes in place (all `cpu` here).
+    # ComfyUI's own loading for sampling: afterwards every weight is its plan home again, the very
+    # tensor the plan placed (not a copy ComfyUI made), and the output is unchanged.
     import comfy.model_management
 
+    homes = {id(h): h.data_ptr() for (_, _, h) in patcher.mgc_plan._homes}
     comfy.model_management.load_models_gpu([patcher])
+    assert patcher.mgc_plan.stats.rehomed >= 1, "the plan was put back after ComfyUI's load"
+    for owner, attribute, home in patcher.mgc_plan._homes:
+        assert getattr(owner, attribute).data_ptr() == homes[id(home)]
     placement = core.placement(patcher.model.diffusion_model, plan["models"][0])
     assert set(placement.values()) == {"cpu"}
+    with torch.no_grad():
+        again = patcher.model.apply_model(io["in.x"], io["in.sigma"], c_crossattn=io["in.context"])
+    assert torch.equal(again, got)

@@ -181,3 +181,17 @@ def test_compile_allocation_node_uses_mgc_and_says_what_is_wrong(model_file):
     with pytest.raises(core.PlanError, match="unknown unit `tbs`"):
         nodes.compile_allocation(str(tmp / "tiny.safetensors"), "cpu", "cpu,4tbs;disk,*", mgc=mgc())
     assert set(nodes.NODE_DISPLAY_NAME_MAPPINGS.values()) >= {"Load mgc plan", "UNETLoader (mgc)", "Compile allocation (mgc)"}
+
+
+def test_rehome_undoes_someone_elses_move(model_file):
+    model, tmp = model_file
+    plan = compile_plan(tmp, "p", "cpu,40%;disk,*")
+    planned = fresh_copy(model)
+    applied = core.apply_plan(planned, plan, core.model_entry(plan))
+    homes = {name: p.data_ptr() for name, p in planned.named_parameters()}
+    for p in planned.parameters():  # what a loader moving the model would do
+        p.data = p.data.clone()
+    assert all(p.data_ptr() != homes[name] for name, p in planned.named_parameters())
+    applied.rehome()
+    assert {name: p.data_ptr() for name, p in planned.named_parameters()} == homes
+    assert applied.stats.rehomed == 1
