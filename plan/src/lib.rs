@@ -203,6 +203,15 @@ pub struct Predicted {
     pub hidden_copy_fraction: f64,
 }
 
+/// The fingerprint of a model file's header: SHA-256, hex, of the first `length` bytes `reader`
+/// gives. The compiler records it in [`InputFile::header_sha256`]; the runtime checks it.
+pub fn header_sha256(reader: impl std::io::Read, length: u64) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut reader.take(length), &mut hasher)?;
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The model a plan's step is about: the slowest diffusion model (when several alternate, the
 /// step is as slow as the slowest), else the slowest model.
 pub fn step_model(models: &[ModelPlan]) -> Option<usize> {

@@ -1,12 +1,10 @@
 //! `workflow_to_graph`: the workflow's models, read from their headers, as a graph of layers in
 //! execution order — text encoders, then diffusion models, then VAEs.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use petgraph::algo::toposort;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
-use sha2::{Digest, Sha256};
 
 use super::cost;
 use super::error::{CompileError, Problem, ProblemKind};
@@ -174,10 +172,7 @@ fn read_input(spec: &ModelSpec) -> Result<Input, InventoryError> {
     Ok(Input { path: spec.file.clone(), inventory, header_sha256 })
 }
 
-/// SHA-256 of a file's first `length` bytes.
+/// The fingerprint of a file's first `length` bytes.
 pub fn header_hash(path: &std::path::Path, length: u64) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?.take(length);
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    mgc_plan::header_sha256(std::fs::File::open(path)?, length)
 }

@@ -3,14 +3,12 @@
 //! weights copied into RAM or device memory, the `disk` tier left in the mapping to be read at
 //! step time.
 
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use memmap2::Mmap;
 use mgc_plan::{ModelPlan, Plan};
-use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
 use super::error::RunError;
@@ -91,9 +89,7 @@ pub fn open_inputs(plan: &Plan, dir: &Path) -> Result<Vec<MappedFile>, RunError>
                 what: format!("it has {size} bytes, the plan says {}", input.size_bytes),
             });
         }
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut (&file).take(input.header_bytes), &mut hasher).map_err(read)?;
-        let hash: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let hash = mgc_plan::header_sha256(&file, input.header_bytes).map_err(read)?;
         if hash != input.header_sha256 {
             return Err(RunError::Changed {
                 path: shown,
