@@ -130,9 +130,7 @@ impl CostModel {
         for t in tensors.iter().filter(|t| !is_lookup(&t.name) && t.shape.len() >= 2) {
             let e = elements(t);
             seconds += 2.0 * n * e / self.flops_at(device, (n * e).cbrt());
-            if t.name.contains("attn") || t.name.contains("Attention") || t.name.contains("attention") {
-                attention_width = attention_width.max(t.shape.get(1).copied().unwrap_or(0) as f64);
-            }
+            attention_width = attention_width.max(attention_input(t));
         }
         if attention_width > 0.0 {
             seconds += 4.0 * n * n * attention_width / self.flops_at(device, (n * n * attention_width).cbrt());
@@ -238,6 +236,12 @@ pub fn tokens(family: Family, role: Role, workload: &Workload) -> u64 {
 
 use mgc_plan::is_lookup;
 
+/// The input width of an attention matrix (its `d` in `4·N²·d`), 0 for other tensors.
+fn attention_input(t: &Tensor) -> f64 {
+    let attention = t.name.contains("attn") || t.name.contains("Attention") || t.name.contains("attention");
+    if attention { t.shape.get(1).copied().unwrap_or(0) as f64 } else { 0.0 }
+}
+
 fn elements(t: &Tensor) -> f64 {
     t.shape.iter().map(|&d| d as f64).product()
 }
@@ -251,9 +255,7 @@ pub fn layer_flops(tensors: &[&Tensor], tokens: u64) -> f64 {
     for t in tensors.iter().filter(|t| !is_lookup(&t.name)) {
         if t.shape.len() >= 2 {
             flops += 2.0 * n * elements(t);
-            if t.name.contains("attn") || t.name.contains("Attention") || t.name.contains("attention") {
-                attention_width = attention_width.max(t.shape.get(1).copied().unwrap_or(0) as f64);
-            }
+            attention_width = attention_width.max(attention_input(t));
         } else {
             flops += n * elements(t);
         }
