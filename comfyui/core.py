@@ -262,7 +262,12 @@ def apply_plan(
                 applied.stats.prefetched += 1
             event, by_layer = ready[k]
             if event is not None:
-                torch.cuda.current_stream(compute).wait_event(event)
+                current = torch.cuda.current_stream(compute)
+                current.wait_event(event)
+                # The copies were allocated on the side stream: tell the allocator this stream
+                # reads them, so their memory is not reused before these kernels are done.
+                for tensor in by_layer[layer.index]:
+                    tensor.record_stream(current)
             for (owner, attribute, _), tensor in zip(layer.params, by_layer[layer.index]):
                 if patches:
                     key = key_prefix + _key(owner, attribute, module)

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# The runtime's GPU check, in one go, for a machine with a GPU and torch 2.11 installed (no cargo):
-# probe the machine, then run a model twice its GPU budget, streamed with prefetch, and record the
-# step against its lower bound and the copy bandwidth against the probed peak.
-#   scripts/prepare-gpu-check.sh        # here: builds the binaries into device-run/
-#   (on the GPU machine) bash device-run/gpu-check.sh OUT_DIR
-# Without a GPU it runs the same on the CPU, so the script itself can be tried anywhere.
-set -euo pipefail
+# The GPU checks, in one go, for a machine with a GPU and torch 2.11 installed (no cargo there):
+#   scripts/prepare-gpu-check.sh                 # here: builds everything into device-run/
+#   (on the GPU machine, in the repository root) bash device-run/gpu-check.sh OUT_DIR
+# 1. the runtime's tests on CUDA (every plan and copy engine computes the same bits);
+# 2. the node pack's core on CUDA (pytest: side-stream prefetch, outputs equal the plain model's);
+# 3. `mgc probe`, then Wan 2.1 1.3B (2.8 GB of real random BF16 weights) on a GPU budget of half
+#    its size: all resident, streamed from RAM with the copy stream, the same with libtorch's
+#    copies, and streamed from the file; step time against the plan's lower bound, copy bandwidth
+#    against the probed peak, checksums equal.
+# Without a GPU, step 3 runs the same shape of work on the CPU, so the script can be tried anywhere.
+# Each step records its result under OUT_DIR and the script goes on; it exits non-zero if any failed.
+set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
 out="${1:-${OUT:-$here/out}}"
 mkdir -p "$out"
 torch_lib="$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null || true)"
@@ -14,26 +20,56 @@ export LD_LIBRARY_PATH="${torch_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 mgc="$here/mgc"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+failed=0
+step() { echo "== $1 ($(date +%T))" | tee -a "$out/log.txt"; }
 
-"$mgc" probe -o "$work/profile.toml" --format json > "$out/probe.json"
-cp "$work/profile.toml" "$out/profile.toml"
+{ nvidia-smi --query-gpu=name,memory.total,pcie.link.gen.max,pcie.link.width.max --format=csv 2>&1 || echo "no nvidia-smi"; } > "$out/gpu.txt"
+cat "$out/gpu.txt"
 
-if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-    compute="cuda:0"; allocation="cuda:0,1400mb;cpu,*"; tokens=4096
+step "runtime tests"
+if MGC_RUN="$here/mgc-run" CARGO_MANIFEST_DIR="$repo/runtime" "$here/run-tests" --test-threads 1 --nocapture \
+    > "$out/runtime-tests.txt" 2>&1; then
+    echo "runtime tests passed" | tee -a "$out/log.txt"
 else
-    # No GPU: the same shape of run on the CPU, the rest streamed from the file.
-    compute="cpu"; allocation="cpu,1400mb;disk,*"; tokens=64
+    echo "runtime tests FAILED" | tee -a "$out/log.txt"; failed=1
 fi
-# Wan 2.1 1.3B (2.8 GB of BF16 weights, real random values) on a budget of half of it.
-"$mgc" synth-model "$here/inventories/wan2.1_t2v_1.3B_bf16.json" -o "$work/wan.safetensors" --random > /dev/null
-cat > "$work/wan.toml" <<TOML
+grep -E "^test |streams\)|torch\)|skipped" "$out/runtime-tests.txt" | tee -a "$out/log.txt"
+
+step "node pack core"
+site="$work/site"
+py="${PYTHON:-python3}"
+if [ -d "$here/wheels" ] && ! "$py" -c 'import jsonschema' 2>/dev/null; then
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$here"/wheels/*.whl \
+        >> "$out/log.txt" 2>&1
+fi
+if (cd "$repo" && PYTHONPATH="$site" MGC="$mgc" "$py" -m pytest -q -rs -p no:cacheprovider comfyui/tests/test_core.py) \
+    > "$out/pytest.txt" 2>&1; then
+    echo "node pack tests passed" | tee -a "$out/log.txt"
+else
+    echo "node pack tests FAILED" | tee -a "$out/log.txt"; failed=1
+fi
+tail -n 5 "$out/pytest.txt" | tee -a "$out/log.txt"
+
+step "probe"
+"$mgc" probe -o "$work/profile.toml" --format json > "$out/probe.json" 2>> "$out/log.txt" || failed=1
+cp "$work/profile.toml" "$out/profile.toml" 2>/dev/null
+
+step "wan 1.3B"
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    compute="cuda:0"; budget="cuda:0,1400mb"; spill="cpu"; tokens=4096
+else
+    compute="cpu"; budget="cpu,1400mb"; spill="disk"; tokens=64
+fi
+"$mgc" synth-model "$here/inventories/wan2.1_t2v_1.3B_bf16.json" -o "$work/wan.safetensors" --random > /dev/null || failed=1
+plan() { # name allocation
+    cat > "$work/$1.toml" <<TOML
 profile = "profile.toml"
 
 [[model]]
 name = "wan"
 file = "wan.safetensors"
 compute = "$compute"
-allocation = "$allocation"
+allocation = "$2"
 
 [workload]
 tokens = $tokens
@@ -41,24 +77,44 @@ tokens = $tokens
 [schedule]
 prefetch = "auto"
 TOML
-"$mgc" compile "$work/wan.toml" -o "$work/wan.plan.json" > "$out/explain.txt"
-"$mgc" run "$work/wan.plan.json" --steps 6 --format json > "$out/run.json"
-python3 - "$out" <<'PY'
-import json, sys
+    "$mgc" compile "$work/$1.toml" -o "$work/$1.plan.json" > "$out/explain-$1.txt" 2>&1 || failed=1
+    cp "$work/$1.plan.json" "$out/" 2>/dev/null
+}
+plan resident "$compute,*"
+plan ram "$budget;$spill,*"
+plan file "$budget;disk,*"
+"$mgc" run "$work/ram.plan.json" --steps 8 > "$out/run-ram-human.txt" 2>&1 || failed=1
+for run in "resident streams" "ram streams" "ram torch" "file streams"; do
+    set -- $run
+    "$mgc" run "$work/$1.plan.json" --steps 8 --copies "$2" --format json > "$out/run-$1-$2.json" 2>> "$out/log.txt" \
+        || { echo "run $1 $2 FAILED" | tee -a "$out/log.txt"; failed=1; }
+done
+python3 - "$out" <<'PY' | tee "$out/summary.txt"
+import json, os, sys
 out = sys.argv[1]
-run = json.load(open(f"{out}/run.json"))
-plan_step = run["predicted_step_seconds"]
-lines = [
-    f"compute: {run['devices'][0]['name']}",
-    f"step measured {run['measured_step_seconds']:.4f} s, predicted {plan_step:.4f} s, ratio {run['measured_step_seconds'] / plan_step:.2f}",
-    f"copies hidden {run['hidden_copy_fraction']:.0%} (predicted {run['hidden_copy_fraction_predicted']:.0%})",
-]
-for link in run["links"]:
-    lines.append(f"link {link['from']} -> {link['to']}: {link['gbps']:.2f} GB/s over {link['bytes']} bytes")
-probe = json.load(open(f"{out}/probe.json"))
+probe = json.load(open(f"{out}/probe.json")) if os.path.exists(f"{out}/probe.json") else {"figures": []}
 for f in probe["figures"]:
-    if "->" in f["what"] or "matmul BF16" == f["what"][-11:]:
-        lines.append(f"probe {f['what']}: {f['value']:.2f} {f['unit']}")
-open(f"{out}/summary.txt", "w").write("\n".join(lines) + "\n")
-print("\n".join(lines))
+    print(f"probe {f['what']}: {f['value']:.2f} {f['unit']}")
+sums = set()
+for name in ["resident-streams", "ram-streams", "ram-torch", "file-streams"]:
+    path = f"{out}/run-{name}.json"
+    try:
+        run = json.load(open(path))
+        plan = json.load(open(f"{out}/{name.split('-')[0]}.plan.json"))
+    except Exception as e:
+        print(f"{name}: no report ({e})")
+        continue
+    m, p = run["measured_step_seconds"], run["predicted_step_seconds"]
+    bound = plan["predicted"]["lower_bound_seconds"]
+    print(f"{name}: step {m*1e3:.2f} ms, predicted {p*1e3:.2f} ms (ratio {m/p:.2f}), lower bound {bound*1e3:.2f} ms "
+          f"(step/bound {m/bound:.2f}), copies hidden {run['hidden_copy_fraction']:.0%} "
+          f"(predicted {run['hidden_copy_fraction_predicted']:.0%}), load {run['load_seconds']:.2f} s")
+    for link in run["links"]:
+        print(f"  link {link['from']} -> {link['to']}: {link['gbps']:.2f} GB/s, {link['bytes']} bytes")
+    for d in run["devices"]:
+        print(f"  {d['name']}: peak measured {d['peak_bytes_measured']}, predicted {d['peak_bytes_predicted']}")
+    sums.add(run["models"][0]["checksum"])
+print(f"checksums equal across runs: {len(sums) == 1} ({len(sums)} distinct)")
 PY
+echo "failed=$failed" | tee -a "$out/log.txt"
+exit "$failed"

@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # Builds what scripts/gpu-check.sh needs into device-run/ (git-ignored): the release binaries, the
-# inventory it synthesises a model from, and the script itself.
+# runtime's test binary, the inventory it synthesises a model from, the Python wheels the node
+# pack's tests need beyond torch and pytest (for Python 3.12), and the script itself.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 bash scripts/setup-python.sh
 cargo build --release --locked -p mgc -p mgc-runtime
-rm -rf device-run && mkdir -p device-run/inventories
+tests="$(cargo test --release --locked -p mgc-runtime --test run --no-run --message-format=json 2>/dev/null \
+    | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "run":
+        print(m["executable"])')"
+rm -rf device-run && mkdir -p device-run/inventories device-run/wheels
 cp target/release/mgc target/release/mgc-run scripts/gpu-check.sh device-run/
+cp "$tests" device-run/run-tests
+# Without their line tables the binaries travel in a fraction of the space.
+strip --strip-debug device-run/mgc device-run/mgc-run device-run/run-tests
 cp tests/fixtures/models/wan2.1_t2v_1.3B_bf16.json device-run/inventories/
-echo "device-run/ is ready: run \`bash device-run/gpu-check.sh OUT_DIR\` on the GPU machine"
+.venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d device-run/wheels jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1
+du -sh device-run
+echo "device-run/ is ready: run \`bash device-run/gpu-check.sh OUT_DIR\` on the GPU machine, from the repository root"

@@ -67,11 +67,12 @@ def save_safetensors(module, path):
         f.write(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
 
 
-def compile_plan(tmp_path, name, allocation, batch_below="1kb", prefetch="1"):
+def compile_plan(tmp_path, name, allocation, batch_below="1kb", prefetch="1", compute="cpu"):
     workflow = tmp_path / f"{name}.toml"
+    gpu = '[[device]]\nname = "cuda:0"\nmemory = "1gb"\n' if compute.startswith("cuda") else ""
     workflow.write_text(
-        '[[device]]\nname = "cpu"\nmemory = "1gb"\n'
-        f'[[model]]\nname = "tiny"\nfile = "tiny.safetensors"\ncompute = "cpu"\nallocation = "{allocation}"\n'
+        '[[device]]\nname = "cpu"\nmemory = "1gb"\n' + gpu +
+        f'[[model]]\nname = "tiny"\nfile = "tiny.safetensors"\ncompute = "{compute}"\nallocation = "{allocation}"\n'
         f'[workload]\ntokens = 8\n[schedule]\nprefetch = {prefetch}\nbatch_below = "{batch_below}"\n'
     )
     out = subprocess.run([mgc(), "compile", str(workflow), "-o", str(tmp_path / f"{name}.plan.json")],
@@ -111,6 +112,31 @@ def test_outputs_equal_the_plain_model(model_file, allocation, batch_below):
     assert applied.stats.copies == 2 * len(transfers)
     if any(t["batched"] for t in transfers):
         assert len(transfers) < sum(1 for layer in entry["layers"] if layer["streamed"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the side-stream prefetch is checked on a GPU only")
+@pytest.mark.parametrize("batch_below", ["1kb", "64mb"])
+def test_on_cuda_streamed_layers_are_prefetched_on_a_side_stream(model_file, batch_below):
+    model, tmp = model_file
+    plan = compile_plan(tmp, "gpu", "cuda:0,30%;cpu,*", batch_below, prefetch="2", compute="cuda:0")
+    entry = core.model_entry(plan, "tiny")
+    planned = fresh_copy(model)
+    applied = core.apply_plan(planned, plan, entry)
+    reference = fresh_copy(model).to("cuda:0")
+    x = torch.randn(4, 8, 16, device="cuda:0")
+    with torch.no_grad():
+        expected = reference(x)
+        for _ in range(3):
+            assert torch.equal(planned(x), expected)
+    torch.cuda.synchronize()
+    streamed = [layer for layer in entry["layers"] if layer["streamed"]]
+    assert streamed and any(not layer["streamed"] for layer in entry["layers"])
+    assert applied.stats.prefetched > 0
+    homes = {t["name"]: str(core.torch_device(layer["home"])) for layer in entry["layers"] for t in layer["tensors"]}
+    assert core.placement(planned, entry) == homes
+    for layer in streamed:
+        for owner, attribute, _ in core._params_of(planned, entry["prefix"], layer["tensors"], ""):
+            assert getattr(owner, attribute).is_pinned()
 
 
 def test_weights_sit_where_the_plan_says_between_forwards(model_file):

@@ -26,7 +26,11 @@ fn overhead(c: &mut Criterion) {
     let mut group = c.benchmark_group("runtime overhead (tiny Flux, all resident, 32 steps)");
     group.sample_size(20);
     group.bench_function("mgc run", |b| {
-        b.iter(|| session.run(&Options { steps, progress: false }, Instant::now()).unwrap());
+        b.iter(|| {
+            session
+                .run(&Options { steps, progress: false, copies: mgc_runtime::exec::Copies::Streams }, Instant::now())
+                .unwrap()
+        });
     });
     group.bench_function("plain loop", |b| b.iter(|| session.plain_loop(steps).unwrap()));
     group.finish();

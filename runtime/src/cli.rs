@@ -28,6 +28,13 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+enum CopiesArg {
+    #[default]
+    Streams,
+    Torch,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a plan and report measured against predicted
@@ -38,6 +45,10 @@ enum Command {
         steps: usize,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// How streamed layers are copied: `streams` overlaps copies with compute on CUDA (a copy
+        /// stream, events between streams); `torch` waits for each copy (for comparison)
+        #[arg(long, value_enum, default_value_t)]
+        copies: CopiesArg,
     },
     /// Measure this machine and write the hardware profile the compiler reads
     Probe {
@@ -57,9 +68,13 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run { plan, steps, format } => {
+        Command::Run { plan, steps, format, copies } => {
             let progress = format == Format::Human;
-            match exec::run(&plan, &Options { steps, progress }) {
+            let copies = match copies {
+                CopiesArg::Streams => exec::Copies::Streams,
+                CopiesArg::Torch => exec::Copies::Torch,
+            };
+            match exec::run(&plan, &Options { steps, progress, copies }) {
                 Ok(report) => {
                     match format {
                         Format::Json => {

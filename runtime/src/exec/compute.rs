@@ -38,9 +38,11 @@ fn is_float(kind: Kind) -> bool {
     matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16 | Kind::Float8e4m3fn | Kind::Float8e5m2)
 }
 
-/// Applies a layer's weights; returns a checksum of everything it computed.
+/// Applies a layer's weights; returns a checksum of everything it computed. The checksum is summed
+/// on the compute device and read once per layer: one wait for the device per layer, not per
+/// weight.
 pub fn layer(weights: &[Weight], inputs: &mut Inputs) -> Result<f64, RunError> {
-    let mut sum = 0.0;
+    let mut sum = Sum(None);
     for w in weights {
         let name = &w.name;
         let dequantized = match &w.quantized {
@@ -50,7 +52,7 @@ pub fn layer(weights: &[Weight], inputs: &mut Inputs) -> Result<f64, RunError> {
         let weight = dequantized.as_ref().unwrap_or(&w.tensor);
         let kind = weight.kind();
         if !is_float(kind) {
-            sum += weight.f_sum(Kind::Double)?.double_value(&[]);
+            sum.add(weight.f_sum(Kind::Double)?)?;
             continue;
         }
         // 8-bit floats have no matmul on every device: compute in BF16, as ComfyUI does.
@@ -64,7 +66,7 @@ pub fn layer(weights: &[Weight], inputs: &mut Inputs) -> Result<f64, RunError> {
             // An embedding: one row gathered per token, as the model does.
             let rows = size.first().copied().unwrap_or(1).max(1);
             let index = Tensor::f_arange(inputs.tokens, (Kind::Int64, w.device()))?.remainder(rows);
-            sum += w.f_index_select(0, &index)?.f_sum(Kind::Double)?.double_value(&[]);
+            sum.add(w.f_index_select(0, &index)?.f_sum(Kind::Double)?)?;
             continue;
         }
         let out = match size.as_slice() {
@@ -88,7 +90,20 @@ pub fn layer(weights: &[Weight], inputs: &mut Inputs) -> Result<f64, RunError> {
         // The first row of the output depends on every weight of the tensor: its sum tells plans
         // apart bit for bit without a second pass over the whole output.
         let first = if out.dim() > 1 { out.f_select(0, 0)? } else { out };
-        sum += first.f_sum(Kind::Double)?.double_value(&[]);
+        sum.add(first.f_sum(Kind::Double)?)?;
     }
-    Ok(sum)
+    Ok(sum.0.map_or(0.0, |t| t.double_value(&[])))
+}
+
+/// A running sum on the device, in order (the same order gives the same bits).
+struct Sum(Option<Tensor>);
+
+impl Sum {
+    fn add(&mut self, part: Tensor) -> Result<(), RunError> {
+        self.0 = Some(match self.0.take() {
+            Some(total) => total.f_add(&part)?,
+            None => part,
+        });
+        Ok(())
+    }
 }

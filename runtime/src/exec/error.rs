@@ -20,6 +20,8 @@ pub enum RunError {
     Unsupported { what: String },
     #[error("libtorch failed: {0}")]
     Torch(String),
+    #[error("the CUDA driver failed: {0}")]
+    Cuda(String),
 }
 
 impl RunError {
@@ -36,7 +38,7 @@ impl RunError {
     /// 1 when the input is the problem, 2 when the tool failed.
     pub const fn exit_code(&self) -> u8 {
         match self {
-            Self::Torch(_) => 2,
+            Self::Torch(_) | Self::Cuda(_) => 2,
             _ => 1,
         }
     }

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use memmap2::Mmap;
-use mgc_plan::{ModelPlan, Plan};
+use mgc_plan::{ModelPlan, Plan, Transfer};
 use tch::{Device, Kind, Tensor};
 
 use super::error::RunError;
 use super::memory;
+use super::streams;
 
 /// A model file, mapped.
 pub struct MappedFile {
@@ -193,12 +194,19 @@ pub struct LoadedLayer {
 pub struct LoadedModel {
     pub compute: Device,
     pub layers: Vec<LoadedLayer>,
+    /// Per transfer of the model, its pinned host buffer when its layers were packed into one.
+    pub packed: Vec<Option<Tensor>>,
     /// Keeps the mappings alive while tensors point into them.
     pub _files: Vec<Arc<Mmap>>,
 }
 
 /// Loads a model's tensors to their homes.
-pub fn load_model(model: &ModelPlan, files: &[MappedFile], progress: bool) -> Result<LoadedModel, RunError> {
+pub fn load_model(
+    model: &ModelPlan,
+    transfers: &[&Transfer],
+    files: &[MappedFile],
+    progress: bool,
+) -> Result<LoadedModel, RunError> {
     let compute =
         torch_device(&model.compute)?.ok_or_else(|| RunError::Unsupported { what: "computing on `disk`".into() })?;
     let file = files
@@ -211,6 +219,10 @@ pub fn load_model(model: &ModelPlan, files: &[MappedFile], progress: bool) -> Re
     );
     bar.set_message(model.name.clone());
     let pinned_ok = tch::Cuda::is_available();
+    // Layers streamed from RAM to a GPU are packed into one pinned buffer per transfer, below.
+    let to_pack = |layer: &mgc_plan::LayerPlan| {
+        layer.streamed && layer.home == "cpu" && matches!(compute, Device::Cuda(_)) && pinned_ok
+    };
     let mut layers = Vec::new();
     for layer in &model.layers {
         let home = torch_device(&layer.home)?;
@@ -226,6 +238,8 @@ pub fn load_model(model: &ModelPlan, files: &[MappedFile], progress: bool) -> Re
             let placed = match home {
                 // The disk tier: stays in the mapping, read at step time.
                 None => mapped,
+                // Still over the mapping: copied once, into its transfer's pinned buffer.
+                Some(Device::Cpu) if to_pack(layer) => mapped,
                 Some(Device::Cpu) => {
                     let owned = mapped.f_detach_copy()?;
                     if layer.streamed && compute != Device::Cpu && pinned_ok {
@@ -242,6 +256,44 @@ pub fn load_model(model: &ModelPlan, files: &[MappedFile], progress: bool) -> Re
         }
         layers.push(LoadedLayer { tensors, streamed: layer.streamed });
     }
+    let mut packed = Vec::new();
+    let mut done = vec![false; layers.len()];
+    for t in transfers {
+        let range = t.first_layer..t.last_layer.saturating_add(1);
+        let all = model.layers.get(range.clone()).is_some_and(|ls| !ls.is_empty() && ls.iter().all(to_pack));
+        if !all || t.from != "cpu" {
+            packed.push(None);
+            continue;
+        }
+        let Device::Cuda(n) = compute else {
+            packed.push(None);
+            continue;
+        };
+        let group = layers.get_mut(range.clone()).unwrap_or_default();
+        let layout = streams::layout(group.iter().map(|l| l.tensors.as_slice()));
+        // One pinned allocation per transfer, laid out as its device slot: one copy per step.
+        let buffer =
+            Tensor::f_empty([layout.total.max(1) as i64], (Kind::Uint8, Device::Cpu))?.f_pin_memory(Device::Cuda(n))?;
+        for (layer, offsets) in group.iter_mut().zip(&layout.offsets) {
+            for (w, &offset) in layer.tensors.iter_mut().zip(offsets) {
+                let bytes = streams::tensor_bytes(&w.tensor) as i64;
+                buffer.f_narrow(0, offset as i64, bytes)?.f_copy_(&streams::as_bytes(&w.tensor)?)?;
+                w.tensor = streams::view_like(&buffer, offset, &w.tensor)?;
+            }
+        }
+        for d in done.get_mut(range).unwrap_or_default() {
+            *d = true;
+        }
+        packed.push(Some(buffer));
+    }
+    // Streamed from RAM but in no packed transfer: a pinned copy of each tensor.
+    for ((layer, plan), done) in layers.iter_mut().zip(&model.layers).zip(done) {
+        if to_pack(plan) && !done {
+            for w in &mut layer.tensors {
+                w.tensor = w.tensor.f_detach_copy()?.f_pin_memory(compute)?;
+            }
+        }
+    }
     bar.finish_and_clear();
-    Ok(LoadedModel { compute, layers, _files: vec![file.map.clone()] })
+    Ok(LoadedModel { compute, layers, packed, _files: vec![file.map.clone()] })
 }

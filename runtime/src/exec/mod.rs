@@ -15,12 +15,14 @@ mod memory;
 pub mod probe;
 mod report;
 mod step;
+mod streams;
 
 use std::path::Path;
 use std::time::Instant;
 
 pub use error::RunError;
 pub use report::{Report, human};
+pub use step::Copies;
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -29,6 +31,8 @@ pub struct Options {
     pub steps: usize,
     /// Show progress bars (when stderr is a terminal).
     pub progress: bool,
+    /// How streamed layers are copied.
+    pub copies: Copies,
 }
 
 /// Runs the plan at `path`.
@@ -68,8 +72,9 @@ impl Session {
         let files = load::open_inputs(&plan, dir)?;
         let load_started = Instant::now();
         let mut models = Vec::new();
-        for model in &plan.models {
-            models.push(load::load_model(model, &files, progress)?);
+        for (index, model) in plan.models.iter().enumerate() {
+            let transfers: Vec<&mgc_plan::Transfer> = plan.transfers.iter().filter(|t| t.model == index).collect();
+            models.push(load::load_model(model, &transfers, &files, progress)?);
         }
         Ok(Self { plan, models, baseline, load_seconds: load_started.elapsed().as_secs_f64() })
     }
@@ -79,7 +84,15 @@ impl Session {
         let mut runs = Vec::new();
         for (model, loaded) in self.plan.models.iter().zip(&self.models) {
             let steps = if model.role == "diffusion" { options.steps.max(1) } else { 1 };
-            runs.push(step::run_model(&self.plan, model, loaded, steps, options.progress, &self.baseline)?);
+            runs.push(step::run_model(
+                &self.plan,
+                model,
+                loaded,
+                steps,
+                options.progress,
+                options.copies,
+                &self.baseline,
+            )?);
         }
         Ok(report::report(&self.plan, &runs, &self.baseline, self.load_seconds, started.elapsed().as_secs_f64()))
     }
