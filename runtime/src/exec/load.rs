@@ -243,7 +243,7 @@ pub fn load_model(
                 Some(Device::Cpu) => {
                     let owned = mapped.f_detach_copy()?;
                     if layer.streamed && compute != Device::Cpu && pinned_ok {
-                        owned.f_pin_memory(Device::Cuda(0))?
+                        streams::pinned(&owned, Device::Cuda(0))?
                     } else {
                         owned
                     }
@@ -272,8 +272,10 @@ pub fn load_model(
         let group = layers.get_mut(range.clone()).unwrap_or_default();
         let layout = streams::layout(group.iter().map(|l| l.tensors.as_slice()));
         // One pinned allocation per transfer, laid out as its device slot: one copy per step.
-        let buffer =
-            Tensor::f_empty([layout.total.max(1) as i64], (Kind::Uint8, Device::Cpu))?.f_pin_memory(Device::Cuda(n))?;
+        let buffer = streams::pinned(
+            &Tensor::f_empty([layout.total.max(1) as i64], (Kind::Uint8, Device::Cpu))?,
+            Device::Cuda(n),
+        )?;
         for (layer, offsets) in group.iter_mut().zip(&layout.offsets) {
             for (w, &offset) in layer.tensors.iter_mut().zip(offsets) {
                 let bytes = streams::tensor_bytes(&w.tensor) as i64;
@@ -290,7 +292,7 @@ pub fn load_model(
     for ((layer, plan), done) in layers.iter_mut().zip(&model.layers).zip(done) {
         if to_pack(plan) && !done {
             for w in &mut layer.tensors {
-                w.tensor = w.tensor.f_detach_copy()?.f_pin_memory(compute)?;
+                w.tensor = streams::pinned(&w.tensor.f_detach_copy()?, compute)?;
             }
         }
     }

@@ -1,20 +1,37 @@
-//! Memory as the operating system and the CUDA driver see it.
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The process's resident memory when the run started, to measure what the run adds.
+/// The largest anonymous resident memory seen by [`sample`] in this process.
+static ANON_PEAK: AtomicU64 = AtomicU64::new(0);
+
+/// The process's memory when the run started, to measure what the run adds.
 #[derive(Clone, Copy, Debug)]
 pub struct Baseline {
-    pub rss: u64,
+    pub anon: u64,
 }
 
 impl Baseline {
     pub fn now() -> Self {
-        Self { rss: status_kib("VmRSS:").unwrap_or(0) * 1024 }
+        let anon = anon_now();
+        ANON_PEAK.store(anon, Ordering::Relaxed);
+        Self { anon }
     }
 
-    /// The process's peak resident memory above the baseline.
+    /// The largest anonymous memory sampled since, above the baseline: what the run allocated
+    /// (weights copied into RAM, pinned buffers, libtorch's own), not the model file's pages the
+    /// kernel maps in and may drop again.
     pub fn peak_above(&self) -> u64 {
-        (status_kib("VmHWM:").unwrap_or(0) * 1024).saturating_sub(self.rss)
+        sample();
+        ANON_PEAK.load(Ordering::Relaxed).saturating_sub(self.anon)
     }
+}
+
+/// Notes the process's anonymous resident memory now (after loading, after each copy and step).
+pub fn sample() {
+    ANON_PEAK.fetch_max(anon_now(), Ordering::Relaxed);
+}
+
+fn anon_now() -> u64 {
+    status_kib("RssAnon:").unwrap_or(0) * 1024
 }
 
 fn status_kib(key: &str) -> Option<u64> {

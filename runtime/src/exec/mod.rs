@@ -75,6 +75,7 @@ impl Session {
         for (index, model) in plan.models.iter().enumerate() {
             let transfers: Vec<&mgc_plan::Transfer> = plan.transfers.iter().filter(|t| t.model == index).collect();
             models.push(load::load_model(model, &transfers, &files, progress)?);
+            memory::sample();
         }
         Ok(Self { plan, models, baseline, load_seconds: load_started.elapsed().as_secs_f64() })
     }

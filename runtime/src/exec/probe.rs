@@ -57,37 +57,39 @@ fn sync(device: Device) {
     }
 }
 
-/// Elements a second through a norm, as the runtime applies 1-D weights.
+/// Elements a second through a norm, as the runtime applies 1-D weights: back to back, as a
+/// layer's norms and biases run, with one wait for the device at the end.
 fn elements_per_second(device: Device) -> Result<f64, RunError> {
-    let (rows, width) = (1024i64, 1024i64);
+    let (rows, width, reps) = if device == Device::Cpu { (1024i64, 1024i64, 4) } else { (4096, 4096, 20) };
     let x = Tensor::f_ones([rows, width], (Kind::BFloat16, device))?;
     let w = Tensor::f_ones([width], (Kind::BFloat16, device))?;
     let seconds = best(|| {
-        drop(x.f_layer_norm([width], Some(&w), None::<&Tensor>, 1e-6, false)?);
+        for _ in 0..reps {
+            drop(x.f_layer_norm([width], Some(&w), None::<&Tensor>, 1e-6, false)?);
+        }
         sync(device);
         Ok(())
     })?;
-    Ok((rows * width) as f64 / seconds)
+    Ok((rows * width * reps) as f64 / seconds)
 }
 
-/// The fixed cost of applying one small weight as the runtime does (matmul, sum, read back).
+/// The fixed cost of applying one small weight as the runtime does (matmul, sum, one read back
+/// per layer), in a layer of as many weights as a transformer block has.
 fn seconds_per_tensor(device: Device) -> Result<f64, RunError> {
     // Through the runtime's own path for one layer: tiny weights, one token, so that all that is
     // left is the fixed cost of each tensor.
-    let weights = vec![
-        super::load::Weight {
-            name: "w.weight".into(),
-            tensor: Tensor::f_ones([8, 8], (Kind::BFloat16, device))?,
-            quantized: None,
-        },
-        super::load::Weight {
-            name: "w.bias".into(),
-            tensor: Tensor::f_ones([8], (Kind::BFloat16, device))?,
-            quantized: None,
-        },
-    ];
+    let mut weights = Vec::new();
+    for i in 0..8 {
+        for (name, shape) in [(format!("w{i}.weight"), vec![8i64, 8]), (format!("w{i}.bias"), vec![8])] {
+            weights.push(super::load::Weight {
+                name,
+                tensor: Tensor::f_ones(shape.as_slice(), (Kind::BFloat16, device))?,
+                quantized: None,
+            });
+        }
+    }
     let mut inputs = super::compute::Inputs::new(1, device);
-    let rounds = 200;
+    let rounds = 50;
     let seconds = best(|| {
         for _ in 0..rounds {
             super::compute::layer(&weights, &mut inputs)?;
@@ -204,7 +206,7 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
             Device::Cuda(n) => format!("cuda:{n}"),
             _ => continue,
         };
-        let pinned = host.f_pin_memory(Device::Cuda(0))?;
+        let pinned = super::streams::pinned(&host, Device::Cuda(0))?;
         let s = best(|| {
             let t = pinned.f_to_device(device)?;
             sync(device);

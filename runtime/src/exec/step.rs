@@ -155,6 +155,7 @@ pub fn run_model(
                                     start: end - c.seconds,
                                     end,
                                 });
+                                memory::sample();
                                 Delivery { transfer: k, layers: c.layers, ready: Some(c.ready), slot: Some(c.slot) }
                             });
                         let failed = message.is_err();
@@ -186,6 +187,7 @@ pub fn run_model(
                     }
                     let end = clock.elapsed().as_secs_f64();
                     records.push(CopyRecord { from: t.from.clone(), to: t.to.clone(), bytes: t.bytes, start, end });
+                    memory::sample();
                     let message = match failed {
                         Some(e) => Err(e),
                         None => Ok(Delivery { transfer: k, layers: buffer, ready: None, slot: None }),
@@ -260,6 +262,7 @@ pub fn run_model(
                 }
             }
             step_times.push(clock.elapsed().as_secs_f64() - step_start);
+            memory::sample();
         }
         drop(rx);
         drop(free_tx);

@@ -66,6 +66,15 @@ pub fn as_bytes(t: &Tensor) -> Result<Tensor, RunError> {
     Ok(t.f_reshape([-1])?.f_view_dtype(Kind::Uint8)?)
 }
 
+/// A pinned copy of a CPU tensor, for copies to `device`. Through libtorch's pinned allocator
+/// without naming a device to `pin_memory` (deprecated, and warned about on every call).
+pub fn pinned(t: &Tensor, device: Device) -> Result<Tensor, RunError> {
+    match t.f_internal_pin_memory(device) {
+        Ok(p) => Ok(p),
+        Err(_) => Ok(t.f_pin_memory(device)?),
+    }
+}
+
 pub fn driver_error(what: &str, e: impl std::fmt::Display) -> RunError {
     RunError::Cuda(format!("{what}: {e}"))
 }
@@ -129,7 +138,7 @@ impl Copier {
         let slots =
             (0..slots.max(1)).map(|_| Tensor::f_empty([size], (Kind::Uint8, device))).collect::<Result<Vec<_>, _>>()?;
         let staging = if staging_bytes > 0 {
-            Some(Tensor::f_empty([staging_bytes as i64], (Kind::Uint8, Device::Cpu))?.f_pin_memory(device)?)
+            Some(pinned(&Tensor::f_empty([staging_bytes as i64], (Kind::Uint8, Device::Cpu))?, device)?)
         } else {
             None
         };
