@@ -87,6 +87,52 @@ def model_entry(plan: dict, name: Optional[str] = None, role: Optional[str] = No
     return chosen[0]
 
 
+def model_for_file(plan: dict, path: str, name: Optional[str] = None, role: Optional[str] = None) -> dict:
+    """The plan's entry for the model in the file at ``path``: by name when given, else the one
+    model of the plan compiled from this very file (its fingerprint), else the only one of
+    ``role``. Refuses a file the plan was not compiled for."""
+    if name:
+        model = model_entry(plan, name)
+    else:
+        matching = []
+        for m in plan["models"]:
+            entry = plan["inputs"][m["input"]]
+            if os.path.getsize(path) == entry["size_bytes"] and fingerprint(path, entry["header_bytes"])[1] == entry["header_sha256"]:
+                matching.append(m)
+        by_role = [m for m in matching if role is None or m["role"] == role]
+        if len(by_role) == 1:
+            model = by_role[0]
+        elif len(matching) == 1:
+            model = matching[0]
+        elif not matching:
+            model = model_entry(plan, None, role)
+        else:
+            raise PlanError(f"name the model to use: `{path}` holds {', '.join(m['name'] for m in matching)}")
+    check_model_file(plan, model, path)
+    return model
+
+
+def key_prefix(module: torch.nn.Module, model: dict) -> str:
+    """Where the plan's keys sit in ``module``: ComfyUI nests some models under a name of its own
+    (a text encoder's keys under ``clip_l.transformer.``, say). The prefix that most of the plan's
+    keys need, or ``""`` when they are found as they are."""
+    keys = set(module.state_dict().keys())
+    prefix = model["prefix"]
+    names = [t["name"][len(prefix):] if t["name"].startswith(prefix) else t["name"]
+             for layer in model["layers"] for t in layer["tensors"]][:64]
+    if not names or sum(n in keys for n in names) * 2 >= len(names):
+        return ""
+    counts: Dict[str, int] = {}
+    for n in names:
+        for k in keys:
+            if k.endswith("." + n):
+                counts[k[: len(k) - len(n)]] = counts.get(k[: len(k) - len(n)], 0) + 1
+    if not counts:
+        return ""
+    best = max(sorted(counts), key=lambda c: counts[c])
+    return best if counts[best] * 2 >= len(names) else ""
+
+
 def check_model_file(plan: dict, model: dict, path: str) -> None:
     """Refuses a model file that is not the one the plan was compiled for."""
     entry = plan["inputs"][model["input"]]
@@ -167,6 +213,23 @@ def _params_of(module: torch.nn.Module, prefix: str, tensors: list, key_prefix: 
     return out
 
 
+# What a GGUF weight (ComfyUI-GGUF's tensor class) carries besides its bytes.
+_CARRIED = ("tensor_type", "tensor_shape", "patches")
+
+
+def _carry(source: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` with what ``source`` carries as a GGUF weight (its quantization type and the
+    shape it dequantizes to), which some torch operations drop."""
+    if not hasattr(source, "tensor_type"):
+        return tensor
+    if type(tensor) is not type(source):
+        tensor = tensor.as_subclass(type(source))
+    for name in _CARRIED:
+        if hasattr(source, name) and not hasattr(tensor, name):
+            setattr(tensor, name, getattr(source, name))
+    return tensor
+
+
 def _set(owner: torch.nn.Module, attribute: str, tensor: torch.Tensor) -> None:
     current = getattr(owner, attribute)
     if isinstance(current, torch.nn.Parameter):
@@ -199,7 +262,7 @@ def apply_plan(
         for owner, attribute, value in params:
             moved = value.data.to(home) if value.device != home else value.data
             if layer["streamed"] and home.type == "cpu" and compute.type == "cuda":
-                moved = moved.pin_memory()
+                moved = _carry(value, moved.pin_memory())
             _set(owner, attribute, moved)
             placed.append((owner, attribute, moved))
         try:
@@ -222,18 +285,21 @@ def apply_plan(
         t = transfers[k]
         members = [layers[i] for i in range(t["first_layer"], t["last_layer"] + 1)]
         sources = [value for layer in members for (_, _, value) in layer.params]
-        if t["batched"] and compute.type == "cuda" and sources:
-            # One pinned staging buffer, one copy.
+        if t["batched"] and sources:
+            # One staging buffer (pinned for a GPU), one copy.
             flat = [s.reshape(-1).view(torch.uint8) for s in sources]
-            staging = torch.empty(sum(f.numel() for f in flat), dtype=torch.uint8, pin_memory=True)
+            staging = torch.empty(sum(f.numel() for f in flat), dtype=torch.uint8, pin_memory=stream is not None)
             torch.cat(flat, out=staging)
-            ctx = torch.cuda.stream(stream)
-            with ctx:
-                on_device = staging.to(compute, non_blocking=True)
+            if stream is not None:
+                with torch.cuda.stream(stream):
+                    on_device = staging.to(compute, non_blocking=True)
+            else:
+                on_device = staging  # on the CPU the staging buffer is the copy
             copies, offset = [], 0
             for s in sources:
                 n = s.numel() * s.element_size()
-                copies.append(on_device[offset:offset + n].view(s.dtype).reshape(s.shape))
+                # `size()`, not `.shape`: a GGUF weight's `.shape` is the shape it dequantizes to.
+                copies.append(on_device[offset:offset + n].view(s.dtype).reshape(s.size()))
                 offset += n
             applied.stats.batched_copies += 1
         elif stream is not None:
@@ -306,6 +372,18 @@ def _key(owner: torch.nn.Module, attribute: str, root: torch.nn.Module) -> str:
         if m is owner:
             return f"{name}.{attribute}" if name else attribute
     return attribute
+
+
+def check_placement(module: torch.nn.Module, model: dict, key_prefix: str = "") -> None:
+    """Refuses a module whose weights are not where the plan put them (something else moved them)."""
+    homes = {t["name"]: str(torch_device(layer["home"])) for layer in model["layers"] for t in layer["tensors"]}
+    wrong = [(k, d, homes[k]) for k, d in placement(module, model, key_prefix).items() if d != homes[k]]
+    if wrong:
+        key, now, home = wrong[0]
+        raise PlanError(
+            f"{len(wrong)} weight(s) of `{model['name']}` are not where the plan put them "
+            f"(`{key}` is on {now}, its home is {home}): something else manages this model's memory"
+        )
 
 
 def placement(module: torch.nn.Module, model: dict, key_prefix: str = "") -> Dict[str, str]:

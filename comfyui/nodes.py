@@ -5,6 +5,7 @@ The work is done by ``core`` (plain torch); this layer only finds files and mode
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -23,10 +24,14 @@ def _comfy():
     return comfy, folder_paths
 
 
-def _apply(plan, name, role, path, module, key_prefix=""):
-    model = core.model_entry(plan, name or None, role)
-    core.check_model_file(plan, model, path)
-    return core.apply_plan(module, plan, model, key_prefix=key_prefix)
+def _apply(plan, name, role, path, module):
+    """Applies the plan's entry for the model in ``path`` to ``module`` and checks that every
+    weight is where the plan says."""
+    model = core.model_for_file(plan, path, name or None, role)
+    prefix = core.key_prefix(module, model)
+    applied = core.apply_plan(module, plan, model, key_prefix=prefix)
+    core.check_placement(module, model, prefix)
+    return applied
 
 
 def _keep_plan_on_load(patcher, applied) -> None:
@@ -35,6 +40,56 @@ def _keep_plan_on_load(patcher, applied) -> None:
     from comfy.patcher_extension import CallbacksMP
 
     patcher.add_callback(CallbacksMP.ON_LOAD, lambda *_args, **_kwargs: applied.rehome())
+
+
+def dynamic_vram_enabled() -> bool:
+    """Whether ComfyUI's dynamic VRAM (comfy-aimdo) is on: it then decides at every forward where
+    each weight is, which would undo a plan."""
+    try:
+        import comfy.memory_management as memory_management
+    except ImportError:
+        return False
+    return bool(getattr(memory_management, "aimdo_enabled", False))
+
+
+_DYNAMIC_HELP = (
+    "ComfyUI's dynamic VRAM (comfy-aimdo) manages {what} and would undo the mgc plan{why}. "
+    "Start ComfyUI with --disable-dynamic-vram to use mgc plans."
+)
+
+
+def _is_dynamic(patcher) -> bool:
+    is_dynamic = getattr(patcher, "is_dynamic", None)
+    return bool(callable(is_dynamic) and is_dynamic())
+
+
+def _load(loader, *args, **kwargs):
+    """Calls one of ComfyUI's loaders, asking for a classic (not dynamic-VRAM) model patcher where
+    the loader takes the option: the plan, not comfy-aimdo, then decides where weights live."""
+    import inspect
+
+    if dynamic_vram_enabled():
+        try:
+            if "disable_dynamic" in inspect.signature(loader).parameters:
+                kwargs["disable_dynamic"] = True
+        except (TypeError, ValueError):
+            pass
+    return loader(*args, **kwargs)
+
+
+def _classic(patcher, what):
+    """``patcher`` if it is a classic model patcher, else ComfyUI's classic clone of it (its own
+    way to opt one model out of dynamic VRAM); a clear stop where that is not possible."""
+    if not _is_dynamic(patcher):
+        return patcher
+    try:
+        classic = patcher.clone(disable_dynamic=True)
+    except (TypeError, RuntimeError, AttributeError) as e:
+        raise core.PlanError(_DYNAMIC_HELP.format(what=what, why=f", and this ComfyUI cannot opt it out ({e})")) from None
+    if _is_dynamic(classic):
+        raise core.PlanError(_DYNAMIC_HELP.format(what=what, why=""))
+    logging.info("mgc: dynamic VRAM is on; %s is loaded with ComfyUI's classic model patcher so that the plan decides where its weights live", what)
+    return classic
 
 
 class LoadPlan:
@@ -69,11 +124,38 @@ class UNETLoaderMGC:
     def load(self, unet_name, plan, model_name):
         comfy, folder_paths = _comfy()
         path = folder_paths.get_full_path_or_raise("diffusion_models", unet_name)
-        patcher = comfy.sd.load_diffusion_model(path)
-        # Kept on the patcher: what the hooks did (`.stats`), and `.remove()` to undo them.
-        patcher.mgc_plan = _apply(plan, model_name, "diffusion", path, patcher.model.diffusion_model)
-        _keep_plan_on_load(patcher, patcher.mgc_plan)
-        return (patcher,)
+        patcher = _classic(_load(comfy.sd.load_diffusion_model, path), f"`{unet_name}`")
+        return (_plan_diffusion(patcher, plan, model_name, path),)
+
+
+def _plan_diffusion(patcher, plan, model_name, path):
+    # Kept on the patcher: what the hooks did (`.stats`), and `.remove()` to undo them.
+    patcher.mgc_plan = _apply(plan, model_name, "diffusion", path, patcher.model.diffusion_model)
+    _keep_plan_on_load(patcher, patcher.mgc_plan)
+    return patcher
+
+
+def _plan_clip(clip, plan, names, paths):
+    """Applies the plan's entry for each text encoder file to the CLIP object's model."""
+    if _is_dynamic(clip.patcher):
+        clip = clip.clone(disable_dynamic=True) if "disable_dynamic" in _parameters(clip.clone) else clip
+        if _is_dynamic(clip.patcher):
+            raise core.PlanError(_DYNAMIC_HELP.format(what="this text encoder", why=""))
+    module = clip.patcher.model
+    clip.mgc_plans = [_apply(plan, name, "text-encoder", path, module) for name, path in zip(names, paths)]
+    clip.mgc_plan = clip.mgc_plans[0]
+    for applied in clip.mgc_plans:
+        _keep_plan_on_load(clip.patcher, applied)
+    return clip
+
+
+def _parameters(function):
+    import inspect
+
+    try:
+        return inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return {}
 
 
 class CLIPLoaderMGC:
@@ -95,9 +177,41 @@ class CLIPLoaderMGC:
     def load(self, clip_name, plan, model_name):
         comfy, folder_paths = _comfy()
         path = folder_paths.get_full_path_or_raise("text_encoders", clip_name)
-        clip = comfy.sd.load_clip(ckpt_paths=[path], embedding_directory=folder_paths.get_folder_paths("embeddings"))
-        clip.mgc_plan = _apply(plan, model_name, "text-encoder", path, clip.cond_stage_model)
-        return (clip,)
+        clip = _load(comfy.sd.load_clip, ckpt_paths=[path], embedding_directory=folder_paths.get_folder_paths("embeddings"))
+        return (_plan_clip(clip, plan, [model_name], [path]),)
+
+
+class DualCLIPLoaderMGC:
+    """ComfyUI's DualCLIPLoader, then the plan's entry for each of the two files."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        _, folder_paths = _comfy()
+        import nodes as comfy_nodes
+
+        base = comfy_nodes.DualCLIPLoader.INPUT_TYPES()["required"]
+        return {
+            "required": {
+                "clip_name1": base["clip_name1"],
+                "clip_name2": base["clip_name2"],
+                "type": base["type"],
+                "plan": (PLAN,),
+                "model_name1": ("STRING", {"default": ""}),
+                "model_name2": ("STRING", {"default": ""}),
+            }
+        }
+
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load"
+    CATEGORY = "mgc"
+
+    def load(self, clip_name1, clip_name2, type, plan, model_name1="", model_name2=""):
+        comfy, folder_paths = _comfy()
+        paths = [folder_paths.get_full_path_or_raise("text_encoders", n) for n in (clip_name1, clip_name2)]
+        clip_type = getattr(comfy.sd.CLIPType, type.upper(), comfy.sd.CLIPType.STABLE_DIFFUSION)
+        clip = _load(comfy.sd.load_clip, ckpt_paths=paths, embedding_directory=folder_paths.get_folder_paths("embeddings"),
+                     clip_type=clip_type)
+        return (_plan_clip(clip, plan, [model_name1, model_name2], paths),)
 
 
 class VAELoaderMGC:
@@ -120,8 +234,88 @@ class VAELoaderMGC:
         comfy, folder_paths = _comfy()
         path = folder_paths.get_full_path_or_raise("vae", vae_name)
         vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(path))
+        patcher = getattr(vae, "patcher", None)
+        if _is_dynamic(patcher):
+            raise core.PlanError(_DYNAMIC_HELP.format(what=f"`{vae_name}`", why=""))
         vae.mgc_plan = _apply(plan, model_name, "vae", path, vae.first_stage_model)
+        if patcher is not None:
+            _keep_plan_on_load(patcher, vae.mgc_plan)
         return (vae,)
+
+
+def _gguf_node(name):
+    """A node class of ComfyUI-GGUF, as ComfyUI registered it."""
+    import nodes as comfy_nodes
+
+    node = comfy_nodes.NODE_CLASS_MAPPINGS.get(name)
+    if node is None:
+        raise core.PlanError(
+            f"ComfyUI-GGUF's `{name}` is not loaded: install ComfyUI-GGUF into ComfyUI/custom_nodes and restart ComfyUI"
+        )
+    return node
+
+
+class UnetLoaderGGUFMGC:
+    """ComfyUI-GGUF's Unet Loader (GGUF), then the plan: quantized weights move as they are
+    stored and are dequantized on the compute device by ComfyUI-GGUF's own layers."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        base = _gguf_node("UnetLoaderGGUF").INPUT_TYPES()
+        required = dict(base["required"])
+        required.update({"plan": (PLAN,), "model_name": ("STRING", {"default": ""})})
+        return {"required": required}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "load"
+    CATEGORY = "mgc"
+
+    def load(self, unet_name, plan, model_name="", **options):
+        _, folder_paths = _comfy()
+        (patcher,) = _gguf_node("UnetLoaderGGUF")().load_unet(unet_name, **options)
+        path = folder_paths.get_full_path_or_raise("unet", unet_name)
+        return (_plan_diffusion(_classic(patcher, f"`{unet_name}`"), plan, model_name, path),)
+
+
+class CLIPLoaderGGUFMGC:
+    """ComfyUI-GGUF's CLIPLoader (GGUF), then the plan."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        base = _gguf_node("CLIPLoaderGGUF").INPUT_TYPES()
+        required = dict(base["required"])
+        required.update({"plan": (PLAN,), "model_name": ("STRING", {"default": ""})})
+        return {"required": required}
+
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load"
+    CATEGORY = "mgc"
+
+    def load(self, clip_name, plan, model_name="", **options):
+        _, folder_paths = _comfy()
+        (clip,) = _gguf_node("CLIPLoaderGGUF")().load_clip(clip_name, **options)
+        path = folder_paths.get_full_path_or_raise("clip", clip_name)
+        return (_plan_clip(clip, plan, [model_name], [path]),)
+
+
+def gguf_installed() -> bool:
+    """Whether ComfyUI-GGUF is in ComfyUI's custom nodes (loaded already, or to be loaded)."""
+    try:
+        import nodes as comfy_nodes
+        import folder_paths
+    except ImportError:
+        return False
+    if "UnetLoaderGGUF" in getattr(comfy_nodes, "NODE_CLASS_MAPPINGS", {}):
+        return True
+    for base in folder_paths.get_folder_paths("custom_nodes"):
+        try:
+            entries = os.listdir(base)
+        except OSError:
+            continue
+        for entry in entries:
+            if "gguf" in entry.lower() and os.path.isfile(os.path.join(base, entry, "nodes.py")):
+                return True
+    return False
 
 
 class CompileAllocation:
@@ -177,6 +371,7 @@ NODE_CLASS_MAPPINGS = {
     "MGCLoadPlan": LoadPlan,
     "UNETLoaderMGC": UNETLoaderMGC,
     "CLIPLoaderMGC": CLIPLoaderMGC,
+    "DualCLIPLoaderMGC": DualCLIPLoaderMGC,
     "VAELoaderMGC": VAELoaderMGC,
     "MGCCompileAllocation": CompileAllocation,
 }
@@ -185,6 +380,11 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MGCLoadPlan": "Load mgc plan",
     "UNETLoaderMGC": "UNETLoader (mgc)",
     "CLIPLoaderMGC": "CLIPLoader (mgc)",
+    "DualCLIPLoaderMGC": "DualCLIPLoader (mgc)",
     "VAELoaderMGC": "VAELoader (mgc)",
     "MGCCompileAllocation": "Compile allocation (mgc)",
 }
+
+if gguf_installed():
+    NODE_CLASS_MAPPINGS.update({"UnetLoaderGGUFMGC": UnetLoaderGGUFMGC, "CLIPLoaderGGUFMGC": CLIPLoaderGGUFMGC})
+    NODE_DISPLAY_NAME_MAPPINGS.update({"UnetLoaderGGUFMGC": "UnetLoaderGGUF (mgc)", "CLIPLoaderGGUFMGC": "CLIPLoaderGGUF (mgc)"})

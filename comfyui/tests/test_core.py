@@ -221,3 +221,68 @@ def test_rehome_undoes_someone_elses_move(model_file):
     applied.rehome()
     assert {name: p.data_ptr() for name, p in planned.named_parameters()} == homes
     assert applied.stats.rehomed == 1
+
+
+class _Patcher:
+    """Stands in for ComfyUI's model patchers where no ComfyUI with dynamic VRAM can run (it needs
+    comfy-aimdo and a GPU): the parts of their interface the node pack relies on, as current
+    ComfyUI defines them — `is_dynamic()`, and `clone(disable_dynamic=True)` giving a classic one."""
+
+    def __init__(self, dynamic, can_opt_out=True):
+        self.dynamic, self.can_opt_out = dynamic, can_opt_out
+
+    def is_dynamic(self):
+        return self.dynamic
+
+    def clone(self, disable_dynamic=False):
+        if disable_dynamic and not self.can_opt_out:
+            raise RuntimeError("Cannot create non-dynamic delegate")
+        return _Patcher(self.dynamic and not disable_dynamic)
+
+
+def test_dynamic_vram_is_opted_out_of_per_model_or_stops_with_what_to_do(monkeypatch):
+    import types
+
+    memory_management = types.ModuleType("comfy.memory_management")
+    comfy = types.ModuleType("comfy")
+    comfy.memory_management = memory_management
+    monkeypatch.setitem(sys.modules, "comfy", comfy)
+    monkeypatch.setitem(sys.modules, "comfy.memory_management", memory_management)
+
+    def loader(path, model_options={}, disable_dynamic=False):  # noqa: B006 (ComfyUI's signature)
+        return _Patcher(dynamic=memory_management.aimdo_enabled and not disable_dynamic)
+
+    memory_management.aimdo_enabled = False
+    assert not nodes.dynamic_vram_enabled()
+    assert not nodes._load(loader, "m.safetensors").is_dynamic()
+
+    memory_management.aimdo_enabled = True
+    assert nodes.dynamic_vram_enabled()
+    # A loader that takes the option is asked for a classic patcher.
+    assert not nodes._load(loader, "m.safetensors").is_dynamic()
+    # One that does not: ComfyUI's own classic clone.
+    assert not nodes._classic(_Patcher(dynamic=True), "`m`").is_dynamic()
+    # Where neither works, a clear stop that says what to do.
+    with pytest.raises(core.PlanError, match="--disable-dynamic-vram"):
+        nodes._classic(_Patcher(dynamic=True, can_opt_out=False), "`m`")
+
+
+def test_key_prefix_finds_keys_nested_as_comfyui_nests_text_encoders(model_file):
+    model, tmp = model_file
+    plan = compile_plan(tmp, "p", "cpu,40%;disk,*")
+    entry = core.model_entry(plan)
+    outer = nn.Module()
+    outer.clip_l = nn.Module()
+    outer.clip_l.transformer = fresh_copy(model)
+    assert core.key_prefix(outer, entry) == "clip_l.transformer."
+    assert core.key_prefix(fresh_copy(model), entry) == ""
+    applied = core.apply_plan(outer, plan, entry, key_prefix="clip_l.transformer.")
+    core.check_placement(outer, entry, "clip_l.transformer.")
+    x = torch.randn(1, 8, 16)
+    with torch.no_grad():
+        assert torch.equal(outer.clip_l.transformer(x), model(x))
+    assert applied.stats.copies > 0
+    # Moved behind the plan's back: refused with what and where.
+    outer.clip_l.transformer.final_layer.weight = nn.Parameter(torch.empty(16, 32, device="meta"))
+    with pytest.raises(core.PlanError, match="not where the plan put them"):
+        core.check_placement(outer, entry, "clip_l.transformer.")
