@@ -3,7 +3,8 @@
 #   scripts/prepare-gpu-check.sh                 # here: builds everything into device-run/
 #   (on the GPU machine, in the repository root) bash device-run/gpu-check.sh OUT_DIR
 # 1. the runtime's tests on CUDA (every plan and copy engine computes the same bits);
-# 2. the node pack's core on CUDA (pytest: side-stream prefetch, outputs equal the plain model's);
+# 2. the node pack's core on CUDA (pytest: side-stream prefetch, outputs equal the plain model's),
+#    and, when prepared with a ComfyUI checkout, the nodes inside ComfyUI computing on the GPU;
 # 3. `mgc probe`, then Wan 2.1 1.3B (2.8 GB of real random BF16 weights) on a GPU budget of half
 #    its size: all resident, streamed from RAM with the copy stream, the same with libtorch's
 #    copies, and streamed from the file; step time against the plan's lower bound, copy bandwidth
@@ -38,7 +39,7 @@ grep -E "^test |streams\)|torch\)|skipped" "$out/runtime-tests.txt" | tee -a "$o
 step "node pack core"
 site="$work/site"
 py="${PYTHON:-python3}"
-if [ -d "$here/wheels" ] && ! "$py" -c 'import jsonschema' 2>/dev/null; then
+if [ -d "$here/wheels" ] && ! "$py" -c 'import jsonschema, av, torchsde, gguf' 2>/dev/null; then
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$here"/wheels/*.whl \
         >> "$out/log.txt" 2>&1
 fi
@@ -49,6 +50,25 @@ else
     echo "node pack tests FAILED" | tee -a "$out/log.txt"; failed=1
 fi
 tail -n 5 "$out/pytest.txt" | tee -a "$out/log.txt"
+
+if [ -f "$here/comfyui.tgz" ]; then
+    step "node pack inside ComfyUI"
+    tar xzf "$here/comfyui.tgz" -C "$work"
+    gguf_nodes=""
+    if [ -f "$here/comfyui-gguf.tgz" ]; then
+        tar xzf "$here/comfyui-gguf.tgz" -C "$work"; gguf_nodes="$work/ComfyUI-GGUF"
+    fi
+    device="cpu"
+    "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null && device="cuda:0"
+    if (cd "$repo" && PYTHONPATH="$site" MGC="$mgc" MGC_COMFYUI="$work/ComfyUI" MGC_COMFYUI_GGUF="$gguf_nodes" \
+        MGC_COMFYUI_DEVICE="$device" MGC_TINY="$work/no-fixtures" \
+        "$py" -m pytest -q -rs -p no:cacheprovider comfyui/tests/test_comfyui.py) > "$out/pytest-comfyui.txt" 2>&1; then
+        echo "node pack tests inside ComfyUI ($device) passed" | tee -a "$out/log.txt"
+    else
+        echo "node pack tests inside ComfyUI ($device) FAILED" | tee -a "$out/log.txt"; failed=1
+    fi
+    tail -n 5 "$out/pytest-comfyui.txt" | tee -a "$out/log.txt"
+fi
 
 step "probe"
 "$mgc" probe -o "$work/profile.toml" --format json > "$out/probe.json" 2>> "$out/log.txt" || failed=1

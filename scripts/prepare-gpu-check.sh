@@ -2,6 +2,9 @@
 # Builds what scripts/gpu-check.sh needs into device-run/ (git-ignored): the release binaries, the
 # runtime's test binary, the inventory it synthesises a model from, the Python wheels the node
 # pack's tests need beyond torch and pytest (for Python 3.12), and the script itself.
+# With MGC_COMFYUI (a ComfyUI checkout) and optionally MGC_COMFYUI_GGUF (a ComfyUI-GGUF checkout)
+# set, those are packed too, with the wheels ComfyUI imports that a plain torch machine may lack,
+# so that the node pack's ComfyUI tests run on the GPU.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -22,5 +25,17 @@ cp tests/fixtures/models/wan2.1_t2v_1.3B_bf16.json device-run/inventories/
 .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d device-run/wheels jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1
+if [ -n "${MGC_COMFYUI:-}" ]; then
+    tar czf device-run/comfyui.tgz --exclude=.git --exclude=tests --exclude=tests-unit --exclude=__pycache__ \
+        --exclude=script_examples -C "$(dirname "$MGC_COMFYUI")" "$(basename "$MGC_COMFYUI")" \
+        --transform "s|^$(basename "$MGC_COMFYUI")|ComfyUI|"
+    if [ -n "${MGC_COMFYUI_GGUF:-}" ]; then
+        tar czf device-run/comfyui-gguf.tgz --exclude=.git -C "$(dirname "$MGC_COMFYUI_GGUF")" \
+            "$(basename "$MGC_COMFYUI_GGUF")" --transform "s|^$(basename "$MGC_COMFYUI_GGUF")|ComfyUI-GGUF|"
+    fi
+    .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d device-run/wheels av==19.0.2 torchsde==0.2.6 trampoline==0.1.2 gguf==0.19.0
+fi
 du -sh device-run
 echo "device-run/ is ready: run \`bash device-run/gpu-check.sh OUT_DIR\` on the GPU machine, from the repository root"

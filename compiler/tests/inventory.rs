@@ -51,7 +51,7 @@ fn expected(name: &str) -> Vec<(&'static str, Family, Role)> {
         "umt5_xxl_fp16" => vec![("", F::Umt5, R::TextEncoder)],
         "wan2.2_ti2v_5B_fp16" => vec![("", F::Wan22, R::Diffusion)],
         "wan_2.1_vae" => vec![("", F::WanVae, R::Vae)],
-        n if n.starts_with("wan2.1_") => vec![("", F::Wan21, R::Diffusion)],
+        n if n.starts_with("wan2.1_") || n == "tiny_wan21" => vec![("", F::Wan21, R::Diffusion)],
         other => panic!("no expectation for fixture {other}"),
     }
 }
