@@ -3,6 +3,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The largest anonymous resident memory seen by [`sample`] in this process.
 static ANON_PEAK: AtomicU64 = AtomicU64::new(0);
 
+/// Pinned host memory this run allocated: the driver maps it outside the process's resident
+/// set, so it is counted here.
+static PINNED: AtomicU64 = AtomicU64::new(0);
+
+/// Notes a pinned allocation of `bytes` (kept for the rest of the run).
+pub fn note_pinned(bytes: u64) {
+    PINNED.fetch_add(bytes, Ordering::Relaxed);
+}
+
 /// The process's memory when the run started, to measure what the run adds.
 #[derive(Clone, Copy, Debug)]
 pub struct Baseline {
@@ -13,15 +22,16 @@ impl Baseline {
     pub fn now() -> Self {
         let anon = anon_now();
         ANON_PEAK.store(anon, Ordering::Relaxed);
+        PINNED.store(0, Ordering::Relaxed);
         Self { anon }
     }
 
-    /// The largest anonymous memory sampled since, above the baseline: what the run allocated
-    /// (weights copied into RAM, pinned buffers, libtorch's own), not the model file's pages the
-    /// kernel maps in and may drop again.
+    /// The largest anonymous memory sampled since, above the baseline, and the pinned buffers:
+    /// what the run allocated (weights copied into RAM, pinned buffers, libtorch's own), not the
+    /// model file's pages the kernel maps in and may drop again.
     pub fn peak_above(&self) -> u64 {
         sample();
-        ANON_PEAK.load(Ordering::Relaxed).saturating_sub(self.anon)
+        ANON_PEAK.load(Ordering::Relaxed).saturating_sub(self.anon) + PINNED.load(Ordering::Relaxed)
     }
 }
 

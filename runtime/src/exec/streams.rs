@@ -69,10 +69,12 @@ pub fn as_bytes(t: &Tensor) -> Result<Tensor, RunError> {
 /// A pinned copy of a CPU tensor, for copies to `device`. Through libtorch's pinned allocator
 /// without naming a device to `pin_memory` (deprecated, and warned about on every call).
 pub fn pinned(t: &Tensor, device: Device) -> Result<Tensor, RunError> {
-    match t.f_internal_pin_memory(device) {
-        Ok(p) => Ok(p),
-        Err(_) => Ok(t.f_pin_memory(device)?),
-    }
+    let pinned = match t.f_internal_pin_memory(device) {
+        Ok(p) => p,
+        Err(_) => t.f_pin_memory(device)?,
+    };
+    super::memory::note_pinned(tensor_bytes(&pinned));
+    Ok(pinned)
 }
 
 pub fn driver_error(what: &str, e: impl std::fmt::Display) -> RunError {
