@@ -1,7 +1,8 @@
 //! Loading: the plan's model files checked against their fingerprints, memory-mapped, and every
-//! tensor made where the plan puts it — CPU tensors over the mapping without copying, resident
-//! weights copied into RAM or device memory, the `disk` tier left in the mapping to be read at
-//! step time.
+//! tensor made where the plan puts it — weights resident in RAM for a CPU compute device used in
+//! place over the mapping without copying (their pages read in at load), weights streamed from RAM
+//! to a GPU packed into one pinned buffer per transfer, GPU-resident weights copied into device
+//! memory, the `disk` tier left in the mapping to be read at step time.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -125,6 +126,15 @@ fn kind(dtype: &str) -> Result<Kind, RunError> {
     })
 }
 
+/// Reads one byte of every page of a tensor's bytes in the mapping, so that they are in memory.
+fn prefault(file: &MappedFile, offset: u64, bytes: u64) {
+    let (Ok(start), Ok(len)) = (usize::try_from(offset), usize::try_from(bytes)) else { return };
+    if let Some(slice) = file.map.get(start..start.saturating_add(len)) {
+        let touched = slice.iter().step_by(4096).fold(0u8, |acc, b| acc ^ b);
+        std::hint::black_box(touched);
+    }
+}
+
 /// A CPU tensor over the mapped bytes, without copying.
 pub fn mapped_tensor(
     file: &MappedFile,
@@ -240,6 +250,13 @@ pub fn load_model(
                 None => mapped,
                 // Still over the mapping: copied once, into its transfer's pinned buffer.
                 Some(Device::Cpu) if to_pack(layer) => mapped,
+                // Resident in RAM and computed on the CPU: used in place over the mapping, without
+                // a copy; its pages are read in now, so that the first step does not pay for them.
+                Some(Device::Cpu) if compute == Device::Cpu && !layer.streamed => {
+                    prefault(file, t.offset, t.bytes);
+                    memory::note_held(streams::tensor_bytes(&mapped));
+                    mapped
+                }
                 Some(Device::Cpu) => {
                     let owned = mapped.f_detach_copy()?;
                     if layer.streamed && compute != Device::Cpu && pinned_ok {
@@ -298,4 +315,41 @@ pub fn load_model(
     }
     bar.finish_and_clear();
     Ok(LoadedModel { compute, layers, packed, _files: vec![file.map.clone()] })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+mod tests {
+    use std::path::Path;
+
+    use mgc_compiler::compile::toml_to_plan;
+    use mgc_compiler::hardware::Hardware;
+    use mgc_compiler::inventory::synth::{Fill, InventoryFixture, write_model};
+
+    use super::*;
+
+    #[test]
+    fn cpu_resident_weights_are_used_in_place_over_the_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny_flux.json");
+        let fixture: InventoryFixture = serde_json::from_str(&std::fs::read_to_string(inventory).unwrap()).unwrap();
+        write_model(&fixture, "", &dir.path().join("tiny.safetensors"), Fill::Random { seed: 3 }).unwrap();
+        let workflow = "[[device]]\nname = \"cpu\"\nmemory = \"4gb\"\n[[model]]\nname = \"tiny\"\nfile = \"tiny.safetensors\"\ncompute = \"cpu\"\nallocation = \"cpu,50%;disk,*\"\n";
+        let plan = toml_to_plan(workflow, dir.path(), &Hardware::default).unwrap();
+        let files = open_inputs(&plan, dir.path()).unwrap();
+        let transfers: Vec<&Transfer> = plan.transfers.iter().collect();
+        let loaded = load_model(&plan.models[0], &transfers, &files, false).unwrap();
+        let start = files[0].map.as_ptr() as usize;
+        let mapping = start..start + files[0].map.len();
+        let mut resident = 0;
+        for (layer, planned) in loaded.layers.iter().zip(&plan.models[0].layers) {
+            if planned.home == "cpu" && !planned.streamed {
+                for w in &layer.tensors {
+                    assert!(mapping.contains(&(w.tensor.data_ptr() as usize)), "`{}` was copied", w.name);
+                    resident += 1;
+                }
+            }
+        }
+        assert!(resident > 0, "the plan keeps some layers resident in RAM");
+    }
 }

@@ -3,13 +3,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The largest anonymous resident memory seen by [`sample`] in this process.
 static ANON_PEAK: AtomicU64 = AtomicU64::new(0);
 
-/// Pinned host memory this run allocated: the driver maps it outside the process's resident
-/// set, so it is counted here.
-static PINNED: AtomicU64 = AtomicU64::new(0);
+/// Memory this run holds outside its anonymous resident set, so counted here: pinned buffers
+/// (the driver maps them) and weights used in place from a model file's mapping.
+static HELD: AtomicU64 = AtomicU64::new(0);
 
-/// Notes a pinned allocation of `bytes` (kept for the rest of the run).
-pub fn note_pinned(bytes: u64) {
-    PINNED.fetch_add(bytes, Ordering::Relaxed);
+/// Notes `bytes` held that way for the rest of the run.
+pub fn note_held(bytes: u64) {
+    HELD.fetch_add(bytes, Ordering::Relaxed);
 }
 
 /// The process's memory when the run started, to measure what the run adds.
@@ -22,16 +22,17 @@ impl Baseline {
     pub fn now() -> Self {
         let anon = anon_now();
         ANON_PEAK.store(anon, Ordering::Relaxed);
-        PINNED.store(0, Ordering::Relaxed);
+        HELD.store(0, Ordering::Relaxed);
         Self { anon }
     }
 
-    /// The largest anonymous memory sampled since, above the baseline, and the pinned buffers:
-    /// what the run allocated (weights copied into RAM, pinned buffers, libtorch's own), not the
-    /// model file's pages the kernel maps in and may drop again.
+    /// The largest anonymous memory sampled since, above the baseline, with the pinned buffers
+    /// and the weights used in place from the mapping: what the run holds (weights in RAM,
+    /// pinned buffers, libtorch's own), not the pages of the `disk` tier the kernel maps in for a
+    /// copy and may drop again.
     pub fn peak_above(&self) -> u64 {
         sample();
-        ANON_PEAK.load(Ordering::Relaxed).saturating_sub(self.anon) + PINNED.load(Ordering::Relaxed)
+        ANON_PEAK.load(Ordering::Relaxed).saturating_sub(self.anon) + HELD.load(Ordering::Relaxed)
     }
 }
 

@@ -73,7 +73,7 @@ pub fn pinned(t: &Tensor, device: Device) -> Result<Tensor, RunError> {
         Ok(p) => p,
         Err(_) => t.f_pin_memory(device)?,
     };
-    super::memory::note_pinned(tensor_bytes(&pinned));
+    super::memory::note_held(tensor_bytes(&pinned));
     Ok(pinned)
 }
 
