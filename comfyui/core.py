@@ -168,6 +168,7 @@ class _Layer:
     module: torch.nn.Module
     params: List[tuple]  # (module, attribute, home tensor)
     streamed: bool
+    keys: List[str] = field(default_factory=list)  # each param's state-dict key in the module
     transfer: Optional[int] = None
 
 
@@ -177,9 +178,32 @@ class Applied:
 
     model: dict
     compute: torch.device
+    module: Optional[torch.nn.Module] = None
     stats: Stats = field(default_factory=Stats)
     _handles: list = field(default_factory=list)
     _homes: list = field(default_factory=list)  # (owner, attribute, home tensor) of every weight
+    patches: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = field(default_factory=dict)
+    _layers: list = field(default_factory=list)
+    _patch_handles: Dict[int, list] = field(default_factory=dict)
+
+    def set_patches(self, patches: Optional[Mapping[str, Callable[[torch.Tensor], torch.Tensor]]]) -> None:
+        """Weight patches (LoRA and the like), by state-dict key: each function takes a weight on
+        the compute device and returns the patched weight in its dtype, computing at full
+        precision. Streamed weights are patched right after their copy; resident ones just
+        before their layer runs (and restored after), so no patched copy is kept anywhere."""
+        self.patches = dict(patches or {})
+        for layer in self._layers:
+            if layer.streamed or layer.module is None:
+                continue
+            wants = any(k in self.patches for k in layer.keys)
+            if wants and layer.index not in self._patch_handles:
+                self._patch_handles[layer.index] = [
+                    layer.module.register_forward_pre_hook(_patch_resident(self, layer)),
+                    layer.module.register_forward_hook(_restore_resident(layer)),
+                ]
+            elif not wants and layer.index in self._patch_handles:
+                for h in self._patch_handles.pop(layer.index):
+                    h.remove()
 
     def rehome(self) -> None:
         """Puts every weight back on its home device, after something else (ComfyUI's own model
@@ -193,6 +217,22 @@ class Applied:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self.set_patches(None)
+
+
+def _patch_resident(applied: "Applied", layer: _Layer):
+    def hook(_module, _args):
+        for (owner, attribute, home), key in zip(layer.params, layer.keys):
+            if key in applied.patches:
+                _set(owner, attribute, applied.patches[key](home))
+    return hook
+
+
+def _restore_resident(layer: _Layer):
+    def hook(_module, _args, _output):
+        for owner, attribute, home in layer.params:
+            _set(owner, attribute, home)
+    return hook
 
 
 def _params_of(module: torch.nn.Module, prefix: str, tensors: list, key_prefix: str) -> list:
@@ -249,10 +289,10 @@ def apply_plan(
 
     ``key_prefix`` is put before each state-dict key of the plan (without the file's model
     prefix) to find the tensor in ``module``. ``patches`` maps such keys to functions applied to
-    the weight at full precision on the compute device after each copy (LoRA and the like).
+    the weight on the compute device before it is used (see ``Applied.set_patches``).
     """
     compute = torch_device(model["compute"])
-    applied = Applied(model=model, compute=compute)
+    applied = Applied(model=model, compute=compute, module=module)
     prefix = model["prefix"]
     layers: List[_Layer] = []
     for layer in model["layers"]:
@@ -269,8 +309,11 @@ def apply_plan(
             sub = module.get_submodule(key_prefix.rstrip(".") + ("." if key_prefix else "") + layer["name"]) if layer["name"] else module
         except AttributeError:
             sub = None
-        layers.append(_Layer(layer["index"], layer["name"], sub, placed, layer["streamed"]))
+        keys = [key_prefix + (t["name"][len(prefix):] if t["name"].startswith(prefix) else t["name"])
+                for t in layer["tensors"]]
+        layers.append(_Layer(layer["index"], layer["name"], sub, placed, layer["streamed"], keys))
         applied._homes.extend(placed)
+    applied._layers = layers
 
     transfers = [t for t in plan["transfers"] if plan["models"][t["model"]] is model]
     for k, t in enumerate(transfers):
@@ -334,11 +377,9 @@ def apply_plan(
                 # reads them, so their memory is not reused before these kernels are done.
                 for tensor in by_layer[layer.index]:
                     tensor.record_stream(current)
-            for (owner, attribute, _), tensor in zip(layer.params, by_layer[layer.index]):
-                if patches:
-                    key = key_prefix + _key(owner, attribute, module)
-                    if key in patches:
-                        tensor = patches[key](tensor.float()).to(tensor.dtype)
+            for (owner, attribute, _), key, tensor in zip(layer.params, layer.keys, by_layer[layer.index]):
+                if key in applied.patches:
+                    tensor = applied.patches[key](tensor)
                 _set(owner, attribute, tensor)
             # Prefetch the copies of the next streamed layers while this one computes.
             if stream is not None:
@@ -364,14 +405,8 @@ def apply_plan(
             raise PlanError(f"the module has no layer `{layer.name}` to stream: is this the model the plan is for?")
         applied._handles.append(layer.module.register_forward_pre_hook(before(layer)))
         applied._handles.append(layer.module.register_forward_hook(after(layer)))
+    applied.set_patches(patches)
     return applied
-
-
-def _key(owner: torch.nn.Module, attribute: str, root: torch.nn.Module) -> str:
-    for name, m in root.named_modules():
-        if m is owner:
-            return f"{name}.{attribute}" if name else attribute
-    return attribute
 
 
 def check_placement(module: torch.nn.Module, model: dict, key_prefix: str = "") -> None:

@@ -34,12 +34,57 @@ def _apply(plan, name, role, path, module):
     return applied
 
 
-def _keep_plan_on_load(patcher, applied) -> None:
+def _keep_plan_on_load(patcher, applied, root="") -> None:
     """ComfyUI moves a model to its device before sampling; right after, put every weight back
-    where the plan says, so that the plan, not ComfyUI's loader, decides placement."""
+    where the plan says, so that the plan, not ComfyUI's loader, decides placement. ``root`` is
+    where the plan's module sits in the patcher's model (``diffusion_model.``)."""
     from comfy.patcher_extension import CallbacksMP
 
-    patcher.add_callback(CallbacksMP.ON_LOAD, lambda *_args, **_kwargs: applied.rehome())
+    def on_load(loaded, *_args, **_kwargs):
+        # `loaded` is the patcher being loaded: a clone of ours when LoRAs were added to it.
+        _take_over_patches(loaded, applied, root)
+        applied.rehome()
+
+    patcher.add_callback(CallbacksMP.ON_LOAD, on_load)
+
+
+def _take_over_patches(patcher, applied, root) -> None:
+    """ComfyUI patched (LoRA) the weights it moved to the GPU and set the rest to be patched as
+    they are cast at forward. The plan puts the unpatched weights back, so the pack patches them
+    itself, the way ComfyUI does (at full precision, then rounded as ComfyUI rounds): streamed
+    weights right after their copy, resident ones just before their layer runs."""
+    import comfy.model_patcher
+
+    wipe = getattr(comfy.model_patcher, "wipe_lowvram_weight", None)
+    if wipe is not None and applied.module is not None:
+        for m in applied.module.modules():
+            wipe(m)
+    patches = getattr(patcher, "patches", {}) or {}
+    applied.set_patches({key[len(root):]: _lora(key, patches[key]) for key in patches if key.startswith(root)})
+
+
+def _lora(key, patches):
+    """The weight patch ComfyUI applies for ``key``, as a function of the weight."""
+    import comfy.lora
+    import comfy.model_patcher
+    import comfy.utils
+    import torch
+
+    # Where ComfyUI keeps it: `comfy.utils` now, `comfy.model_patcher` before.
+    seed = getattr(comfy.utils, "string_to_seed", None) or getattr(comfy.model_patcher, "string_to_seed")
+    try:
+        import comfy.float
+
+        def rounded(out, dtype):
+            return comfy.float.stochastic_rounding(out, dtype, seed=seed(key))
+    except ImportError:
+        def rounded(out, dtype):
+            return out.to(dtype)
+
+    def apply(weight):
+        return rounded(comfy.lora.calculate_weight(patches, weight.to(torch.float32, copy=True), key), weight.dtype)
+
+    return apply
 
 
 def dynamic_vram_enabled() -> bool:
@@ -131,7 +176,7 @@ class UNETLoaderMGC:
 def _plan_diffusion(patcher, plan, model_name, path):
     # Kept on the patcher: what the hooks did (`.stats`), and `.remove()` to undo them.
     patcher.mgc_plan = _apply(plan, model_name, "diffusion", path, patcher.model.diffusion_model)
-    _keep_plan_on_load(patcher, patcher.mgc_plan)
+    _keep_plan_on_load(patcher, patcher.mgc_plan, "diffusion_model.")
     return patcher
 
 

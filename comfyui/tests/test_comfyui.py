@@ -213,3 +213,50 @@ def test_clip_loader_node_finds_the_plans_keys_inside_comfyuis_text_encoder(tmp_
         cond = clip.encode_from_tokens(tokens)
     assert cond.shape[-1] == 768
     assert clip.mgc_plan.stats.copies > 0
+
+
+def test_loras_apply_to_streamed_and_resident_layers_as_comfyui_applies_them(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import comfy.model_management
+    import comfy.sd
+    import folder_paths
+
+    from comfyui import core, nodes
+
+    model_file, io = _tiny_wan(tmp_path)
+    plan = _plan(tmp_path, model_file, _allocation("cpu,40%;disk,*"), "wan")
+    entry = plan["models"][0]
+    blocks = [layer for layer in entry["layers"] if layer["name"].startswith("blocks.")]
+    chosen = [next(b for b in blocks if b["streamed"]), next(b for b in blocks if not b["streamed"])]
+    shapes = {t["name"]: t["shape"] for layer in chosen for t in layer["tensors"]}
+    g = torch.Generator().manual_seed(7)
+    lora = {}
+    for block in chosen:
+        for proj in ("self_attn.q", "ffn.0"):
+            out_features, in_features = shapes[f"{block['name']}.{proj}.weight"]
+            lora[f"diffusion_model.{block['name']}.{proj}.lora_up.weight"] = torch.randn(out_features, 4, generator=g) * 0.1
+            lora[f"diffusion_model.{block['name']}.{proj}.lora_down.weight"] = torch.randn(4, in_features, generator=g) * 0.1
+
+    plain = comfy.sd.load_diffusion_model(model_file)
+    comfy.model_management.load_models_gpu([plain])
+    without_lora = _forward(plain, io)
+    plain_lora, _ = comfy.sd.load_lora_for_models(plain, None, lora, 1.0, 0.0)
+    comfy.model_management.load_models_gpu([plain_lora])
+    expected = _forward(plain_lora, io)
+    assert not torch.equal(expected, without_lora), "the LoRA changes the output"
+    del plain, plain_lora
+    comfy.model_management.unload_all_models()
+
+    monkeypatch.setattr(folder_paths, "get_full_path_or_raise", lambda kind, name: model_file)
+    (patcher,) = nodes.UNETLoaderMGC().load("tiny_wan21.safetensors", plan, "wan")
+    module = patcher.model.diffusion_model
+    stored = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    with_lora, _ = comfy.sd.load_lora_for_models(patcher, None, lora, 1.0, 0.0)
+    comfy.model_management.load_models_gpu([with_lora])
+    got = _forward(with_lora, io)
+    assert torch.equal(got, expected), (got - expected).abs().max()
+    core.check_placement(module, entry)
+    # The plan's weights are the unpatched ones; the LoRA is applied where each layer computes.
+    for k, v in module.state_dict().items():
+        assert torch.equal(v.cpu(), stored[k].cpu()), k
+    assert len(patcher.mgc_plan.patches) == 4

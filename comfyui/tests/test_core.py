@@ -158,19 +158,28 @@ def test_weights_sit_where_the_plan_says_between_forwards(model_file):
     assert any(layer["streamed"] for layer in entry["layers"])
 
 
-def test_patches_apply_at_full_precision_after_the_copy(model_file):
+def test_patches_apply_to_streamed_and_resident_weights_without_changing_them(model_file):
     model, tmp = model_file
-    plan = compile_plan(tmp, "p", "disk,*")
+    plan = compile_plan(tmp, "p", "cpu,40%;disk,*")
     entry = core.model_entry(plan)
+    streamed = {t["name"] for layer in entry["layers"] if layer["streamed"] for t in layer["tensors"]}
+    resident = {t["name"] for layer in entry["layers"] if not layer["streamed"] for t in layer["tensors"]}
+    keys = ["final_layer.weight", "img_in.weight", "blocks.2.qkv.weight"]
+    assert any(k in streamed for k in keys) and any(k in resident for k in keys)
     planned = fresh_copy(model)
-    core.apply_plan(planned, plan, entry, patches={"final_layer.weight": lambda w: w * 2})
+    applied = core.apply_plan(planned, plan, entry, patches={k: (lambda w: (w.double() * 2).to(w.dtype)) for k in keys})
     doubled = fresh_copy(model)
+    x = torch.randn(1, 8, 16)
     with torch.no_grad():
-        doubled.final_layer.weight.mul_(2)
-        x = torch.randn(1, 8, 16)
-        assert torch.equal(planned(x), doubled(x))
-        # The stored weight is untouched.
-        assert torch.equal(planned.final_layer.weight, model.final_layer.weight)
+        for k in keys:
+            doubled.get_parameter(k).mul_(2)
+        for _ in range(2):
+            assert torch.equal(planned(x), doubled(x))
+        # The stored weights are untouched, and without patches the plain output comes back.
+        for k in keys:
+            assert torch.equal(planned.get_parameter(k), model.get_parameter(k))
+        applied.set_patches(None)
+        assert torch.equal(planned(x), model(x))
 
 
 def test_wrong_plans_are_refused(model_file, tmp_path):
