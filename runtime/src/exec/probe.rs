@@ -162,7 +162,7 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
     let mapped = mapped.map_err(read)?;
     let mut buffer = vec![0u8; mapped.len()];
     let s = best(|| {
-        buffer.copy_from_slice(&mapped);
+        super::streams::gather_into(&mapped, &mut buffer);
         Ok(())
     })?;
     p.figures.push(Figure { what: "disk read (page cache, mapped)".into(), value: gb(COPY_BYTES, s), unit: "GB/s" });

@@ -203,8 +203,8 @@ impl Copier {
         Ok(Copied { slot, layers, ready: end, seconds })
     }
 
-    /// A transfer without a packed buffer: host tensors through the staging buffer in one copy,
-    /// then device tensors one by one (after it, so that the staged copy does not overwrite them).
+    /// A transfer without a packed buffer: host tensors through the staging buffer, then device
+    /// tensors one by one (after it, so that the staged copies do not overwrite them).
     #[allow(unsafe_code, reason = "driver copies between buffers whose sizes are checked here")]
     fn copy_each(
         &self,
@@ -221,34 +221,36 @@ impl Copier {
                 return Err(RunError::Cuda(format!("`{}` is not contiguous", w.name)));
             }
         }
-        let mut staged = false;
+        // Host tensors go through the staging buffer in chunks: each chunk's copy to the device
+        // runs while the next chunk is gathered.
+        let mut sent = 0u64;
+        let mut gathered = 0u64;
         for (w, offset) in placed().filter(|(w, _)| w.tensor.device() == Device::Cpu) {
-            let bytes = tensor_bytes(&w.tensor) as usize;
+            let bytes = tensor_bytes(&w.tensor);
             let staging =
                 self.staging.as_ref().ok_or_else(|| RunError::Cuda("no staging buffer for host layers".into()))?;
-            if offset + bytes as u64 > tensor_bytes(staging) {
+            if offset + bytes > tensor_bytes(staging) {
                 return Err(RunError::Cuda("a transfer does not fit the staging buffer".into()));
             }
             // SAFETY: the source is `bytes` bytes of a contiguous CPU tensor (memory or the
-            // mapping); the staging buffer has room (checked); the previous copy out of it has
-            // ended (every copy is waited for).
+            // mapping); the staging buffer has room (checked) and this range of it is not being
+            // sent (only ranges below `gathered` are); the previous transfer out of it has ended
+            // (every transfer is waited for).
             unsafe {
-                std::ptr::copy_nonoverlapping(
+                gather(
                     w.tensor.data_ptr().cast::<u8>(),
                     staging.data_ptr().cast::<u8>().add(offset as usize),
-                    bytes,
+                    bytes as usize,
                 );
             }
-            staged = true;
-        }
-        if staged && let Some(staging) = &self.staging {
-            // SAFETY: the staging buffer holds the layout's bytes (checked per tensor), the slot
-            // as many; both outlive the copy.
-            unsafe {
-                sys::cuMemcpyHtoDAsync_v2(dst, staging.data_ptr(), layout.total as usize, stream)
-                    .result()
-                    .map_err(|e| driver_error("copying to the device", e))?;
+            gathered = offset + bytes;
+            if gathered - sent >= CHUNK {
+                self.send(dst, sent, gathered, stream)?;
+                sent = gathered;
             }
+        }
+        if gathered > sent {
+            self.send(dst, sent, gathered, stream)?;
         }
         for (w, offset) in placed().filter(|(w, _)| w.tensor.device() != Device::Cpu) {
             let bytes = tensor_bytes(&w.tensor) as usize;
@@ -264,5 +266,119 @@ impl Copier {
             }
         }
         Ok(())
+    }
+
+    /// Copies `from..to` of the staging buffer to the same range of the slot at `dst`.
+    #[allow(unsafe_code, reason = "a driver copy between buffers whose sizes are checked here")]
+    fn send(&self, dst: u64, from: u64, to: u64, stream: sys::CUstream) -> Result<(), RunError> {
+        let staging = self.staging.as_ref().ok_or_else(|| RunError::Cuda("no staging buffer".into()))?;
+        if to > tensor_bytes(staging) || from > to {
+            return Err(RunError::Cuda("a copy beyond the staging buffer".into()));
+        }
+        // SAFETY: `from..to` lies in the staging buffer (checked) and in the slot (the layout was
+        // checked against it); both outlive the copy, which is waited for.
+        unsafe {
+            sys::cuMemcpyHtoDAsync_v2(
+                dst + from,
+                staging.data_ptr().cast::<u8>().add(from as usize).cast(),
+                (to - from) as usize,
+                stream,
+            )
+            .result()
+            .map_err(|e| driver_error("copying to the device", e))
+        }
+    }
+}
+
+/// Copies `src` into `dst` as the staging buffer is filled (on a few threads when it is large).
+pub fn gather_into(src: &[u8], dst: &mut [u8]) {
+    let len = src.len().min(dst.len());
+    #[allow(unsafe_code, reason = "two distinct slices of at least `len` bytes")]
+    // SAFETY: both slices hold at least `len` bytes, and a `&mut` slice overlaps no other.
+    unsafe {
+        gather(src.as_ptr(), dst.as_mut_ptr(), len);
+    }
+}
+
+/// Bytes gathered into the staging buffer before they are sent on.
+const CHUNK: u64 = 16 << 20;
+
+/// Copies `len` bytes, on a few threads when there are many: one thread copies from a mapped file
+/// at well under what the link to a GPU takes.
+///
+/// # Safety
+/// `src` and `dst` are valid for `len` bytes and do not overlap.
+#[allow(unsafe_code, reason = "raw copies whose bounds the caller guarantees")]
+unsafe fn gather(src: *const u8, dst: *mut u8, len: usize) {
+    const PIECE: usize = 8 << 20;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (len / PIECE).clamp(1, (cores / 2).clamp(1, 4));
+    if threads == 1 {
+        // SAFETY: as the caller guarantees.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+        return;
+    }
+    let step = len.div_ceil(threads);
+    let (src, dst) = (src as usize, dst as usize);
+    std::thread::scope(|scope| {
+        for start in (0..len).step_by(step) {
+            let n = step.min(len - start);
+            scope.spawn(move || {
+                // SAFETY: `start..start + n` lies within both ranges the caller guarantees, and
+                // the threads' pieces do not overlap.
+                unsafe { std::ptr::copy_nonoverlapping((src + start) as *const u8, (dst + start) as *mut u8, n) };
+            });
+        }
+    });
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathering_on_several_threads_copies_every_byte() {
+        for len in [0usize, 1, 4095, 40 << 20, (40 << 20) + 3] {
+            let src: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut dst = vec![0u8; len];
+            gather_into(&src, &mut dst);
+            assert!(src == dst, "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn layouts_align_every_tensor_and_views_read_back_what_was_packed() {
+        let weights: Vec<Weight> =
+            [(vec![3i64, 5], Kind::Float), (vec![7], Kind::BFloat16), (vec![2, 2, 2], Kind::Half)]
+                .into_iter()
+                .enumerate()
+                .map(|(i, (shape, kind))| Weight {
+                    name: format!("w{i}"),
+                    tensor: Tensor::f_arange(shape.iter().product::<i64>(), (Kind::Float, Device::Cpu))
+                        .unwrap()
+                        .f_to_kind(kind)
+                        .unwrap()
+                        .f_reshape(shape.as_slice())
+                        .unwrap(),
+                    quantized: None,
+                })
+                .collect();
+        let layers = [weights];
+        let layout = layout(layers.iter().map(|l| l.as_slice()));
+        assert!(layout.offsets[0].iter().all(|o| o % ALIGN == 0));
+        let buffer = Tensor::f_zeros([layout.total as i64], (Kind::Uint8, Device::Cpu)).unwrap();
+        for (w, &offset) in layers[0].iter().zip(&layout.offsets[0]) {
+            buffer
+                .f_narrow(0, offset as i64, tensor_bytes(&w.tensor) as i64)
+                .unwrap()
+                .f_copy_(&as_bytes(&w.tensor).unwrap())
+                .unwrap();
+        }
+        for (w, &offset) in layers[0].iter().zip(&layout.offsets[0]) {
+            let view = view_like(&buffer, offset, &w.tensor).unwrap();
+            assert_eq!(view.size(), w.tensor.size());
+            assert!(view.equal(&w.tensor), "{}", w.name);
+        }
     }
 }
