@@ -1,6 +1,6 @@
 //! The runtime's own cost: `mgc run` of an all-resident plan (copy thread, schedule, timing and
 //! checksums included) against a plain loop doing the same arithmetic over the same weights.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "benchmark set-up")]
 
 use std::path::Path;
 use std::time::Instant;
@@ -34,6 +34,22 @@ fn overhead(c: &mut Criterion) {
     });
     group.bench_function("plain loop", |b| b.iter(|| session.plain_loop(steps).unwrap()));
     group.finish();
+
+    // The two one after the other drift apart on a noisy machine: the ratio of interleaved pairs.
+    let options = Options { steps, progress: false, copies: mgc_runtime::exec::Copies::Streams };
+    let mut ratios: Vec<f64> = (0..41)
+        .map(|i| {
+            // Alternate which goes first, so that neither gains from the other's warm caches.
+            let plain_first = if i % 2 == 0 { Some(session.plain_loop(steps).unwrap()) } else { None };
+            let start = Instant::now();
+            session.run(&options, Instant::now()).unwrap();
+            let run = start.elapsed().as_secs_f64();
+            let plain = plain_first.unwrap_or_else(|| session.plain_loop(steps).unwrap());
+            run / plain
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    println!("mgc run / plain loop, median of 41 interleaved pairs: {:.3}", ratios[ratios.len() / 2]);
 }
 
 criterion_group!(benches, overhead);

@@ -253,7 +253,9 @@ pub fn run_model(
                 if let Some(c) = checksums.get_mut(l) {
                     *c = value.to_bits();
                 }
-                bar.inc(1);
+                if progress {
+                    bar.inc(1);
+                }
             }
             if let Some(n) = cuda {
                 tch::Cuda::synchronize(n as i64);
