@@ -300,16 +300,20 @@ def _gguf_node(name):
     return node
 
 
+def _with_plan(inputs):
+    """A loader's inputs, and the plan with the name of its model in it."""
+    required = dict(inputs["required"])
+    required.update({"plan": (PLAN,), "model_name": ("STRING", {"default": ""})})
+    return {"required": required}
+
+
 class UnetLoaderGGUFMGC:
     """ComfyUI-GGUF's Unet Loader (GGUF), then the plan: quantized weights move as they are
     stored and are dequantized on the compute device by ComfyUI-GGUF's own layers."""
 
     @classmethod
     def INPUT_TYPES(cls):
-        base = _gguf_node("UnetLoaderGGUF").INPUT_TYPES()
-        required = dict(base["required"])
-        required.update({"plan": (PLAN,), "model_name": ("STRING", {"default": ""})})
-        return {"required": required}
+        return _with_plan(_gguf_node("UnetLoaderGGUF").INPUT_TYPES())
 
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "load"
@@ -327,10 +331,7 @@ class CLIPLoaderGGUFMGC:
 
     @classmethod
     def INPUT_TYPES(cls):
-        base = _gguf_node("CLIPLoaderGGUF").INPUT_TYPES()
-        required = dict(base["required"])
-        required.update({"plan": (PLAN,), "model_name": ("STRING", {"default": ""})})
-        return {"required": required}
+        return _with_plan(_gguf_node("CLIPLoaderGGUF").INPUT_TYPES())
 
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load"

@@ -152,6 +152,9 @@ def test_gguf_unet_loader_node_streams_quantized_weights(tmp_path, monkeypatch):
     nodes = importlib.reload(nodes)
     assert nodes.gguf_installed()
     assert {"UnetLoaderGGUF (mgc)", "CLIPLoaderGGUF (mgc)"} <= set(nodes.NODE_DISPLAY_NAME_MAPPINGS.values())
+    # Their inputs are ComfyUI-GGUF's, and the plan.
+    assert {"unet_name", "plan", "model_name"} <= set(nodes.UnetLoaderGGUFMGC.INPUT_TYPES()["required"])
+    assert {"clip_name", "plan", "model_name"} <= set(nodes.CLIPLoaderGGUFMGC.INPUT_TYPES()["required"])
 
     source, io = _tiny_wan(tmp_path)
     model_file = tmp_path / "tiny_wan21_q8.gguf"
