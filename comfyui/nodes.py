@@ -60,7 +60,24 @@ def _take_over_patches(patcher, applied, root) -> None:
         for m in applied.module.modules():
             wipe(m)
     patches = getattr(patcher, "patches", {}) or {}
-    applied.set_patches({key[len(root):]: _lora(key, patches[key]) for key in patches if key.startswith(root)})
+    applied.set_patches({
+        key[len(root):]: _lora(key, patches[key])
+        for key in patches
+        if key.startswith(root) and not _quantized(patcher, key)
+    })
+
+
+def _quantized(patcher, key) -> bool:
+    """A GGUF weight still in its quantized blocks: ComfyUI-GGUF keeps its LoRA patches on the
+    weight and applies them as it dequantizes, wherever the weight is."""
+    import comfy.utils
+    import torch
+
+    try:
+        weight = comfy.utils.get_attr(patcher.model, key)
+    except AttributeError:
+        return False
+    return hasattr(weight, "tensor_type") and weight.dtype == torch.uint8
 
 
 def _lora(key, patches):

@@ -192,6 +192,24 @@ def test_gguf_unet_loader_node_streams_quantized_weights(tmp_path, monkeypatch):
     core.check_placement(module, entry)
     assert torch.equal(_forward(patcher, io), expected)
 
+    # A LoRA on the quantized model: ComfyUI-GGUF applies it as it dequantizes, with the plan as
+    # without it (the pack leaves quantized weights' patches to it).
+    import comfy.sd
+
+    lora = _lora_for(entry)
+    plain = comfy_nodes.NODE_CLASS_MAPPINGS["UnetLoaderGGUF"]().load_unet(model_file.name)[0]
+    plain_lora, _ = comfy.sd.load_lora_for_models(plain, None, lora, 1.0, 0.0)
+    comfy.model_management.load_models_gpu([plain_lora])
+    expected_lora = _forward(plain_lora, io)
+    assert not torch.equal(expected_lora, expected), "the LoRA changes the output"
+    del plain, plain_lora
+    comfy.model_management.unload_all_models()
+    with_lora, _ = comfy.sd.load_lora_for_models(patcher, None, lora, 1.0, 0.0)
+    comfy.model_management.load_models_gpu([with_lora])
+    got_lora = _forward(with_lora, io)
+    assert torch.equal(got_lora, expected_lora), (got_lora - expected_lora).abs().max()
+    core.check_placement(module, entry)
+
 
 def test_clip_loader_node_finds_the_plans_keys_inside_comfyuis_text_encoder(tmp_path, monkeypatch):
     _comfy(monkeypatch)
@@ -218,6 +236,21 @@ def test_clip_loader_node_finds_the_plans_keys_inside_comfyuis_text_encoder(tmp_
     assert clip.mgc_plan.stats.copies > 0
 
 
+def _lora_for(entry):
+    """A rank-4 LoRA on two projections of a streamed and a resident block of the plan."""
+    blocks = [layer for layer in entry["layers"] if layer["name"].startswith("blocks.")]
+    chosen = [next(b for b in blocks if b["streamed"]), next(b for b in blocks if not b["streamed"])]
+    shapes = {t["name"]: t["shape"] for layer in chosen for t in layer["tensors"]}
+    g = torch.Generator().manual_seed(7)
+    lora = {}
+    for block in chosen:
+        for proj in ("self_attn.q", "ffn.0"):
+            out_features, in_features = shapes[f"{block['name']}.{proj}.weight"]
+            lora[f"diffusion_model.{block['name']}.{proj}.lora_up.weight"] = torch.randn(out_features, 4, generator=g) * 0.1
+            lora[f"diffusion_model.{block['name']}.{proj}.lora_down.weight"] = torch.randn(4, in_features, generator=g) * 0.1
+    return lora
+
+
 def test_loras_apply_to_streamed_and_resident_layers_as_comfyui_applies_them(tmp_path, monkeypatch):
     _comfy(monkeypatch)
     import comfy.model_management
@@ -229,16 +262,7 @@ def test_loras_apply_to_streamed_and_resident_layers_as_comfyui_applies_them(tmp
     model_file, io = _tiny_wan(tmp_path)
     plan = _plan(tmp_path, model_file, _allocation("cpu,40%;disk,*"), "wan")
     entry = plan["models"][0]
-    blocks = [layer for layer in entry["layers"] if layer["name"].startswith("blocks.")]
-    chosen = [next(b for b in blocks if b["streamed"]), next(b for b in blocks if not b["streamed"])]
-    shapes = {t["name"]: t["shape"] for layer in chosen for t in layer["tensors"]}
-    g = torch.Generator().manual_seed(7)
-    lora = {}
-    for block in chosen:
-        for proj in ("self_attn.q", "ffn.0"):
-            out_features, in_features = shapes[f"{block['name']}.{proj}.weight"]
-            lora[f"diffusion_model.{block['name']}.{proj}.lora_up.weight"] = torch.randn(out_features, 4, generator=g) * 0.1
-            lora[f"diffusion_model.{block['name']}.{proj}.lora_down.weight"] = torch.randn(4, in_features, generator=g) * 0.1
+    lora = _lora_for(entry)
 
     plain = comfy.sd.load_diffusion_model(model_file)
     comfy.model_management.load_models_gpu([plain])
