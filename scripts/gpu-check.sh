@@ -2,7 +2,8 @@
 # The GPU checks, in one go, for a machine with a GPU and torch 2.11 installed (no cargo there):
 #   scripts/prepare-gpu-check.sh                 # here: builds everything into device-run/
 #   (on the GPU machine, in the repository root) bash device-run/gpu-check.sh OUT_DIR
-# 1. the runtime's tests on CUDA (every plan and copy engine computes the same bits);
+# 1. the runtime's tests on CUDA (every plan and copy engine computes the same bits; GGUF blocks
+#    dequantized on the GPU as the reference reader does, and GGUF models under plans);
 # 2. the node pack's core on CUDA (pytest: side-stream prefetch, outputs equal the plain model's),
 #    and, when prepared with a ComfyUI checkout, the nodes inside ComfyUI computing on the GPU;
 # 3. `mgc probe`, then Wan 2.1 1.3B (2.8 GB of real random BF16 weights) on a GPU budget of half
@@ -27,22 +28,26 @@ step() { echo "== $1 ($(date +%T))" | tee -a "$out/log.txt"; }
 { nvidia-smi --query-gpu=name,memory.total,pcie.link.gen.max,pcie.link.width.max --format=csv 2>&1 || echo "no nvidia-smi"; } > "$out/gpu.txt"
 cat "$out/gpu.txt"
 
-step "runtime tests"
-if MGC_RUN="$here/mgc-run" CARGO_MANIFEST_DIR="$repo/runtime" "$here/run-tests" --test-threads 1 --nocapture \
-    > "$out/runtime-tests.txt" 2>&1; then
-    echo "runtime tests passed" | tee -a "$out/log.txt"
-else
-    echo "runtime tests FAILED" | tee -a "$out/log.txt"; failed=1
-fi
-grep -E "^test |streams\)|torch\)|skipped" "$out/runtime-tests.txt" | tee -a "$out/log.txt"
-
-step "node pack core"
+# Python packages the tests need beyond torch and pytest, where this Python lacks them.
 site="$work/site"
 py="${PYTHON:-python3}"
 if [ -d "$here/wheels" ] && ! "$py" -c 'import jsonschema, av, torchsde, gguf' 2>/dev/null; then
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$here"/wheels/*.whl \
         >> "$out/log.txt" 2>&1
 fi
+
+step "runtime tests"
+for t in run gguf; do
+    if MGC_RUN="$here/mgc-run" MGC_PYTHON="$py" PYTHONPATH="$site" CARGO_MANIFEST_DIR="$repo/runtime" \
+        "$here/$t-tests" --test-threads 1 --nocapture > "$out/runtime-tests-$t.txt" 2>&1; then
+        echo "runtime tests ($t) passed" | tee -a "$out/log.txt"
+    else
+        echo "runtime tests ($t) FAILED" | tee -a "$out/log.txt"; failed=1
+    fi
+    grep -E "^test |streams\)|torch\)|skipped" "$out/runtime-tests-$t.txt" | tee -a "$out/log.txt"
+done
+
+step "node pack core"
 if (cd "$repo" && PYTHONPATH="$site" MGC="$mgc" "$py" -m pytest -q -rs -p no:cacheprovider comfyui/tests/test_core.py) \
     > "$out/pytest.txt" 2>&1; then
     echo "node pack tests passed" | tee -a "$out/log.txt"

@@ -10,21 +10,27 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 bash scripts/setup-python.sh
 cargo build --release --locked -p mgc -p mgc-runtime
-tests="$(cargo test --release --locked -p mgc-runtime --test run --no-run --message-format=json 2>/dev/null \
-    | python3 -c 'import json, sys
+test_binary() { # the release build of one of the runtime's integration tests
+    cargo test --release --locked -p mgc-runtime --test "$1" --no-run --message-format=json 2>/dev/null \
+        | python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "run":
-        print(m["executable"])')"
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
+        print(m["executable"])' "$1"
+}
+tests="$(test_binary run)"
+gguf_tests="$(test_binary gguf)"
 rm -rf device-run && mkdir -p device-run/inventories device-run/wheels
 cp target/release/mgc target/release/mgc-run scripts/gpu-check.sh device-run/
 cp "$tests" device-run/run-tests
+cp "$gguf_tests" device-run/gguf-tests
 # Without their line tables the binaries travel in a fraction of the space.
-strip --strip-debug device-run/mgc device-run/mgc-run device-run/run-tests
+strip --strip-debug device-run/mgc device-run/mgc-run device-run/run-tests device-run/gguf-tests
 cp tests/fixtures/models/wan2.1_t2v_1.3B_bf16.json device-run/inventories/
 .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d device-run/wheels jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1
+    -d device-run/wheels jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 \
+    gguf==0.19.0
 if [ -n "${MGC_COMFYUI:-}" ]; then
     tar czf device-run/comfyui.tgz --exclude=.git --exclude=tests --exclude=tests-unit --exclude=__pycache__ \
         --exclude=script_examples -C "$(dirname "$MGC_COMFYUI")" "$(basename "$MGC_COMFYUI")" \
@@ -35,7 +41,7 @@ if [ -n "${MGC_COMFYUI:-}" ]; then
     fi
     .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d device-run/wheels av==19.0.2 torchsde==0.2.6 trampoline==0.1.2 gguf==0.19.0
+        -d device-run/wheels av==19.0.2 torchsde==0.2.6 trampoline==0.1.2
 fi
 du -sh device-run
 echo "device-run/ is ready: run \`bash device-run/gpu-check.sh OUT_DIR\` on the GPU machine, from the repository root"
