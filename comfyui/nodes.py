@@ -128,14 +128,8 @@ def _is_dynamic(patcher) -> bool:
 def _load(loader, *args, **kwargs):
     """Calls one of ComfyUI's loaders, asking for a classic (not dynamic-VRAM) model patcher where
     the loader takes the option: the plan, not comfy-aimdo, then decides where weights live."""
-    import inspect
-
-    if dynamic_vram_enabled():
-        try:
-            if "disable_dynamic" in inspect.signature(loader).parameters:
-                kwargs["disable_dynamic"] = True
-        except (TypeError, ValueError):
-            pass
+    if dynamic_vram_enabled() and "disable_dynamic" in _parameters(loader):
+        kwargs["disable_dynamic"] = True
     return loader(*args, **kwargs)
 
 
@@ -152,6 +146,13 @@ def _classic(patcher, what):
         raise core.PlanError(_DYNAMIC_HELP.format(what=what, why=""))
     logging.info("mgc: dynamic VRAM is on; %s is loaded with ComfyUI's classic model patcher so that the plan decides where its weights live", what)
     return classic
+
+
+def _with_plan(inputs):
+    """A loader's inputs, and the plan with the name of its model in it."""
+    required = dict(inputs["required"])
+    required.update({"plan": (PLAN,), "model_name": ("STRING", {"default": ""})})
+    return {"required": required}
 
 
 class LoadPlan:
@@ -171,13 +172,7 @@ class UNETLoaderMGC:
     @classmethod
     def INPUT_TYPES(cls):
         _, folder_paths = _comfy()
-        return {
-            "required": {
-                "unet_name": (folder_paths.get_filename_list("diffusion_models"),),
-                "plan": (PLAN,),
-                "model_name": ("STRING", {"default": ""}),
-            }
-        }
+        return _with_plan({"required": {"unet_name": (folder_paths.get_filename_list("diffusion_models"),)}})
 
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "load"
@@ -224,13 +219,7 @@ class CLIPLoaderMGC:
     @classmethod
     def INPUT_TYPES(cls):
         _, folder_paths = _comfy()
-        return {
-            "required": {
-                "clip_name": (folder_paths.get_filename_list("text_encoders"),),
-                "plan": (PLAN,),
-                "model_name": ("STRING", {"default": ""}),
-            }
-        }
+        return _with_plan({"required": {"clip_name": (folder_paths.get_filename_list("text_encoders"),)}})
 
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load"
@@ -280,13 +269,7 @@ class VAELoaderMGC:
     @classmethod
     def INPUT_TYPES(cls):
         _, folder_paths = _comfy()
-        return {
-            "required": {
-                "vae_name": (folder_paths.get_filename_list("vae"),),
-                "plan": (PLAN,),
-                "model_name": ("STRING", {"default": ""}),
-            }
-        }
+        return _with_plan({"required": {"vae_name": (folder_paths.get_filename_list("vae"),)}})
 
     RETURN_TYPES = ("VAE",)
     FUNCTION = "load"
@@ -315,13 +298,6 @@ def _gguf_node(name):
             f"ComfyUI-GGUF's `{name}` is not loaded: install ComfyUI-GGUF into ComfyUI/custom_nodes and restart ComfyUI"
         )
     return node
-
-
-def _with_plan(inputs):
-    """A loader's inputs, and the plan with the name of its model in it."""
-    required = dict(inputs["required"])
-    required.update({"plan": (PLAN,), "model_name": ("STRING", {"default": ""})})
-    return {"required": required}
 
 
 class UnetLoaderGGUFMGC:

@@ -84,6 +84,16 @@ def _forward(patcher, io):
     return out.cpu()
 
 
+def _forward_with_lora(patcher, lora, io):
+    """ComfyUI's own LoRA loading onto `patcher`, its loading for sampling, and a forward pass."""
+    import comfy.model_management
+    import comfy.sd
+
+    patched, _ = comfy.sd.load_lora_for_models(patcher, None, lora, 1.0, 0.0)
+    comfy.model_management.load_models_gpu([patched])
+    return _forward(patched, io)
+
+
 def _homes(entry):
     return {t["name"]: str(torch.device("cpu" if layer["home"] == "disk" else layer["home"]))
             for layer in entry["layers"] for t in layer["tensors"]}
@@ -194,19 +204,13 @@ def test_gguf_unet_loader_node_streams_quantized_weights(tmp_path, monkeypatch):
 
     # A LoRA on the quantized model: ComfyUI-GGUF applies it as it dequantizes, with the plan as
     # without it (the pack leaves quantized weights' patches to it).
-    import comfy.sd
-
     lora = _lora_for(entry)
     plain = comfy_nodes.NODE_CLASS_MAPPINGS["UnetLoaderGGUF"]().load_unet(model_file.name)[0]
-    plain_lora, _ = comfy.sd.load_lora_for_models(plain, None, lora, 1.0, 0.0)
-    comfy.model_management.load_models_gpu([plain_lora])
-    expected_lora = _forward(plain_lora, io)
+    expected_lora = _forward_with_lora(plain, lora, io)
     assert not torch.equal(expected_lora, expected), "the LoRA changes the output"
-    del plain, plain_lora
+    del plain
     comfy.model_management.unload_all_models()
-    with_lora, _ = comfy.sd.load_lora_for_models(patcher, None, lora, 1.0, 0.0)
-    comfy.model_management.load_models_gpu([with_lora])
-    got_lora = _forward(with_lora, io)
+    got_lora = _forward_with_lora(patcher, lora, io)
     assert torch.equal(got_lora, expected_lora), (got_lora - expected_lora).abs().max()
     core.check_placement(module, entry)
 
@@ -267,20 +271,16 @@ def test_loras_apply_to_streamed_and_resident_layers_as_comfyui_applies_them(tmp
     plain = comfy.sd.load_diffusion_model(model_file)
     comfy.model_management.load_models_gpu([plain])
     without_lora = _forward(plain, io)
-    plain_lora, _ = comfy.sd.load_lora_for_models(plain, None, lora, 1.0, 0.0)
-    comfy.model_management.load_models_gpu([plain_lora])
-    expected = _forward(plain_lora, io)
+    expected = _forward_with_lora(plain, lora, io)
     assert not torch.equal(expected, without_lora), "the LoRA changes the output"
-    del plain, plain_lora
+    del plain
     comfy.model_management.unload_all_models()
 
     monkeypatch.setattr(folder_paths, "get_full_path_or_raise", lambda kind, name: model_file)
     (patcher,) = nodes.UNETLoaderMGC().load("tiny_wan21.safetensors", plan, "wan")
     module = patcher.model.diffusion_model
     stored = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    with_lora, _ = comfy.sd.load_lora_for_models(patcher, None, lora, 1.0, 0.0)
-    comfy.model_management.load_models_gpu([with_lora])
-    got = _forward(with_lora, io)
+    got = _forward_with_lora(patcher, lora, io)
     assert torch.equal(got, expected), (got - expected).abs().max()
     core.check_placement(module, entry)
     # The plan's weights are the unpatched ones; the LoRA is applied where each layer computes.
