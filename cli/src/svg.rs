@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use mgc_grammar::Bytes;
+use mgc_core::Bytes;
 use mgc_plan::Plan;
 
 const WIDTH: f64 = 1000.0;

@@ -1,6 +1,6 @@
 //! The devices of the machine a workflow is checked on, as detected by the runtime.
 
-use mgc_grammar::{Bytes, Device};
+use mgc_core::{Bytes, Device};
 use serde::Serialize;
 
 /// A device found on this machine and its total memory.

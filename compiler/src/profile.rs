@@ -16,7 +16,8 @@
 //! read_bytes_per_second = 3.2e9
 //! ```
 
-use mgc_grammar::{Device, parse_device};
+use mgc_core::Device;
+use mgc_grammar::parse_device;
 use serde::{Deserialize, Serialize};
 
 /// A hardware profile.

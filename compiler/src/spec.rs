@@ -2,7 +2,7 @@
 //!
 //! Tables are explicit (no flatten, no untagged enums) so that `toml::Spanned` keeps its spans.
 
-use mgc_grammar::Span;
+use mgc_core::Span;
 use serde::Deserialize;
 use toml::Spanned;
 

@@ -4,7 +4,7 @@
 
 use mgc_compiler::hardware::{DetectedDevice, Hardware};
 use mgc_compiler::workflow::{Origin, SpecErrorKind, Workload, toml_to_workflow};
-use mgc_grammar::{Bytes, Device};
+use mgc_core::{Bytes, Device};
 
 fn machine(gpus: u32) -> Hardware {
     let mut devices: Vec<DetectedDevice> = (0..gpus)

@@ -4,7 +4,7 @@
 //! Detects this machine's devices. A machine without a CUDA driver is a normal case, reported as
 //! a note, never an error.
 
-use mgc_grammar::{Bytes, Device};
+use mgc_core::{Bytes, Device};
 
 /// A device found on this machine.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-use crate::{Bytes, Decimal, Device, Span, Spanned};
+use mgc_core::{Bytes, Decimal, Device, Span, Spanned};
 
 /// The kind of amount a string uses; one string uses one kind (`*` goes with any).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -5,8 +5,8 @@ use std::fmt;
 use miette::{Diagnostic, LabeledSpan};
 use thiserror::Error;
 
-use crate::Span;
 use crate::ast::Mode;
+use mgc_core::Span;
 
 /// One mistake in an allocation string (or a size or bandwidth), and where it is.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]

@@ -6,17 +6,14 @@
 //! compute device). [`parse_allocation`] turns one into a typed [`Allocation`] whose every part
 //! carries its [`Span`], or into every [`AllocationError`] the string has.
 //!
-//! This crate is also where a string becomes a unit, exactly once: [`parse_size`] and
-//! [`parse_bandwidth`] read the sizes and bandwidths of a workflow file with the same rules.
+//! This crate is also where a user's string becomes a unit, exactly once: [`parse_size`],
+//! [`parse_bandwidth`] and [`parse_device`] read the sizes, bandwidths and devices of a workflow
+//! file with the same rules. The unit types themselves are `mgc-core`'s.
 
 mod ast;
 mod error;
 mod parser;
-mod span;
-mod units;
 
 pub use ast::{Allocation, Amount, Entry, Mode, Target};
 pub use error::{AllocationError, AllocationErrorKind};
 pub use parser::{parse_allocation, parse_bandwidth, parse_device, parse_size};
-pub use span::{Span, Spanned};
-pub use units::{Bandwidth, ByteUnit, Bytes, Decimal, Device, DeviceKind};

@@ -1,9 +1,9 @@
 //! Meaning of allocation strings: exact bytes, modes, and which mistakes are caught.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
+use mgc_core::{Bytes, Decimal, Device};
 use mgc_grammar::{
-    Allocation, AllocationErrorKind as Kind, Amount, Bytes, Decimal, Device, Mode, Target, parse_allocation,
-    parse_bandwidth, parse_size,
+    Allocation, AllocationErrorKind as Kind, Amount, Mode, Target, parse_allocation, parse_bandwidth, parse_size,
 };
 
 fn ok(text: &str) -> Allocation {

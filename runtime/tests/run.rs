@@ -176,11 +176,11 @@ fn probe_writes_a_profile_the_compiler_reads() {
     assert!(out.contains("cpu matmul BF16") && out.contains("host memcpy"), "{out}");
     let text = std::fs::read_to_string(dir.path().join("hw.toml")).unwrap();
     let profile = mgc_compiler::profile::Profile::from_toml(&text).unwrap();
-    let cpu = profile.flops(mgc_grammar::Device::Cpu).unwrap();
+    let cpu = profile.flops(mgc_core::Device::Cpu).unwrap();
     assert!(cpu > 1e8, "a CPU does more than 0.1 GFLOP/s: {cpu}");
     assert!(profile.disk_read().unwrap() > 1e6);
     if tch::Cuda::is_available() {
-        assert!(profile.rate(mgc_grammar::Device::Cpu, mgc_grammar::Device::Cuda(0)).is_some());
+        assert!(profile.rate(mgc_core::Device::Cpu, mgc_core::Device::Cuda(0)).is_some());
     } else {
         eprintln!("no CUDA device: probed the CPU only (GPU figures skipped)");
     }

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use mgc_grammar::Bytes;
+use mgc_core::Bytes;
 use mgc_plan::{ModelPlan, Plan};
 
 use crate::Status;

@@ -74,7 +74,7 @@ pub fn grouped(n: u64) -> String {
 }
 
 fn bytes_text(n: u64) -> String {
-    format!("{} bytes ({})", grouped(n), mgc_grammar::Bytes(n))
+    format!("{} bytes ({})", grouped(n), mgc_core::Bytes(n))
 }
 
 fn human(name: &str, inventory: &Inventory, models: &[Model]) -> String {
@@ -93,7 +93,7 @@ fn human(name: &str, inventory: &Inventory, models: &[Model]) -> String {
     for (i, model) in models.iter().enumerate() {
         let prefix =
             if model.prefix.is_empty() { "no prefix".to_owned() } else { format!("prefix `{}`", model.prefix) };
-        let dtypes: Vec<String> = model.dtypes.iter().map(|(d, b)| format!("{d} {}", mgc_grammar::Bytes(*b))).collect();
+        let dtypes: Vec<String> = model.dtypes.iter().map(|(d, b)| format!("{d} {}", mgc_core::Bytes(*b))).collect();
         text.push_str(&format!(
             "\nmodel {} of {}: {} ({}), {prefix}\n  tensors  {}\n  bytes    {}\n  dtypes   {}\n  layers   {}\n\n",
             i + 1,
@@ -139,7 +139,7 @@ fn runs(layers: &[Layer]) -> Vec<String> {
                 rows.push(format!(
                     "  {name:<44} {:>7} {:>12} {:>16}\n",
                     first.tensor_count,
-                    mgc_grammar::Bytes(first.bytes).to_string(),
+                    mgc_core::Bytes(first.bytes).to_string(),
                     grouped(total)
                 ));
                 i = j;
@@ -150,7 +150,7 @@ fn runs(layers: &[Layer]) -> Vec<String> {
             "  {:<44} {:>7} {:>12} {:>16}\n",
             first.name,
             first.tensor_count,
-            mgc_grammar::Bytes(first.bytes).to_string(),
+            mgc_core::Bytes(first.bytes).to_string(),
             grouped(first.bytes)
         ));
         i += 1;

@@ -3,7 +3,7 @@
 //! Link bandwidths are DisTorch's measured figures by kind of link, or what the workflow declares;
 //! compute time is a layer's FLOPs at the workload's token count over the device's throughput.
 
-use mgc_grammar::{Device, DeviceKind};
+use mgc_core::{Device, DeviceKind};
 
 use crate::inventory::{Dtype, Family, PlainType, Role, Tensor};
 use crate::profile::Profile;

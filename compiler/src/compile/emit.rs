@@ -1,6 +1,6 @@
 //! `placement_to_plan`: the plan as data, with every device's peak checked against its memory.
 
-use mgc_grammar::{Bytes, Device};
+use mgc_core::{Bytes, Device};
 use mgc_plan::{
     Budget, DevicePlan, InputFile, LayerPlan, LinkPlan, ModelPlan, PLAN_VERSION, Plan, Predicted, ScheduleSettings,
     TensorPlan, Transfer,
@@ -187,7 +187,7 @@ fn devices(
     placements: &[ModelPlacement],
     cost: &CostModel,
 ) -> (Vec<DevicePlan>, Vec<Problem>) {
-    let mut list: Vec<(Device, u64, u64, Option<mgc_grammar::Span>)> =
+    let mut list: Vec<(Device, u64, u64, Option<mgc_core::Span>)> =
         workflow.devices.iter().map(|d| (d.device, d.memory.get(), d.reserve.get(), d.span)).collect();
     let uses_disk = placements.iter().any(|p| p.homes.contains(&Device::Disk));
     if uses_disk {

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use mgc_grammar::{Bytes, Span};
+use mgc_core::{Bytes, Span};
 use miette::{Diagnostic, LabeledSpan};
 use thiserror::Error;
 

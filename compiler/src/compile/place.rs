@@ -6,7 +6,8 @@
 //! user's device order; `auto` tries several sets of layers to keep resident on the compute
 //! device and keeps the one the schedule simulation predicts fastest.
 
-use mgc_grammar::{Amount, Device, Mode, Target};
+use mgc_core::Device;
+use mgc_grammar::{Amount, Mode, Target};
 
 use super::cost::CostModel;
 use super::error::{Problem, ProblemKind};

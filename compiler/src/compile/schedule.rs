@@ -7,7 +7,7 @@
 //! together in one copy. Three steps are simulated and the third is reported: the steady state,
 //! where the first copies of a step overlap the end of the one before.
 
-use mgc_grammar::Device;
+use mgc_core::Device;
 
 use super::cost::CostModel;
 use super::graph::GraphLayer;

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use mgc_grammar::{AllocationError, Span};
+use mgc_core::Span;
+use mgc_grammar::AllocationError;
 use miette::{Diagnostic, LabeledSpan};
 use thiserror::Error;
 

@@ -6,7 +6,8 @@ mod resolve;
 
 use std::path::PathBuf;
 
-use mgc_grammar::{Allocation, Bandwidth, Bytes, Device, Span};
+use mgc_core::{Bandwidth, Bytes, Device, Span};
+use mgc_grammar::Allocation;
 use serde::Serialize;
 
 pub use error::{SpecError, SpecErrorKind};

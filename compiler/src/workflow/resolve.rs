@@ -3,9 +3,10 @@
 use std::cell::OnceCell;
 use std::path::Path;
 
+use mgc_core::{Bytes, Device, Span, Spanned};
 use mgc_grammar::{
-    Allocation, AllocationError, Amount, Bytes, Device, Entry, Mode, Span, Spanned, Target, parse_allocation,
-    parse_bandwidth, parse_device, parse_size,
+    Allocation, AllocationError, Amount, Entry, Mode, Target, parse_allocation, parse_bandwidth, parse_device,
+    parse_size,
 };
 use toml::Spanned as TomlSpanned;
 
@@ -257,7 +258,7 @@ impl Resolver<'_> {
         links.into_iter().map(|(l, _)| l).collect()
     }
 
-    fn link_rate(&mut self, item: &RawLink, span: Span) -> Option<(Option<LinkKind>, mgc_grammar::Bandwidth)> {
+    fn link_rate(&mut self, item: &RawLink, span: Span) -> Option<(Option<LinkKind>, mgc_core::Bandwidth)> {
         match (&item.kind, &item.bandwidth) {
             (None, None) => {
                 self.push(Kind::LinkWithoutRate, span);

@@ -1,6 +1,6 @@
 //! Why a plan does not run. Every refusal names what and how much; none is a panic.
 
-use mgc_grammar::Bytes;
+use mgc_core::Bytes;
 
 /// A run that cannot start or did not finish.
 #[derive(Debug, thiserror::Error)]

@@ -189,7 +189,7 @@ fn seconds(s: f64) -> String {
 }
 
 fn bytes(b: u64) -> String {
-    mgc_grammar::Bytes(b).to_string()
+    mgc_core::Bytes(b).to_string()
 }
 
 /// The report as a person reads it.

@@ -1,3 +1,5 @@
+//! Spans: where in a text a value was written.
+
 use std::ops::Range;
 
 /// A byte range into the text that was parsed.
@@ -28,12 +30,6 @@ impl Span {
 
     pub const fn range(self) -> Range<usize> {
         self.start..self.end
-    }
-}
-
-impl From<pest::Span<'_>> for Span {
-    fn from(span: pest::Span<'_>) -> Self {
-        Self::new(span.start(), span.end())
     }
 }
 

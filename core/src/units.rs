@@ -1,10 +1,10 @@
-//! Typed units: bytes, exact decimals, devices, bandwidths. A string becomes one of these only in
-//! this crate.
+//! Typed units: bytes, exact decimals, bandwidths. A user's string becomes one of these only in
+//! the grammar (`mgc-grammar`); here they are defined, printed and compared.
 
 use std::cmp::Ordering;
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// A non-negative decimal number exactly as written: `mantissa / 10^scale`.
 ///
@@ -186,7 +186,7 @@ impl ByteUnit {
         }
     }
 
-    const fn short(self) -> &'static str {
+    pub const fn short(self) -> &'static str {
         match self {
             Self::B => "b",
             Self::Kib => "kb",
@@ -194,127 +194,6 @@ impl ByteUnit {
             Self::Gib => "gb",
             Self::Tib => "tb",
         }
-    }
-}
-
-/// A device that can hold or compute a model's layers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Device {
-    Cpu,
-    Cuda(u32),
-    Mps,
-    Xpu(u32),
-    Npu(u32),
-    Hip(u32),
-    DirectMl(u32),
-    /// The model file itself: layers streamed from disk every step.
-    Disk,
-}
-
-/// The family of a [`Device`], without its ordinal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeviceKind {
-    Cpu,
-    Cuda,
-    Mps,
-    Xpu,
-    Npu,
-    Hip,
-    DirectMl,
-    Disk,
-}
-
-impl DeviceKind {
-    pub const ALL: [Self; 8] =
-        [Self::Cpu, Self::Cuda, Self::Mps, Self::Xpu, Self::Npu, Self::Hip, Self::DirectMl, Self::Disk];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Cpu => "cpu",
-            Self::Cuda => "cuda",
-            Self::Mps => "mps",
-            Self::Xpu => "xpu",
-            Self::Npu => "npu",
-            Self::Hip => "hip",
-            Self::DirectMl => "directml",
-            Self::Disk => "disk",
-        }
-    }
-
-    /// Whether the device is numbered (`cuda:0`) or single (`cpu`).
-    pub const fn has_ordinal(self) -> bool {
-        !matches!(self, Self::Cpu | Self::Mps | Self::Disk)
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.name() == name)
-    }
-
-    /// The canonical way to write a device of this kind, for hints: `cuda:0`, `cpu`.
-    pub fn example(self) -> String {
-        if self.has_ordinal() { format!("{}:0", self.name()) } else { self.name().to_owned() }
-    }
-
-    pub const fn with_ordinal(self, ordinal: u32) -> Device {
-        match self {
-            Self::Cpu => Device::Cpu,
-            Self::Cuda => Device::Cuda(ordinal),
-            Self::Mps => Device::Mps,
-            Self::Xpu => Device::Xpu(ordinal),
-            Self::Npu => Device::Npu(ordinal),
-            Self::Hip => Device::Hip(ordinal),
-            Self::DirectMl => Device::DirectMl(ordinal),
-            Self::Disk => Device::Disk,
-        }
-    }
-}
-
-impl Device {
-    pub const fn kind(self) -> DeviceKind {
-        match self {
-            Self::Cpu => DeviceKind::Cpu,
-            Self::Cuda(_) => DeviceKind::Cuda,
-            Self::Mps => DeviceKind::Mps,
-            Self::Xpu(_) => DeviceKind::Xpu,
-            Self::Npu(_) => DeviceKind::Npu,
-            Self::Hip(_) => DeviceKind::Hip,
-            Self::DirectMl(_) => DeviceKind::DirectMl,
-            Self::Disk => DeviceKind::Disk,
-        }
-    }
-
-    pub const fn ordinal(self) -> Option<u32> {
-        match self {
-            Self::Cuda(n) | Self::Xpu(n) | Self::Npu(n) | Self::Hip(n) | Self::DirectMl(n) => Some(n),
-            Self::Cpu | Self::Mps | Self::Disk => None,
-        }
-    }
-
-    /// Whether the device is an accelerator with memory of its own.
-    pub const fn is_accelerator(self) -> bool {
-        !matches!(self, Self::Cpu | Self::Disk)
-    }
-}
-
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.ordinal() {
-            Some(n) => write!(f, "{}:{n}", self.kind().name()),
-            None => f.write_str(self.kind().name()),
-        }
-    }
-}
-
-impl Serialize for Device {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Device {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        crate::parser::parse_device(&text).map_err(|kind| serde::de::Error::custom(kind.to_string()))
     }
 }
 
