@@ -183,8 +183,9 @@ class Applied:
     _handles: list = field(default_factory=list)
     _homes: list = field(default_factory=list)  # (owner, attribute, home tensor) of every weight
     patches: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = field(default_factory=dict)
-    _layers: list = field(default_factory=list)
+    _layers: List[_Layer] = field(default_factory=list)
     _patch_handles: Dict[int, list] = field(default_factory=dict)
+    _streamer: Optional["_Streamer"] = None
 
     def set_patches(self, patches: Optional[Mapping[str, Callable[[torch.Tensor], torch.Tensor]]]) -> None:
         """Weight patches (LoRA and the like), by state-dict key: each function takes a weight on
@@ -293,120 +294,218 @@ def apply_plan(
     """
     compute = torch_device(model["compute"])
     applied = Applied(model=model, compute=compute, module=module)
-    prefix = model["prefix"]
-    layers: List[_Layer] = []
-    for layer in model["layers"]:
-        params = _params_of(module, prefix, layer["tensors"], key_prefix)
-        home = torch_device(layer["home"])
-        placed = []
-        for owner, attribute, value in params:
-            moved = value.data.to(home) if value.device != home else value.data
-            if layer["streamed"] and home.type == "cpu" and compute.type == "cuda":
-                moved = _carry(value, moved.pin_memory())
-            _set(owner, attribute, moved)
-            placed.append((owner, attribute, moved))
-        try:
-            sub = module.get_submodule(key_prefix.rstrip(".") + ("." if key_prefix else "") + layer["name"]) if layer["name"] else module
-        except AttributeError:
-            sub = None
-        keys = [key_prefix + (t["name"][len(prefix):] if t["name"].startswith(prefix) else t["name"])
-                for t in layer["tensors"]]
-        layers.append(_Layer(layer["index"], layer["name"], sub, placed, layer["streamed"], keys))
-        applied._homes.extend(placed)
-    applied._layers = layers
+    for entry in model["layers"]:
+        layer = _place_layer(module, model, entry, compute, key_prefix)
+        applied._layers.append(layer)
+        applied._homes.extend(layer.params)
+    transfers = _model_transfers(plan, model)
+    _assign_transfers(applied._layers, transfers)
+    applied._streamer = _Streamer(applied, transfers, prefetch=max(0, int(model["prefetch"])))
+    _hook_streamed(applied, applied._streamer)
+    applied.set_patches(patches)
+    return applied
 
-    transfers = [t for t in plan["transfers"] if plan["models"][t["model"]] is model]
+
+def _state_key(name: str, prefix: str, key_prefix: str) -> str:
+    """A plan tensor's key in the module: the file's model ``prefix`` taken off, ``key_prefix`` put on."""
+    return key_prefix + (name[len(prefix):] if name.startswith(prefix) else name)
+
+
+def _place_layer(module: torch.nn.Module, model: dict, entry: dict, compute: torch.device, key_prefix: str) -> _Layer:
+    """Moves one layer's weights to its home (pinned host memory when streamed to a GPU) and
+    returns it with its home tensors."""
+    home = torch_device(entry["home"])
+    pin = entry["streamed"] and home.type == "cpu" and compute.type == "cuda"
+    placed = []
+    for owner, attribute, value in _params_of(module, model["prefix"], entry["tensors"], key_prefix):
+        moved = value.data.to(home) if value.device != home else value.data
+        if pin:
+            moved = _carry(value, moved.pin_memory())
+        _set(owner, attribute, moved)
+        placed.append((owner, attribute, moved))
+    keys = [_state_key(t["name"], model["prefix"], key_prefix) for t in entry["tensors"]]
+    sub = _submodule(module, key_prefix, entry["name"])
+    return _Layer(entry["index"], entry["name"], sub, placed, entry["streamed"], keys)
+
+
+def _submodule(module: torch.nn.Module, key_prefix: str, name: str) -> Optional[torch.nn.Module]:
+    """The layer ``name`` of the plan in ``module`` (the whole module for the unnamed layer), or
+    ``None`` where the module has no such layer."""
+    if not name:
+        return module
+    try:
+        return module.get_submodule(key_prefix.rstrip(".") + ("." if key_prefix else "") + name)
+    except AttributeError:
+        return None
+
+
+def _model_transfers(plan: dict, model: dict) -> List[dict]:
+    """The plan's transfers for ``model``, in order: each is one copy of a run of streamed layers."""
+    return [t for t in plan["transfers"] if plan["models"][t["model"]] is model]
+
+
+def _assign_transfers(layers: List[_Layer], transfers: List[dict]) -> None:
+    """Tells each layer which transfer (by position in ``transfers``) brings its weights in."""
     for k, t in enumerate(transfers):
         for i in range(t["first_layer"], t["last_layer"] + 1):
             layers[i].transfer = k
-    order = [layer for layer in layers if layer.streamed]
-    stream = torch.cuda.Stream(device=compute) if compute.type == "cuda" else None
-    ready: Dict[int, tuple] = {}  # transfer → (event or None, {layer index: [tensors]})
-    prefetch = max(0, int(model["prefetch"]))
 
-    def copy(k: int) -> None:
-        t = transfers[k]
-        members = [layers[i] for i in range(t["first_layer"], t["last_layer"] + 1)]
-        sources = [value for layer in members for (_, _, value) in layer.params]
-        if t["batched"] and sources:
-            # One staging buffer (pinned for a GPU), one copy.
-            flat = [s.reshape(-1).view(torch.uint8) for s in sources]
-            staging = torch.empty(sum(f.numel() for f in flat), dtype=torch.uint8, pin_memory=stream is not None)
-            torch.cat(flat, out=staging)
-            if stream is not None:
-                with torch.cuda.stream(stream):
-                    on_device = staging.to(compute, non_blocking=True)
-            else:
-                on_device = staging  # on the CPU the staging buffer is the copy
-            copies, offset = [], 0
-            for s in sources:
-                n = s.numel() * s.element_size()
-                # `size()`, not `.shape`: a GGUF weight's `.shape` is the shape it dequantizes to.
-                copies.append(on_device[offset:offset + n].view(s.dtype).reshape(s.size()))
-                offset += n
-            applied.stats.batched_copies += 1
-        elif stream is not None:
-            with torch.cuda.stream(stream):
-                copies = [s.to(compute, non_blocking=True) for s in sources]
-        else:
-            copies = [s.to(compute, copy=True) for s in sources]
-        event = None
-        if stream is not None:
-            event = torch.cuda.Event()
-            event.record(stream)
-        by_layer, j = {}, 0
-        for layer in members:
-            by_layer[layer.index] = copies[j:j + len(layer.params)]
-            j += len(layer.params)
-        ready[k] = (event, by_layer)
-        applied.stats.copies += 1
-        applied.stats.bytes += t["bytes"]
 
-    def before(layer: _Layer):
-        def hook(_module, _args):
-            k = layer.transfer
-            if k not in ready:
-                copy(k)
-            else:
-                applied.stats.prefetched += 1
-            event, by_layer = ready[k]
-            if event is not None:
-                current = torch.cuda.current_stream(compute)
-                current.wait_event(event)
-                # The copies were allocated on the side stream: tell the allocator this stream
-                # reads them, so their memory is not reused before these kernels are done.
-                for tensor in by_layer[layer.index]:
-                    tensor.record_stream(current)
-            for (owner, attribute, _), key, tensor in zip(layer.params, layer.keys, by_layer[layer.index]):
-                if key in applied.patches:
-                    tensor = applied.patches[key](tensor)
-                _set(owner, attribute, tensor)
-            # Prefetch the copies of the next streamed layers while this one computes.
-            if stream is not None:
-                position = order.index(layer)
-                for ahead in order[position + 1:position + 1 + prefetch]:
-                    if ahead.transfer not in ready:
-                        copy(ahead.transfer)
-        return hook
-
-    def after(layer: _Layer):
-        def hook(_module, _args, _output):
-            for owner, attribute, home in layer.params:
-                _set(owner, attribute, home)
-            t = transfers[layer.transfer]
-            if layer.index == t["last_layer"]:
-                ready.pop(layer.transfer, None)  # release the buffer
-        return hook
-
-    for layer in layers:
+def _hook_streamed(applied: Applied, streamer: "_Streamer") -> None:
+    """Hooks every streamed layer to the streamer; refuses a layer the module does not have."""
+    for layer in applied._layers:
         if not layer.streamed:
             continue
         if layer.module is None or layer.transfer is None:
             raise PlanError(f"the module has no layer `{layer.name}` to stream: is this the model the plan is for?")
-        applied._handles.append(layer.module.register_forward_pre_hook(before(layer)))
-        applied._handles.append(layer.module.register_forward_hook(after(layer)))
-    applied.set_patches(patches)
-    return applied
+        applied._handles.append(layer.module.register_forward_pre_hook(_before_hook(streamer, layer)))
+        applied._handles.append(layer.module.register_forward_hook(_after_hook(streamer, layer)))
+
+
+def _before_hook(streamer: "_Streamer", layer: _Layer):
+    def hook(_module, _args):
+        streamer.before(layer)
+    return hook
+
+
+def _after_hook(streamer: "_Streamer", layer: _Layer):
+    def hook(_module, _args, _output):
+        streamer.after(layer)
+    return hook
+
+
+class _Streamer:
+    """Brings the weights of streamed layers to the compute device for the time their layer runs.
+
+    Each of the plan's transfers is one copy of a run of layers (a batched one: through one
+    staging buffer). On a GPU the copies are made on a side stream, ``prefetch`` streamed layers
+    ahead, and the compute stream waits on an event for them; on the CPU they are made when their
+    first layer is about to run. A transfer's copies are released after its last layer ran.
+    """
+
+    def __init__(self, applied: Applied, transfers: List[dict], prefetch: int):
+        self.applied = applied
+        self.layers: List[_Layer] = applied._layers
+        self.transfers = transfers
+        self.compute = applied.compute
+        self.stream = torch.cuda.Stream(device=self.compute) if self.compute.type == "cuda" else None
+        self.prefetch = prefetch
+        self.order = [layer for layer in self.layers if layer.streamed]
+        self._position = {layer.index: p for p, layer in enumerate(self.order)}
+        self.ready: Dict[int, tuple] = {}  # transfer → (event or None, {layer index: [tensors]})
+
+    def members(self, k: int) -> List[_Layer]:
+        """The layers that transfer ``k`` brings in."""
+        t = self.transfers[k]
+        return [self.layers[i] for i in range(t["first_layer"], t["last_layer"] + 1)]
+
+    def copy(self, k: int) -> None:
+        """Starts transfer ``k``: its layers' weights copied to the compute device."""
+        t = self.transfers[k]
+        members = self.members(k)
+        sources = [value for layer in members for (_, _, value) in layer.params]
+        if t["batched"] and sources:
+            copies = self._copy_batched(sources)
+            self.applied.stats.batched_copies += 1
+        else:
+            copies = self._copy_each(sources)
+        self.ready[k] = (self._record(), _by_layer(members, copies))
+        self.applied.stats.copies += 1
+        self.applied.stats.bytes += t["bytes"]
+
+    def _copy_batched(self, sources: List[torch.Tensor]) -> List[torch.Tensor]:
+        """One staging buffer (pinned for a GPU), one copy; the copies are views into it."""
+        staging = _stage(sources, pin=self.stream is not None)
+        if self.stream is None:
+            return _unstage(staging, sources)  # on the CPU the staging buffer is the copy
+        with torch.cuda.stream(self.stream):
+            on_device = staging.to(self.compute, non_blocking=True)
+        return _unstage(on_device, sources)
+
+    def _copy_each(self, sources: List[torch.Tensor]) -> List[torch.Tensor]:
+        if self.stream is None:
+            return [s.to(self.compute, copy=True) for s in sources]
+        with torch.cuda.stream(self.stream):
+            return [s.to(self.compute, non_blocking=True) for s in sources]
+
+    def _record(self) -> Optional["torch.cuda.Event"]:
+        """An event after the copies queued on the side stream, or ``None`` on the CPU."""
+        if self.stream is None:
+            return None
+        event = torch.cuda.Event()
+        event.record(self.stream)
+        return event
+
+    def before(self, layer: _Layer) -> None:
+        """Before ``layer`` runs: its weights become their copies on the compute device (patched
+        where a patch is set), and the next streamed layers' copies are started."""
+        k = layer.transfer
+        if k not in self.ready:
+            self.copy(k)
+        else:
+            self.applied.stats.prefetched += 1
+        event, by_layer = self.ready[k]
+        copies = by_layer[layer.index]
+        if event is not None:
+            self._wait(event, copies)
+        patches = self.applied.patches
+        for (owner, attribute, _), key, tensor in zip(layer.params, layer.keys, copies):
+            if key in patches:
+                tensor = patches[key](tensor)
+            _set(owner, attribute, tensor)
+        if self.stream is not None:
+            self._prefetch_after(layer)
+
+    def _wait(self, event: "torch.cuda.Event", copies: List[torch.Tensor]) -> None:
+        current = torch.cuda.current_stream(self.compute)
+        current.wait_event(event)
+        # The copies were allocated on the side stream: tell the allocator this stream reads
+        # them, so their memory is not reused before these kernels are done.
+        for tensor in copies:
+            tensor.record_stream(current)
+
+    def _prefetch_after(self, layer: _Layer) -> None:
+        """Starts the copies of the ``prefetch`` streamed layers after ``layer``, while it computes."""
+        position = self._position[layer.index]
+        for ahead in self.order[position + 1:position + 1 + self.prefetch]:
+            if ahead.transfer not in self.ready:
+                self.copy(ahead.transfer)
+
+    def after(self, layer: _Layer) -> None:
+        """After ``layer`` ran: its weights are their home tensors again, and the transfer's
+        copies are released once its last layer ran."""
+        for owner, attribute, home in layer.params:
+            _set(owner, attribute, home)
+        if layer.index == self.transfers[layer.transfer]["last_layer"]:
+            self.ready.pop(layer.transfer, None)
+
+
+def _stage(sources: List[torch.Tensor], pin: bool) -> torch.Tensor:
+    """The bytes of ``sources``, one after another, in one new buffer."""
+    flat = [s.reshape(-1).view(torch.uint8) for s in sources]
+    staging = torch.empty(sum(f.numel() for f in flat), dtype=torch.uint8, pin_memory=pin)
+    torch.cat(flat, out=staging)
+    return staging
+
+
+def _unstage(buffer: torch.Tensor, sources: List[torch.Tensor]) -> List[torch.Tensor]:
+    """Views into ``buffer`` (as ``_stage`` filled it) with the dtype and size of each source."""
+    views, offset = [], 0
+    for s in sources:
+        n = s.numel() * s.element_size()
+        # `size()`, not `.shape`: a GGUF weight's `.shape` is the shape it dequantizes to.
+        views.append(buffer[offset:offset + n].view(s.dtype).reshape(s.size()))
+        offset += n
+    return views
+
+
+def _by_layer(members: List[_Layer], copies: List[torch.Tensor]) -> Dict[int, List[torch.Tensor]]:
+    """The copies of a transfer split by layer index, in the order of each layer's params."""
+    by_layer, j = {}, 0
+    for layer in members:
+        by_layer[layer.index] = copies[j:j + len(layer.params)]
+        j += len(layer.params)
+    return by_layer
 
 
 def check_placement(module: torch.nn.Module, model: dict, key_prefix: str = "") -> None:
