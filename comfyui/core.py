@@ -3,8 +3,9 @@
 A plan (``mgc compile``) says, for every layer of a model, where its weights live (its *home*)
 and whether they are streamed to the compute device every step. ``apply_plan`` moves each
 parameter to its home and hooks each streamed layer so that, when it runs, its weights are on
-the compute device — copied there in advance on a side CUDA stream (``prefetch`` layers ahead),
-small layers batched through one pinned staging buffer — and released after it ran.
+the compute device — copied there in advance on a side CUDA stream (``prefetch`` streamed layers
+ahead), small layers batched through one staging buffer (pinned for a GPU) — and released after
+it ran.
 """
 
 from __future__ import annotations
@@ -118,8 +119,7 @@ def key_prefix(module: torch.nn.Module, model: dict) -> str:
     keys need, or ``""`` when they are found as they are."""
     keys = set(module.state_dict().keys())
     prefix = model["prefix"]
-    names = [t["name"][len(prefix):] if t["name"].startswith(prefix) else t["name"]
-             for layer in model["layers"] for t in layer["tensors"]][:64]
+    names = [_state_key(t["name"], prefix, "") for layer in model["layers"] for t in layer["tensors"]][:64]
     if not names or sum(n in keys for n in names) * 2 >= len(names):
         return ""
     counts: Dict[str, int] = {}
@@ -152,7 +152,7 @@ def torch_device(name: str) -> torch.device:
 
 @dataclass
 class Stats:
-    """What the hooks did, for tests and for the console."""
+    """What the hooks did (``Applied.stats``; the nodes keep it as ``mgc_plan.stats``)."""
 
     copies: int = 0
     batched_copies: int = 0
@@ -165,8 +165,8 @@ class Stats:
 class _Layer:
     index: int
     name: str
-    module: torch.nn.Module
-    params: List[tuple]  # (module, attribute, home tensor)
+    module: Optional[torch.nn.Module]  # None where the module has no such layer
+    params: List[tuple]  # (owner module, attribute, home tensor)
     streamed: bool
     keys: List[str] = field(default_factory=list)  # each param's state-dict key in the module
     transfer: Optional[int] = None
@@ -240,8 +240,7 @@ def _params_of(module: torch.nn.Module, prefix: str, tensors: list, key_prefix: 
     """(owner module, attribute, tensor) of each of a layer's tensors, by state-dict key."""
     out = []
     for t in tensors:
-        key = t["name"][len(prefix):] if t["name"].startswith(prefix) else t["name"]
-        key = key_prefix + key
+        key = _state_key(t["name"], prefix, key_prefix)
         owner_path, _, attribute = key.rpartition(".")
         try:
             owner = module.get_submodule(owner_path) if owner_path else module
