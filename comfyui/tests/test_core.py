@@ -295,3 +295,56 @@ def test_key_prefix_finds_keys_nested_as_comfyui_nests_text_encoders(model_file)
     outer.clip_l.transformer.final_layer.weight = nn.Parameter(torch.empty(16, 32, device="meta"))
     with pytest.raises(core.PlanError, match="not where the plan put them"):
         core.check_placement(outer, entry, "clip_l.transformer.")
+
+
+def test_a_batched_transfer_is_one_staging_copy_of_the_layers_the_plan_groups(model_file):
+    model, tmp = model_file
+    plan = compile_plan(tmp, "p", "cpu,20%;disk,*", batch_below="64mb")
+    entry = core.model_entry(plan)
+    streamer = core.apply_plan(fresh_copy(model), plan, entry)._streamer
+    transfers = [t for t in plan["transfers"] if t["model"] == 0]
+    assert streamer.transfers == transfers
+    assert any(t["batched"] and t["last_layer"] > t["first_layer"] for t in transfers)
+    for k, t in enumerate(transfers):
+        streamer.copy(k)
+        event, by_layer = streamer.ready[k]
+        assert event is None
+        assert sorted(by_layer) == list(range(t["first_layer"], t["last_layer"] + 1))
+        for layer in streamer.members(k):
+            assert layer.transfer == k
+            for (_, _, home), copied in zip(layer.params, by_layer[layer.index]):
+                assert torch.equal(copied, home) and copied.data_ptr() != home.data_ptr()
+        storages = {c.untyped_storage().data_ptr() for copies in by_layer.values() for c in copies}
+        if t["batched"]:
+            assert len(storages) == 1, "a batched transfer is one staging buffer"
+    assert streamer.applied.stats.batched_copies == sum(t["batched"] for t in transfers)
+
+
+def test_staging_keeps_each_tensors_dtype_size_and_bytes():
+    sources = [torch.arange(4, dtype=torch.int64).reshape(2, 2), torch.randn(3, 4),
+               torch.randn(5, dtype=torch.bfloat16), torch.tensor([1, 2, 3], dtype=torch.uint8)]
+    staging = core._stage(sources, pin=False)
+    assert staging.numel() == sum(s.numel() * s.element_size() for s in sources)
+    for source, view in zip(sources, core._unstage(staging, sources)):
+        assert view.dtype == source.dtype and view.size() == source.size() and torch.equal(view, source)
+
+
+def test_a_transfer_is_copied_for_its_first_layer_and_released_after_its_last(model_file):
+    model, tmp = model_file
+    plan = compile_plan(tmp, "p", "cpu,20%;disk,*", batch_below="64mb")
+    streamer = core.apply_plan(fresh_copy(model), plan, core.model_entry(plan))._streamer
+    k = next(k for k, t in enumerate(streamer.transfers) if t["last_layer"] > t["first_layer"])
+    first, *rest = streamer.members(k)
+    stats = streamer.applied.stats
+    streamer.before(first)
+    assert k in streamer.ready and (stats.copies, stats.prefetched) == (1, 0)
+    for (owner, attribute, home), copied in zip(first.params, streamer.ready[k][1][first.index]):
+        assert getattr(owner, attribute).data_ptr() == copied.data_ptr() != home.data_ptr()
+    streamer.after(first)
+    assert all(getattr(owner, attribute).data_ptr() == home.data_ptr() for owner, attribute, home in first.params)
+    assert k in streamer.ready, "kept for the transfer's other layers"
+    for layer in rest:
+        streamer.before(layer)
+        streamer.after(layer)
+    assert (stats.copies, stats.prefetched) == (1, len(rest))
+    assert k not in streamer.ready, "released after the transfer's last layer"
