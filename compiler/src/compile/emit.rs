@@ -1,162 +1,37 @@
-//! `placement_to_plan`: the plan as data, with every device's peak checked against its memory.
+//! `peaks_to_plan`: the annotated graph serialized as the plan — inputs, devices and their peaks,
+//! links, each model's layers with their homes and timings, and every copy node as a transfer.
 
-use mgc_core::{Bytes, Device};
+use mgc_core::Device;
 use mgc_plan::{
     Budget, DevicePlan, InputFile, LayerPlan, LinkPlan, ModelPlan, PLAN_VERSION, Plan, Predicted, ScheduleSettings,
     TensorPlan, Transfer,
 };
 
 use super::cost::CostModel;
-use super::error::{Problem, ProblemKind};
-use super::graph::LayerGraph;
-use super::place::ModelPlacement;
+use super::graph::{GraphModel, Input, LayerGraph};
+use super::peaks::{DevicePeak, Peaks};
+use super::schedule::{ModelTiming, Schedule};
 use crate::inventory::FileFormat;
-use crate::workflow::{Prefetch, Workflow};
+use crate::workflow::{Placement, Prefetch, Workflow};
 
-/// Builds the plan, or says which devices would run out of memory and by how much.
-pub fn placement_to_plan(
-    workflow: &Workflow,
-    graph: &LayerGraph,
-    placements: &[ModelPlacement],
-    cost: &CostModel,
-) -> Result<Plan, Vec<Problem>> {
-    let inputs = graph
-        .inputs
-        .iter()
-        .map(|input| InputFile {
-            path: input.path.display().to_string(),
-            format: match input.inventory.format {
-                FileFormat::Safetensors => "safetensors".into(),
-                FileFormat::Gguf => "gguf".into(),
-            },
-            size_bytes: input.inventory.file_size,
-            header_bytes: input.inventory.header_size,
-            header_sha256: input.header_sha256.clone(),
-        })
-        .collect();
-
+/// The plan: what the graph, its annotations and the peaks say, as data.
+pub fn peaks_to_plan(peaks: &Peaks, workflow: &Workflow, cost: &CostModel) -> Plan {
+    let schedule = &peaks.schedule;
+    let graph = &schedule.graph;
     let mut models = Vec::new();
     let mut transfers = Vec::new();
-    for (m, (model, placement)) in graph.models.iter().zip(placements).enumerate() {
-        let s = &placement.schedule;
-        let layers = model
-            .layers
-            .iter()
-            .zip(&placement.homes)
-            .zip(&s.layers)
-            .enumerate()
-            .map(|(index, ((layer, home), &(seconds, start, end)))| LayerPlan {
-                index,
-                name: layer.name.clone(),
-                bytes: layer.bytes,
-                home: home.to_string(),
-                streamed: *home != model.spec.compute,
-                flops: layer.flops.round(),
-                compute_seconds: ns(seconds),
-                start_seconds: ns(start),
-                end_seconds: ns(end),
-                tensors: layer
-                    .tensors
-                    .iter()
-                    .map(|t| TensorPlan {
-                        name: t.name.clone(),
-                        dtype: t.dtype.name().to_owned(),
-                        shape: t.shape.clone(),
-                        offset: t.offset,
-                        bytes: t.bytes,
-                    })
-                    .collect(),
-            })
-            .collect();
-        for t in &s.transfers {
-            transfers.push(Transfer {
-                id: transfers.len(),
-                model: m,
-                first_layer: t.first,
-                last_layer: t.last,
-                from: t.from.to_string(),
-                to: model.spec.compute.to_string(),
-                bytes: t.bytes,
-                issue_after_layer: t.issue_after,
-                from_previous_step: t.from_previous_step,
-                batched: t.batched,
-                start_seconds: ns(t.start),
-                end_seconds: ns(t.end),
-            });
-        }
-        let budgets = placement
-            .budgets
-            .iter()
-            .map(|b| Budget {
-                device: b.device.to_string(),
-                bytes: b.bytes,
-                used_bytes: model
-                    .layers
-                    .iter()
-                    .zip(&placement.homes)
-                    .filter(|(_, h)| **h == b.device)
-                    .map(|(l, _)| l.bytes)
-                    .sum(),
-            })
-            .collect();
-        models.push(ModelPlan {
-            name: model.spec.name.clone(),
-            input: model.input,
-            file: model.spec.file.display().to_string(),
-            prefix: model.prefix.clone(),
-            family: model.family.name().to_owned(),
-            role: model.role.name().to_owned(),
-            phase: model.phase,
-            compute: model.spec.compute.to_string(),
-            allocation: model.spec.allocation.to_string(),
-            placement: match model.spec.placement {
-                crate::workflow::Placement::Auto => "auto",
-                crate::workflow::Placement::Tail => "tail",
-                crate::workflow::Placement::Head => "head",
-            }
-            .to_owned(),
-            placement_reason: placement.reason.clone(),
-            prefetch: s.prefetch,
-            tokens: model.tokens,
-            budgets,
-            activation_bytes: model.activation_bytes,
-            bytes: model.bytes,
-            layers,
-            predicted: Predicted {
-                step_seconds: ns(s.step_seconds),
-                lower_bound_seconds: ns(s.lower_bound_seconds),
-                compute_seconds: ns(s.compute_seconds),
-                copy_seconds: ns(s.copy_seconds),
-                hidden_copy_fraction: (s.hidden_copy_fraction * 1e6).round() / 1e6,
-            },
-        });
+    for (m, (model, timing)) in graph.models.iter().zip(&schedule.timings).enumerate() {
+        transfers.extend(model_transfers(graph, m, transfers.len()));
+        models.push(model_plan(schedule, m, model, timing));
     }
-
-    let (devices, problems) = devices(workflow, graph, placements, cost);
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let mut links: Vec<LinkPlan> = Vec::new();
-    for t in &transfers {
-        if links.iter().any(|l| l.from == t.from && l.to == t.to) {
-            continue;
-        }
-        let (from, to) = (parse(&t.from), parse(&t.to));
-        let rate = cost.rate(from, to);
-        links.push(LinkPlan {
-            from: t.from.clone(),
-            to: t.to.clone(),
-            bandwidth_bytes_per_second: rate.bytes_per_second as u64,
-            source: rate.source,
-        });
-    }
+    let links = links(&transfers, cost);
     let predicted =
         mgc_plan::step_model(&models).and_then(|i| models.get(i)).map(|m| m.predicted.clone()).unwrap_or_default();
-    Ok(Plan {
+    Plan {
         format_version: PLAN_VERSION,
         generator: format!("mgc {}", env!("CARGO_PKG_VERSION")),
-        inputs,
-        devices,
+        inputs: graph.inputs.iter().map(input_file).collect(),
+        devices: peaks.devices.iter().map(device_plan).collect(),
         links,
         schedule: ScheduleSettings {
             prefetch: models.iter().map(|m| m.prefetch).max().unwrap_or(0),
@@ -166,7 +41,7 @@ pub fn placement_to_plan(
         models,
         transfers,
         predicted,
-    })
+    }
 }
 
 /// Seconds to the nanosecond: plans read better and stay exact through JSON.
@@ -174,81 +49,150 @@ fn ns(seconds: f64) -> f64 {
     (seconds * 1e9).round() / 1e9
 }
 
-fn parse(name: &str) -> Device {
-    mgc_grammar::parse_device(name).unwrap_or(Device::Cpu)
+fn input_file(input: &Input) -> InputFile {
+    InputFile {
+        path: input.path.display().to_string(),
+        format: match input.inventory.format {
+            FileFormat::Safetensors => "safetensors".into(),
+            FileFormat::Gguf => "gguf".into(),
+        },
+        size_bytes: input.inventory.file_size,
+        header_bytes: input.inventory.header_size,
+        header_sha256: input.header_sha256.clone(),
+    }
 }
 
-/// Each device's resident bytes and peak: resident weights, plus the largest transient any one
-/// model needs there (models run one at a time): copies in flight and activations on its compute
-/// device, pinned staging on `cpu`.
-fn devices(
-    workflow: &Workflow,
-    graph: &LayerGraph,
-    placements: &[ModelPlacement],
-    cost: &CostModel,
-) -> (Vec<DevicePlan>, Vec<Problem>) {
-    let mut list: Vec<(Device, u64, u64, Option<mgc_core::Span>)> =
-        workflow.devices.iter().map(|d| (d.device, d.memory.get(), d.reserve.get(), d.span)).collect();
-    let uses_disk = placements.iter().any(|p| p.homes.contains(&Device::Disk));
-    if uses_disk {
-        list.push((Device::Disk, 0, 0, None));
+fn device_plan(d: &DevicePeak) -> DevicePlan {
+    DevicePlan {
+        name: d.device.to_string(),
+        memory_bytes: d.memory,
+        reserve_bytes: d.reserve,
+        resident_bytes: d.resident,
+        peak_bytes: d.peak,
+        staging_bytes: d.staging,
+        flops_per_second: d.flops_per_second,
     }
-    let mut out = Vec::new();
-    let mut problems = Vec::new();
-    for (device, memory, reserve, span) in list {
-        let mut resident = 0u64;
-        let mut transient = 0u64;
-        let mut transient_parts = String::new();
-        let mut staging = 0u64;
-        for (model, placement) in graph.models.iter().zip(placements) {
-            resident += model
-                .layers
+}
+
+/// A model's copy nodes as transfers, numbered from `first_id`.
+fn model_transfers(graph: &LayerGraph, m: usize, first_id: usize) -> Vec<Transfer> {
+    graph
+        .copies(m)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (copy, reuse))| Transfer {
+            id: first_id + i,
+            model: m,
+            first_layer: copy.first,
+            last_layer: copy.last,
+            from: copy.from.to_string(),
+            to: copy.to.to_string(),
+            bytes: copy.bytes,
+            issue_after_layer: reuse.map(|(layer, _)| layer),
+            from_previous_step: reuse.is_some_and(|(_, previous)| previous),
+            batched: copy.batched,
+            start_seconds: ns(copy.start),
+            end_seconds: ns(copy.end),
+        })
+        .collect()
+}
+
+fn model_plan(schedule: &Schedule, m: usize, model: &GraphModel, timing: &ModelTiming) -> ModelPlan {
+    let homes = schedule.graph.homes(m).unwrap_or_default();
+    let budgets = schedule
+        .budgets
+        .of(m)
+        .iter()
+        .map(|b| Budget {
+            device: b.device.to_string(),
+            bytes: b.bytes,
+            used_bytes: model.layers.iter().zip(&homes).filter(|(_, h)| **h == b.device).map(|(l, _)| l.bytes).sum(),
+        })
+        .collect();
+    ModelPlan {
+        name: model.spec.name.clone(),
+        input: model.input,
+        file: model.spec.file.display().to_string(),
+        prefix: model.prefix.clone(),
+        family: model.family.name().to_owned(),
+        role: model.role.name().to_owned(),
+        phase: model.phase,
+        compute: model.spec.compute.to_string(),
+        allocation: model.spec.allocation.to_string(),
+        placement: match model.spec.placement {
+            Placement::Auto => "auto",
+            Placement::Tail => "tail",
+            Placement::Head => "head",
+        }
+        .to_owned(),
+        placement_reason: schedule.reasons.get(m).cloned().unwrap_or_default(),
+        prefetch: timing.prefetch,
+        tokens: model.tokens,
+        budgets,
+        activation_bytes: model.activation_bytes,
+        bytes: model.bytes,
+        layers: layer_plans(model, &homes, timing),
+        predicted: Predicted {
+            step_seconds: ns(timing.step_seconds),
+            lower_bound_seconds: ns(timing.lower_bound_seconds),
+            compute_seconds: ns(timing.compute_seconds),
+            copy_seconds: ns(timing.copy_seconds),
+            hidden_copy_fraction: (timing.hidden_copy_fraction * 1e6).round() / 1e6,
+        },
+    }
+}
+
+fn layer_plans(model: &GraphModel, homes: &[Device], timing: &ModelTiming) -> Vec<LayerPlan> {
+    model
+        .layers
+        .iter()
+        .zip(homes)
+        .zip(&timing.layers)
+        .enumerate()
+        .map(|(index, ((layer, home), &(seconds, start, end)))| LayerPlan {
+            index,
+            name: layer.name.clone(),
+            bytes: layer.bytes,
+            home: home.to_string(),
+            streamed: *home != model.spec.compute,
+            flops: layer.flops.round(),
+            compute_seconds: ns(seconds),
+            start_seconds: ns(start),
+            end_seconds: ns(end),
+            tensors: layer
+                .tensors
                 .iter()
-                .zip(&placement.homes)
-                .filter(|(_, h)| **h == device)
-                .map(|(l, _)| l.bytes)
-                .sum::<u64>();
-            if model.spec.compute == device {
-                let here = placement.schedule.inflight_peak + model.activation_bytes;
-                if here > transient {
-                    transient = here;
-                    transient_parts = format!(
-                        "{} in flight and {} of activations while `{}` runs",
-                        Bytes(placement.schedule.inflight_peak),
-                        Bytes(model.activation_bytes),
-                        model.spec.name
-                    );
-                }
-            }
-            if device == Device::Cpu {
-                staging = staging.max(placement.schedule.staging);
-            }
+                .map(|t| TensorPlan {
+                    name: t.name.clone(),
+                    dtype: t.dtype.name().to_owned(),
+                    shape: t.shape.clone(),
+                    offset: t.offset,
+                    bytes: t.bytes,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Every link a transfer uses, once, in the order first used.
+fn links(transfers: &[Transfer], cost: &CostModel) -> Vec<LinkPlan> {
+    let mut seen: Vec<(Device, Device)> = Vec::new();
+    let mut links = Vec::new();
+    for t in transfers {
+        let (Ok(from), Ok(to)) = (t.from.parse::<Device>(), t.to.parse::<Device>()) else {
+            continue;
+        };
+        if seen.contains(&(from, to)) {
+            continue;
         }
-        let peak = if device == Device::Disk { 0 } else { resident + transient + staging };
-        let usable = memory.saturating_sub(reserve);
-        if device != Device::Disk && peak > usable {
-            let mut parts = format!("{} of resident weights", Bytes(resident));
-            if transient > 0 {
-                parts.push_str(&format!(", {transient_parts}"));
-            }
-            if staging > 0 {
-                parts.push_str(&format!(", {} of pinned staging", Bytes(staging)));
-            }
-            let kind =
-                ProblemKind::DeviceOverMemory { device: device.to_string(), peak, usable, short: peak - usable, parts };
-            let span =
-                span.unwrap_or_else(|| graph.models.first().map_or_else(Default::default, |m| m.spec.allocation_span));
-            problems.push(Problem::new(kind, span));
-        }
-        out.push(DevicePlan {
-            name: device.to_string(),
-            memory_bytes: memory,
-            reserve_bytes: reserve,
-            resident_bytes: resident,
-            peak_bytes: peak,
-            staging_bytes: staging,
-            flops_per_second: if device == Device::Disk { 0.0 } else { cost.flops(device) },
-        });
+        seen.push((from, to));
+        let rate = cost.rate(from, to);
+        links.push(LinkPlan {
+            from: t.from.clone(),
+            to: t.to.clone(),
+            bandwidth_bytes_per_second: rate.bytes_per_second as u64,
+            source: rate.source,
+        })
     }
-    (out, problems)
+    links
 }

@@ -1,10 +1,22 @@
-//! `workflow_to_graph`: the workflow's models, read from their headers, as a graph of layers in
-//! execution order — text encoders, then diffusion models, then VAEs.
+//! `workflow_to_graph`: the workflow's models, read from their headers, as one graph of layers —
+//! the compiler's intermediate representation.
+//!
+//! Nodes are the layers of every model and, once the schedule stage has run, the copies it adds.
+//! Edges say what must happen before what: a model's layers in order ([`Edge::Next`]), one model
+//! after another ([`Edge::ModelOrder`]; [`Edge::TakesTurns`] between diffusion models that
+//! alternate, as Wan 2.2's high- and low-noise experts do), a copy before the layers it carries
+//! ([`Edge::DataReady`]) and a layer before the copy that reuses its buffer ([`Edge::SlotReuse`]).
+//! Placement annotates layer nodes with their homes, the schedule adds copy nodes with their
+//! times, and the later stages read the annotated graph.
 
 use std::path::PathBuf;
 
+use mgc_core::Device;
+use petgraph::Direction;
 use petgraph::algo::toposort;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::{EdgeFiltered, EdgeRef, IntoEdgeReferences};
+use serde::Serialize;
 
 use super::cost;
 use super::error::{CompileError, Problem, ProblemKind};
@@ -48,21 +60,235 @@ pub struct GraphModel {
     pub layers: Vec<GraphLayer>,
 }
 
-/// Every layer of every model, with an edge from each layer to the next one that runs.
-#[derive(Debug)]
+/// A layer of a model, as a node: where its weights live once placement has decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LayerNode {
+    pub model: usize,
+    pub layer: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub home: Option<Device>,
+}
+
+/// A copy of consecutive streamed layers `first..=last` of a model to its compute device.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CopyNode {
+    pub model: usize,
+    pub first: usize,
+    pub last: usize,
+    pub from: Device,
+    pub to: Device,
+    pub bytes: u64,
+    /// Several small layers through the pinned staging buffer.
+    pub batched: bool,
+    /// Relative to the start of the model's steady-state step (negative: during the one before).
+    pub start: f64,
+    pub end: f64,
+}
+
+/// A node of the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Node {
+    Layer(LayerNode),
+    Copy(CopyNode),
+}
+
+/// What an edge orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Edge {
+    /// The next layer of the same model.
+    Next,
+    /// The next model of the workflow: text encoders, then diffusion models, then VAEs.
+    ModelOrder,
+    /// The next diffusion model, which takes turns with this one over the steps.
+    TakesTurns,
+    /// A copy must have landed before the layer that needs it runs.
+    DataReady,
+    /// The copy reuses the buffer this layer computed from, so it is issued once the layer is
+    /// done (in the previous step, when `from_previous_step`).
+    SlotReuse { from_previous_step: bool },
+}
+
+/// Every layer of every model, and (after scheduling) every copy, with what orders them.
+#[derive(Clone, Debug)]
 pub struct LayerGraph {
     pub inputs: Vec<Input>,
     /// In execution order.
     pub models: Vec<GraphModel>,
-    pub graph: StableDiGraph<(usize, usize), ()>,
+    pub graph: StableDiGraph<Node, Edge>,
+    /// The node of each model's each layer.
+    layer_nodes: Vec<Vec<NodeIndex>>,
 }
 
 impl LayerGraph {
-    /// `(model, layer)` pairs in the order they run.
+    /// `(model, layer)` pairs in the order they run within one step: what every edge orders,
+    /// less the slot reuse across steps (a copy for the next step, issued after this one's layer).
     pub fn execution_order(&self) -> Vec<(usize, usize)> {
-        toposort(&self.graph, None)
-            .map(|nodes| nodes.into_iter().filter_map(|n| self.graph.node_weight(n).copied()).collect())
-            .unwrap_or_default()
+        let one_step =
+            EdgeFiltered::from_fn(&self.graph, |e| !matches!(e.weight(), Edge::SlotReuse { from_previous_step: true }));
+        let order = toposort(&one_step, None).unwrap_or_default();
+        order
+            .into_iter()
+            .filter_map(|n| match self.graph.node_weight(n) {
+                Some(Node::Layer(l)) => Some((l.model, l.layer)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The node of a model's layer.
+    pub fn layer_node(&self, model: usize, layer: usize) -> Option<NodeIndex> {
+        self.layer_nodes.get(model).and_then(|nodes| nodes.get(layer)).copied()
+    }
+
+    /// Where a model's layers live, in layer order; `None` before placement.
+    pub fn homes(&self, model: usize) -> Option<Vec<Device>> {
+        let nodes = self.layer_nodes.get(model)?;
+        nodes
+            .iter()
+            .map(|&n| match self.graph.node_weight(n) {
+                Some(Node::Layer(l)) => l.home,
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Annotates a model's layers with their homes.
+    pub fn set_homes(&mut self, model: usize, homes: &[Device]) {
+        let Some(nodes) = self.layer_nodes.get(model) else {
+            return;
+        };
+        for (&node, &home) in nodes.iter().zip(homes) {
+            if let Some(Node::Layer(layer)) = self.graph.node_weight_mut(node) {
+                layer.home = Some(home);
+            }
+        }
+    }
+
+    /// Adds a copy node, with its data-ready edge to the first layer it carries and, when it
+    /// reuses a buffer, its slot-reuse edge from the layer that frees it.
+    pub fn add_copy(&mut self, copy: CopyNode, issue_after: Option<(usize, bool)>) -> NodeIndex {
+        let node = self.graph.add_node(Node::Copy(copy));
+        if let Some(first) = self.layer_node(copy.model, copy.first) {
+            self.graph.add_edge(node, first, Edge::DataReady);
+        }
+        if let Some((layer, from_previous_step)) = issue_after
+            && let Some(freeing) = self.layer_node(copy.model, layer)
+        {
+            self.graph.add_edge(freeing, node, Edge::SlotReuse { from_previous_step });
+        }
+        node
+    }
+
+    /// Every copy of a model's step, in the order they are issued, with the layer whose buffer
+    /// each reuses.
+    pub fn copies(&self, model: usize) -> Vec<(CopyNode, Option<(usize, bool)>)> {
+        let mut copies: Vec<(NodeIndex, CopyNode)> = self
+            .graph
+            .node_indices()
+            .filter_map(|n| match self.graph.node_weight(n) {
+                Some(Node::Copy(c)) if c.model == model => Some((n, *c)),
+                _ => None,
+            })
+            .collect();
+        copies.sort_by_key(|(n, _)| n.index());
+        copies
+            .into_iter()
+            .map(|(node, copy)| {
+                let reuse = self.graph.edges_directed(node, Direction::Incoming).find_map(|e| match e.weight() {
+                    Edge::SlotReuse { from_previous_step } => match self.graph.node_weight(e.source()) {
+                        Some(Node::Layer(l)) => Some((l.layer, *from_previous_step)),
+                        _ => None,
+                    },
+                    _ => None,
+                });
+                (copy, reuse)
+            })
+            .collect()
+    }
+
+    /// Models whose runs can overlap in time: each model's interval in the execution order,
+    /// grouped where intervals meet. Models run one at a time, so every group is one model
+    /// unless the graph says otherwise.
+    pub fn live_together(&self) -> Vec<Vec<usize>> {
+        let order = self.execution_order();
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        for (position, (model, _)) in order.iter().enumerate() {
+            match spans.iter_mut().find(|(m, _, _)| m == model) {
+                Some(span) => span.2 = position,
+                None => spans.push((*model, position, position)),
+            }
+        }
+        // A model without layers runs alone.
+        for model in 0..self.models.len() {
+            if !spans.iter().any(|(m, _, _)| *m == model) {
+                spans.push((model, usize::MAX, usize::MAX));
+            }
+        }
+        spans.sort_by_key(|&(_, first, _)| first);
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (model, first, last) in spans {
+            match groups.last_mut() {
+                Some((end, members)) if first <= *end => {
+                    members.push(model);
+                    *end = (*end).max(last);
+                }
+                _ => groups.push((last, vec![model])),
+            }
+        }
+        groups.into_iter().map(|(_, members)| members).collect()
+    }
+}
+
+/// The graph as `mgc explain --stage graph` prints it: models with their layers (tensors
+/// counted, not listed), and every node and edge.
+#[derive(Clone, Debug, Serialize)]
+pub struct GraphView {
+    pub models: Vec<ModelView>,
+    /// `[id, node]`, ids as the edges use them.
+    pub nodes: Vec<(usize, Node)>,
+    /// `[from, to, edge]`.
+    pub edges: Vec<(usize, usize, Edge)>,
+}
+
+/// A model of the graph, for people.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelView {
+    pub name: String,
+    pub family: &'static str,
+    pub role: &'static str,
+    pub phase: u32,
+    pub compute: Device,
+    pub tokens: u64,
+    pub bytes: u64,
+    pub activation_bytes: u64,
+    /// `[name, bytes, flops, tensors]` per layer.
+    pub layers: Vec<(String, u64, f64, usize)>,
+}
+
+impl LayerGraph {
+    /// The graph for people and snapshots.
+    pub fn view(&self) -> GraphView {
+        let models = self
+            .models
+            .iter()
+            .map(|m| ModelView {
+                name: m.spec.name.clone(),
+                family: m.family.name(),
+                role: m.role.name(),
+                phase: m.phase,
+                compute: m.spec.compute,
+                tokens: m.tokens,
+                bytes: m.bytes,
+                activation_bytes: m.activation_bytes,
+                layers: m.layers.iter().map(|l| (l.name.clone(), l.bytes, l.flops.round(), l.tensors.len())).collect(),
+            })
+            .collect();
+        let nodes = self.graph.node_indices().filter_map(|n| Some((n.index(), *self.graph.node_weight(n)?))).collect();
+        let edges =
+            (&self.graph).edge_references().map(|e| (e.source().index(), e.target().index(), *e.weight())).collect();
+        GraphView { models, nodes, edges }
     }
 }
 
@@ -76,6 +302,35 @@ const fn phase_of(role: Role) -> u32 {
 
 /// Reads every model file's header and builds the layer graph.
 pub fn workflow_to_graph(workflow: &Workflow) -> Result<LayerGraph, Vec<CompileError>> {
+    let (inputs, mut models) = read_models(workflow)?;
+    models.sort_by_key(|m| m.phase);
+    let mut graph = StableDiGraph::new();
+    let mut layer_nodes = Vec::new();
+    let mut previous: Option<(&GraphModel, NodeIndex)> = None;
+    for (m, model) in models.iter().enumerate() {
+        let nodes: Vec<NodeIndex> = (0..model.layers.len())
+            .map(|l| graph.add_node(Node::Layer(LayerNode { model: m, layer: l, home: None })))
+            .collect();
+        for pair in nodes.windows(2) {
+            if let [a, b] = pair {
+                graph.add_edge(*a, *b, Edge::Next);
+            }
+        }
+        if let (Some(&first), Some(&last)) = (nodes.first(), nodes.last()) {
+            if let Some((before, before_last)) = previous {
+                let alternates =
+                    before.phase == model.phase && before.role == Role::Diffusion && model.role == Role::Diffusion;
+                graph.add_edge(before_last, first, if alternates { Edge::TakesTurns } else { Edge::ModelOrder });
+            }
+            previous = Some((model, last));
+        }
+        layer_nodes.push(nodes);
+    }
+    Ok(LayerGraph { inputs, models, graph, layer_nodes })
+}
+
+/// Every model of the workflow with its layers, and the files they come from (each read once).
+fn read_models(workflow: &Workflow) -> Result<(Vec<Input>, Vec<GraphModel>), Vec<CompileError>> {
     let mut inputs: Vec<Input> = Vec::new();
     let mut errors = Vec::new();
     let mut models = Vec::new();
@@ -104,29 +359,7 @@ pub fn workflow_to_graph(workflow: &Workflow) -> Result<LayerGraph, Vec<CompileE
         };
         models.push(graph_model(spec, input, model, workflow));
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    models.sort_by_key(|m| m.phase);
-
-    let mut graph = StableDiGraph::new();
-    let mut ends: Vec<(u32, NodeIndex, NodeIndex)> = Vec::new();
-    for (m, model) in models.iter().enumerate() {
-        let nodes: Vec<NodeIndex> = (0..model.layers.len()).map(|l| graph.add_node((m, l))).collect();
-        for pair in nodes.windows(2) {
-            if let [a, b] = pair {
-                graph.add_edge(*a, *b, ());
-            }
-        }
-        if let (Some(first), Some(last)) = (nodes.first(), nodes.last()) {
-            // The previous model runs before this one: the same phase alternates, phases follow.
-            if let Some((_, _, previous_last)) = ends.last() {
-                graph.add_edge(*previous_last, *first, ());
-            }
-            ends.push((model.phase, *first, *last));
-        }
-    }
-    Ok(LayerGraph { inputs, models, graph })
+    if errors.is_empty() { Ok((inputs, models)) } else { Err(errors) }
 }
 
 /// The model a workflow entry means when its file holds several: the diffusion model if there
@@ -174,5 +407,5 @@ fn read_input(spec: &ModelSpec) -> Result<Input, InventoryError> {
 
 /// The fingerprint of a file's first `length` bytes.
 pub fn header_hash(path: &std::path::Path, length: u64) -> std::io::Result<String> {
-    mgc_plan::header_sha256(std::fs::File::open(path)?, length)
+    mgc_plan::header_sha256(fs_err::File::open(path)?, length)
 }

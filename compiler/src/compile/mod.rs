@@ -1,27 +1,37 @@
-//! The compiler proper: from a workflow to a plan.
+//! The compiler proper: from a workflow to a plan, through one graph of layers.
 //!
 //! | stage | from | to | function |
 //! |---|---|---|---|
-//! | graph | [`Workflow`] + model headers | [`graph::LayerGraph`] | [`graph::workflow_to_graph`] |
-//! | place | a model of the graph | [`place::ModelPlacement`] (budgets, homes) | [`place::place_model`] |
-//! | schedule | homes | [`schedule::ModelSchedule`] (copies, timings, peaks) | [`schedule::schedule`] |
-//! | emit | placements | [`mgc_plan::Plan`] | [`emit::placement_to_plan`] |
+//! | graph | [`Workflow`] + model headers | [`graph::LayerGraph`]: layer nodes, order edges | [`graph::workflow_to_graph`] |
+//! | budgets | the graph + allocations | [`budgets::Budgets`]: bytes per model and device | [`budgets::graph_to_budgets`] |
+//! | placement | budgets | [`placement::Placement`]: the graph with every layer's home | [`placement::budgets_to_placement`] |
+//! | schedule | placement | [`schedule::Schedule`]: copy nodes, data-ready and slot-reuse edges, timings | [`schedule::placement_to_schedule`] |
+//! | peaks | schedule | [`peaks::Peaks`]: every device's peak, checked | [`peaks::schedule_to_peaks`] |
+//! | plan | peaks | [`mgc_plan::Plan`] | [`emit::peaks_to_plan`] |
+//!
+//! Placement's search and the schedule both time a model's step with the pure simulation in
+//! [`simulate`]; the cost model ([`cost`]) gives every rate and duration.
 
+pub mod budgets;
 pub mod cost;
 pub mod emit;
 mod error;
 pub mod graph;
-pub mod place;
+pub mod peaks;
+pub mod placement;
 pub mod schedule;
+pub mod simulate;
 
+use std::fmt;
 use std::path::Path;
 
 use mgc_plan::Plan;
+use serde::Serialize;
 
 pub use error::{CompileError, Problem, ProblemKind};
 
 use crate::hardware::Hardware;
-use crate::workflow::{Workflow, toml_to_workflow};
+use crate::workflow::{Prefetch, Workflow, toml_to_workflow};
 
 /// Compiles a workflow file's text into a plan; `dir` is the folder model paths are relative to.
 pub fn toml_to_plan(source: &str, dir: &Path, detect: &dyn Fn() -> Hardware) -> Result<Plan, Vec<CompileError>> {
@@ -32,29 +42,99 @@ pub fn toml_to_plan(source: &str, dir: &Path, detect: &dyn Fn() -> Hardware) -> 
 
 /// Compiles a resolved workflow into a plan.
 pub fn workflow_to_plan(workflow: &Workflow) -> Result<Plan, Vec<CompileError>> {
-    let graph = graph::workflow_to_graph(workflow)?;
     let cost = cost::CostModel::new(workflow);
-    // With `prefetch = "auto"`, a plan that is short of memory tries shallower prefetch (fewer
-    // copies in flight) before it is refused.
-    let mut max_prefetch = schedule::MAX_AUTO_PREFETCH;
+    let peaks = workflow_to_peaks(workflow, &cost)?;
+    Ok(emit::peaks_to_plan(&peaks, workflow, &cost))
+}
+
+/// Every stage up to the peaks. With `prefetch = "auto"`, a plan that is short of memory tries
+/// shallower prefetch (fewer copies in flight) from placement on before it is refused.
+fn workflow_to_peaks(workflow: &Workflow, cost: &cost::CostModel) -> Result<peaks::Peaks, Vec<CompileError>> {
+    let graph = graph::workflow_to_graph(workflow)?;
+    let budgets = budgets::graph_to_budgets(&graph, workflow)?;
+    let mut max_prefetch = simulate::MAX_AUTO_PREFETCH;
     loop {
-        let mut placements = Vec::new();
-        let mut problems = Vec::new();
-        for model in &graph.models {
-            match place::place_model(model, workflow, &cost, max_prefetch) {
-                Ok(placement) => placements.push(placement),
-                Err(problem) => problems.push(CompileError::Problem(problem)),
-            }
-        }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        match emit::placement_to_plan(workflow, &graph, &placements, &cost) {
-            Ok(plan) => return Ok(plan),
-            Err(_) if workflow.schedule.prefetch == crate::workflow::Prefetch::Auto && max_prefetch > 1 => {
-                max_prefetch -= 1
-            }
+        let may_retry = workflow.schedule.prefetch == Prefetch::Auto && max_prefetch > 1;
+        let placement = placement::budgets_to_placement(graph.clone(), budgets.clone(), workflow, cost, max_prefetch)?;
+        let schedule = schedule::placement_to_schedule(placement, workflow, cost);
+        match peaks::schedule_to_peaks(schedule, workflow, cost) {
+            Ok(peaks) => return Ok(peaks),
+            Err(_) if may_retry => max_prefetch -= 1,
             Err(problems) => return Err(problems.into_iter().map(CompileError::Problem).collect()),
         }
     }
+}
+
+/// A named stage of the compiler, whose form `mgc explain --stage` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Graph,
+    Budgets,
+    Placement,
+    Schedule,
+    Peaks,
+    Plan,
+}
+
+impl Stage {
+    pub const ALL: [Self; 6] = [Self::Graph, Self::Budgets, Self::Placement, Self::Schedule, Self::Peaks, Self::Plan];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Graph => "graph",
+            Self::Budgets => "budgets",
+            Self::Placement => "placement",
+            Self::Schedule => "schedule",
+            Self::Peaks => "peaks",
+            Self::Plan => "plan",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The intermediate form of one stage, as JSON: the pipeline is run up to it.
+pub fn workflow_to_stage(workflow: &Workflow, stage: Stage) -> Result<serde_json::Value, Vec<CompileError>> {
+    let cost = cost::CostModel::new(workflow);
+    let graph = graph::workflow_to_graph(workflow)?;
+    if stage == Stage::Graph {
+        return Ok(json(&graph.view()));
+    }
+    let budgets = budgets::graph_to_budgets(&graph, workflow)?;
+    if stage == Stage::Budgets {
+        return Ok(json(&budgets));
+    }
+    let peaks = match (workflow_to_peaks(workflow, &cost), stage) {
+        (Ok(peaks), _) => peaks,
+        // Where the plan cannot work, the first placement tried still shows why.
+        (Err(_), Stage::Placement) => {
+            let placement =
+                placement::budgets_to_placement(graph, budgets, workflow, &cost, simulate::MAX_AUTO_PREFETCH)?;
+            return Ok(json(&placement::view(&placement.graph, &placement.reasons)));
+        }
+        (Err(errors), _) => return Err(errors),
+    };
+    Ok(match stage {
+        Stage::Placement => json(&placement::view(&peaks.schedule.graph, &peaks.schedule.reasons)),
+        Stage::Schedule => {
+            let schedule = &peaks.schedule;
+            json(&ScheduleView { timings: &schedule.timings, copies: schedule.copies() })
+        }
+        Stage::Peaks => json(&peaks.devices),
+        _ => json(&emit::peaks_to_plan(&peaks, workflow, &cost)),
+    })
+}
+
+#[derive(Serialize)]
+struct ScheduleView<'a> {
+    timings: &'a [schedule::ModelTiming],
+    copies: Vec<schedule::CopyView>,
+}
+
+fn json(value: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }

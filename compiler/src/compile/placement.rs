@@ -1,185 +1,196 @@
-//! `graph_to_placement`: each model's budget per device, from its allocation, and the home of
-//! every layer within those budgets.
+//! `budgets_to_placement`: the home of every layer within its model's budgets, written onto the
+//! graph's layer nodes.
 //!
 //! Policies: `tail` does what DisTorch2 does (layers from the model's tail, each to the first
 //! device in DisTorch's sorted order with room left); `head` fills from the first layer in the
 //! user's device order; `auto` tries several sets of layers to keep resident on the compute
-//! device and keeps the one the schedule simulation predicts fastest.
+//! device and keeps the one the step simulation ([`super::simulate`]) predicts fastest.
 
 use mgc_core::Device;
-use mgc_grammar::{Amount, Mode, Target};
+use serde::Serialize;
 
+use super::budgets::{BudgetEntry, Budgets};
 use super::cost::CostModel;
-use super::error::{Problem, ProblemKind};
-use super::graph::GraphModel;
-use super::schedule::{ModelSchedule, schedule, schedule_auto};
-use crate::workflow::{Placement, Prefetch, Workflow};
+use super::error::{CompileError, Problem, ProblemKind};
+use super::graph::{GraphModel, LayerGraph};
+use super::simulate::{self, Simulation};
+use crate::workflow::{Placement as Policy, Prefetch, Workflow};
 
-/// How much of a model a device may hold.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BudgetEntry {
-    pub device: Device,
-    pub bytes: u64,
-    /// Takes what the others leave (`*`, or the last entry of shares and fractions).
-    pub absorbs: bool,
-}
-
-/// Where a model's layers live, and the step that follows from it.
+/// The graph with every layer's home, and why each model's layers are where they are.
 #[derive(Clone, Debug)]
-pub struct ModelPlacement {
-    pub budgets: Vec<BudgetEntry>,
-    pub homes: Vec<Device>,
-    pub reason: String,
-    pub schedule: ModelSchedule,
+pub struct Placement {
+    pub graph: LayerGraph,
+    pub budgets: Budgets,
+    /// Per model, in the graph's order.
+    pub reasons: Vec<String>,
+    /// The deepest prefetch `prefetch = "auto"` may choose, which the choice of homes assumed.
+    pub max_prefetch: u32,
 }
 
-/// The budgets an allocation gives a model, in the user's order, bytes exact.
-pub fn budgets(model: &GraphModel, workflow: &Workflow) -> Result<Vec<BudgetEntry>, Problem> {
-    let spec = &model.spec;
-    let span = spec.allocation_span;
-    let total = model.bytes;
-    let usable = |device: Device| workflow.devices.iter().find(|d| d.device == device).map(|d| d.usable().get());
-    let mut entries = Vec::new();
-    for entry in &spec.allocation.entries {
-        let device = match entry.target.value {
-            Target::Device(device) => device,
-            Target::Compute => spec.compute,
-        };
-        let bytes = match entry.amount.value {
-            Amount::Bytes(bytes) => bytes.get(),
-            Amount::Percent(p) => p.times_floor(total).map_or(u64::MAX, |b| b / 100),
-            Amount::Fraction(f) => {
-                if device == Device::Disk {
-                    return Err(Problem::new(ProblemKind::FractionOfDisk { model: spec.name.clone() }, span));
-                }
-                f.times_floor(usable(device).unwrap_or(0)).unwrap_or(u64::MAX)
-            }
-            Amount::Rest => 0,
-        };
-        entries.push(BudgetEntry { device, bytes, absorbs: entry.amount.value == Amount::Rest });
-    }
-    // Shares and fractions are approximate by nature: without `*`, the last entry takes the rest.
-    if !entries.iter().any(|e| e.absorbs)
-        && spec.allocation.mode != Mode::Bytes
-        && let Some(last) = entries.last_mut()
-    {
-        last.absorbs = true;
-    }
-    let fixed: u64 = entries.iter().filter(|e| !e.absorbs).map(|e| e.bytes).fold(0, u64::saturating_add);
-    for entry in entries.iter_mut().filter(|e| e.absorbs) {
-        entry.bytes = entry.bytes.max(total.saturating_sub(fixed));
-    }
-    if !entries.iter().any(|e| e.absorbs) && fixed < total {
-        let kind = ProblemKind::DoesNotFit {
-            model: spec.name.clone(),
-            model_bytes: total,
-            budgets: fixed,
-            short: total - fixed,
-        };
-        return Err(Problem::new(kind, span));
-    }
-    for entry in &entries {
-        if let Some(usable) = usable(entry.device).filter(|_| entry.device != Device::Disk)
-            && entry.bytes > usable
-            && !(entry.absorbs && entry.bytes == 0)
-        {
-            let kind = ProblemKind::BudgetOverDevice {
-                model: spec.name.clone(),
-                device: entry.device.to_string(),
-                budget: entry.bytes,
-                usable,
-            };
-            return Err(Problem::new(kind, span));
+/// A model's placement, as `mgc explain --stage placement` prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelPlacementView {
+    pub model: String,
+    pub compute: Device,
+    pub reason: String,
+    /// Runs of consecutive layers with the same home: `(first, last, home)`.
+    pub homes: Vec<(usize, usize, Device)>,
+}
+
+/// Each model's homes as runs of layers, and why, for people.
+pub fn view(graph: &LayerGraph, reasons: &[String]) -> Vec<ModelPlacementView> {
+    graph
+        .models
+        .iter()
+        .enumerate()
+        .map(|(m, model)| ModelPlacementView {
+            model: model.spec.name.clone(),
+            compute: model.spec.compute,
+            reason: reasons.get(m).cloned().unwrap_or_default(),
+            homes: runs(&graph.homes(m).unwrap_or_default()),
+        })
+        .collect()
+}
+
+/// `(first, last, value)` for each run of equal values.
+fn runs(homes: &[Device]) -> Vec<(usize, usize, Device)> {
+    let mut out: Vec<(usize, usize, Device)> = Vec::new();
+    for (i, &home) in homes.iter().enumerate() {
+        match out.last_mut() {
+            Some((_, last, device)) if *device == home => *last = i,
+            _ => out.push((i, i, home)),
         }
     }
-    Ok(entries)
+    out
 }
 
-/// Places every layer of a model and schedules its step.
-/// `max_prefetch` bounds the distance `prefetch = "auto"` may choose.
-pub fn place_model(
-    model: &GraphModel,
+/// Places every layer of every model within its budgets; `max_prefetch` bounds the distance
+/// `prefetch = "auto"` may choose when candidates are compared.
+pub fn budgets_to_placement(
+    mut graph: LayerGraph,
+    budgets: Budgets,
     workflow: &Workflow,
     cost: &CostModel,
     max_prefetch: u32,
-) -> Result<ModelPlacement, Problem> {
-    let budgets = budgets(model, workflow)?;
+) -> Result<Placement, Vec<CompileError>> {
+    let mut reasons = Vec::new();
+    let mut errors = Vec::new();
+    let mut all_homes = Vec::new();
+    for (m, model) in graph.models.iter().enumerate() {
+        match place_model(model, budgets.of(m), workflow, cost, max_prefetch) {
+            Ok((homes, reason)) => {
+                all_homes.push(homes);
+                reasons.push(reason);
+            }
+            Err(problem) => errors.push(CompileError::Problem(problem)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    for (m, homes) in all_homes.iter().enumerate() {
+        graph.set_homes(m, homes);
+    }
+    Ok(Placement { graph, budgets, reasons, max_prefetch })
+}
+
+/// Each layer's compute seconds on the model's compute device, slowed when copies share it.
+pub fn layer_times(model: &GraphModel, budgets: &[BudgetEntry], cost: &CostModel) -> Vec<f64> {
     let compute = model.spec.compute;
     // The compute device streams when its budget is smaller than the model.
     let streams = budgets.iter().find(|b| b.device == compute).is_none_or(|b| b.bytes < model.bytes);
     let sharing = cost.sharing_factor(compute, streams);
-    let times: Vec<f64> =
-        model.layers.iter().map(|l| cost.layer_seconds(&l.tensors, model.tokens, compute) * sharing).collect();
-    let simulate = |homes: &[Device]| match workflow.schedule.prefetch {
-        Prefetch::Auto => schedule_auto(
-            &model.layers,
-            &times,
-            homes,
-            compute,
-            cost,
-            workflow.schedule.batch_below.get(),
-            max_prefetch,
-        ),
-        Prefetch::Layers(p) => {
-            schedule(&model.layers, &times, homes, compute, cost, p, workflow.schedule.batch_below.get())
-        }
+    model.layers.iter().map(|l| cost.layer_seconds(&l.tensors, model.tokens, compute) * sharing).collect()
+}
+
+/// One model's step under given homes, with the workflow's prefetch setting.
+pub fn simulate_model(
+    model: &GraphModel,
+    times: &[f64],
+    homes: &[Device],
+    workflow: &Workflow,
+    cost: &CostModel,
+    max_prefetch: u32,
+) -> Simulation {
+    let sim = simulate::Model {
+        layers: &model.layers,
+        times,
+        homes,
+        compute: model.spec.compute,
+        batch_below: workflow.schedule.batch_below.get(),
     };
-    let (homes, reason) = match model.spec.placement {
-        Placement::Tail => (
-            tail(model, &budgets)?,
+    match workflow.schedule.prefetch {
+        Prefetch::Auto => simulate::simulate_auto(&sim, cost, max_prefetch),
+        Prefetch::Layers(p) => simulate::simulate(&sim, cost, p),
+    }
+}
+
+/// A model's homes and why, by its policy.
+fn place_model(
+    model: &GraphModel,
+    budgets: &[BudgetEntry],
+    workflow: &Workflow,
+    cost: &CostModel,
+    max_prefetch: u32,
+) -> Result<(Vec<Device>, String), Problem> {
+    match model.spec.placement {
+        Policy::Tail => Ok((
+            tail(model, budgets)?,
             "tail: as DisTorch2, layers from the model's tail to the first device with room".to_owned(),
-        ),
-        Placement::Head => {
-            (head(model, &budgets)?, "head: layers from the first, devices in the allocation's order".to_owned())
+        )),
+        Policy::Head => {
+            Ok((head(model, budgets)?, "head: layers from the first, devices in the allocation's order".to_owned()))
         }
-        Placement::Auto => {
-            let mut tried = Vec::new();
-            let donors = budgets.iter().filter(|b| b.device != compute).count();
-            for (name, resident) in candidates(model, &budgets) {
-                let homes = with_resident(model, &budgets, &resident)?;
-                let step = simulate(&homes).step_seconds;
-                tried.push((name.to_owned(), homes, step));
-                // With several devices to stream from, their copy streams can run side by side.
-                if donors > 1
-                    && let Some(homes) = interleaved(model, &budgets, &resident)
-                {
-                    let step = simulate(&homes).step_seconds;
-                    tried.push((format!("{name}, streamed layers interleaved across devices"), homes, step));
-                }
-            }
-            let best = tried
-                .iter()
-                .enumerate()
-                .min_by(|a, b| a.1.2.total_cmp(&b.1.2).then(a.0.cmp(&b.0)))
-                .map(|(i, _)| i)
-                .unwrap_or(0);
-            let others: Vec<String> = tried
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != best)
-                .map(|(_, (name, _, step))| format!("{name} {step:.4} s"))
-                .collect();
-            let Some((name, homes, step)) = tried.into_iter().nth(best) else {
-                return Ok(ModelPlacement {
-                    budgets,
-                    homes: Vec::new(),
-                    reason: String::new(),
-                    schedule: simulate(&[]),
-                });
-            };
-            let streamed = homes.iter().any(|h| *h != compute);
-            let reason = if !streamed {
-                format!("auto: every layer resident on `{compute}`")
-            } else if others.is_empty() {
-                format!("auto: {name}, predicted {step:.4} s a step")
-            } else {
-                format!("auto: {name}, predicted {step:.4} s a step (also tried: {})", others.join(", "))
-            };
-            (homes, reason)
+        Policy::Auto => {
+            let times = layer_times(model, budgets, cost);
+            let step =
+                |homes: &[Device]| simulate_model(model, &times, homes, workflow, cost, max_prefetch).step_seconds;
+            fastest(model, budgets, &step)
         }
+    }
+}
+
+/// `auto`: every candidate resident set, timed, and the fastest kept (the first of equals).
+fn fastest(
+    model: &GraphModel,
+    budgets: &[BudgetEntry],
+    step: &dyn Fn(&[Device]) -> f64,
+) -> Result<(Vec<Device>, String), Problem> {
+    let compute = model.spec.compute;
+    let mut tried = Vec::new();
+    let donors = budgets.iter().filter(|b| b.device != compute).count();
+    for (name, resident) in candidates(model, budgets) {
+        let homes = with_resident(model, budgets, &resident)?;
+        let seconds = step(&homes);
+        tried.push((name.to_owned(), homes, seconds));
+        // With several devices to stream from, their copy streams can run side by side.
+        if donors > 1
+            && let Some(homes) = interleaved(model, budgets, &resident)
+        {
+            let seconds = step(&homes);
+            tried.push((format!("{name}, streamed layers interleaved across devices"), homes, seconds));
+        }
+    }
+    let best =
+        tried.iter().enumerate().min_by(|a, b| a.1.2.total_cmp(&b.1.2).then(a.0.cmp(&b.0))).map_or(0, |(i, _)| i);
+    let others: Vec<String> = tried
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != best)
+        .map(|(_, (name, _, seconds))| format!("{name} {seconds:.4} s"))
+        .collect();
+    let Some((name, homes, seconds)) = tried.into_iter().nth(best) else {
+        // A model without layers: nothing to place.
+        return Ok((Vec::new(), String::new()));
     };
-    let schedule = simulate(&homes);
-    Ok(ModelPlacement { budgets, homes, reason, schedule })
+    let reason = if homes.iter().all(|h| *h == compute) {
+        format!("auto: every layer resident on `{compute}`")
+    } else if others.is_empty() {
+        format!("auto: {name}, predicted {seconds:.4} s a step")
+    } else {
+        format!("auto: {name}, predicted {seconds:.4} s a step (also tried: {})", others.join(", "))
+    };
+    Ok((homes, reason))
 }
 
 /// DisTorch2's rule: from the tail, each layer to the first device (sorted as DisTorch sorts

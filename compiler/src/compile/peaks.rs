@@ -1,0 +1,163 @@
+//! `schedule_to_peaks`: every device's peak memory, checked against what it has.
+//!
+//! A device holds the weights the graph homes there for the whole workflow, plus, while a model
+//! runs, that model's transients: copies in flight and activations on its compute device, pinned
+//! staging on `cpu`. Which models can run at once comes from the graph
+//! ([`LayerGraph::live_together`]); the peak takes the largest group.
+
+use mgc_core::{Bytes, Device, Span};
+use serde::Serialize;
+
+use super::cost::CostModel;
+use super::error::{Problem, ProblemKind};
+use super::graph::{LayerGraph, Node};
+use super::schedule::Schedule;
+use crate::workflow::Workflow;
+
+/// The schedule, with every device's memory at its peak.
+#[derive(Clone, Debug)]
+pub struct Peaks {
+    pub schedule: Schedule,
+    pub devices: Vec<DevicePeak>,
+}
+
+/// One device at its peak.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DevicePeak {
+    pub device: Device,
+    /// Total memory; 0 for `disk`.
+    pub memory: u64,
+    pub reserve: u64,
+    /// Weights that live here for the whole workflow.
+    pub resident: u64,
+    /// Copies in flight and activations of the models that run here at once, at their largest.
+    pub transient: u64,
+    /// Pinned host memory for copies (on `cpu`).
+    pub staging: u64,
+    pub peak: u64,
+    /// Assumed compute throughput, FLOP/s.
+    pub flops_per_second: f64,
+    /// What the transient is made of, in words.
+    #[serde(skip)]
+    transient_parts: String,
+    #[serde(skip)]
+    span: Option<Span>,
+}
+
+impl DevicePeak {
+    const fn usable(&self) -> u64 {
+        self.memory.saturating_sub(self.reserve)
+    }
+
+    /// The device runs out of memory: by how much, and of what its peak is made.
+    fn over_memory(&self) -> Option<ProblemKind> {
+        let usable = self.usable();
+        if self.device == Device::Disk || self.peak <= usable {
+            return None;
+        }
+        let mut parts = format!("{} of resident weights", Bytes(self.resident));
+        if self.transient > 0 {
+            parts.push_str(&format!(", {}", self.transient_parts));
+        }
+        if self.staging > 0 {
+            parts.push_str(&format!(", {} of pinned staging", Bytes(self.staging)));
+        }
+        Some(ProblemKind::DeviceOverMemory {
+            device: self.device.to_string(),
+            peak: self.peak,
+            usable,
+            short: self.peak - usable,
+            parts,
+        })
+    }
+}
+
+/// Each device's peak, or which devices would run out of memory and by how much.
+pub fn schedule_to_peaks(schedule: Schedule, workflow: &Workflow, cost: &CostModel) -> Result<Peaks, Vec<Problem>> {
+    let mut list: Vec<(Device, u64, u64, Option<Span>)> =
+        workflow.devices.iter().map(|d| (d.device, d.memory.get(), d.reserve.get(), d.span)).collect();
+    if homes_any(&schedule.graph, Device::Disk) {
+        list.push((Device::Disk, 0, 0, None));
+    }
+    let groups = schedule.graph.live_together();
+    let devices: Vec<DevicePeak> = list
+        .into_iter()
+        .map(|(device, memory, reserve, span)| {
+            let mut peak = device_peak(&schedule, &groups, device);
+            peak.memory = memory;
+            peak.reserve = reserve;
+            peak.span = span;
+            peak.flops_per_second = if device == Device::Disk { 0.0 } else { cost.flops(device) };
+            peak
+        })
+        .collect();
+    // A device declared nowhere in the file is blamed on the first model's allocation.
+    let fallback = schedule.graph.models.first().map_or_else(Span::default, |m| m.spec.allocation_span);
+    let problems: Vec<Problem> = devices
+        .iter()
+        .filter_map(|d| d.over_memory().map(|kind| Problem::new(kind, d.span.unwrap_or(fallback))))
+        .collect();
+    if problems.is_empty() { Ok(Peaks { schedule, devices }) } else { Err(problems) }
+}
+
+/// Whether any layer lives on `device`.
+fn homes_any(graph: &LayerGraph, device: Device) -> bool {
+    graph.graph.node_weights().any(|n| matches!(n, Node::Layer(l) if l.home == Some(device)))
+}
+
+/// Resident weights on a device, and the largest transient of any group of models that run
+/// together.
+fn device_peak(schedule: &Schedule, groups: &[Vec<usize>], device: Device) -> DevicePeak {
+    let graph = &schedule.graph;
+    let resident: u64 = graph
+        .graph
+        .node_weights()
+        .filter_map(|n| match n {
+            Node::Layer(l) if l.home == Some(device) => {
+                graph.models.get(l.model).and_then(|m| m.layers.get(l.layer)).map(|layer| layer.bytes)
+            }
+            _ => None,
+        })
+        .sum();
+    let (mut transient, mut transient_parts, mut staging) = (0u64, String::new(), 0u64);
+    for group in groups {
+        let mut here = 0u64;
+        let mut parts = Vec::new();
+        let mut group_staging = 0u64;
+        for &m in group {
+            let (Some(model), Some(timing)) = (graph.models.get(m), schedule.timings.get(m)) else {
+                continue;
+            };
+            if model.spec.compute == device {
+                here += timing.inflight_peak + model.activation_bytes;
+                parts.push(format!(
+                    "{} in flight and {} of activations while `{}` runs",
+                    Bytes(timing.inflight_peak),
+                    Bytes(model.activation_bytes),
+                    model.spec.name
+                ));
+            }
+            if device == Device::Cpu {
+                group_staging += timing.staging;
+            }
+        }
+        if here > transient {
+            transient = here;
+            transient_parts = parts.join(", ");
+        }
+        staging = staging.max(group_staging);
+    }
+    let peak = if device == Device::Disk { 0 } else { resident + transient + staging };
+    DevicePeak {
+        device,
+        memory: 0,
+        reserve: 0,
+        resident,
+        transient,
+        staging,
+        peak,
+        flops_per_second: 0.0,
+        transient_parts,
+        span: None,
+    }
+}
