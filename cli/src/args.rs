@@ -104,9 +104,42 @@ pub struct CompileArgs {
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// A plan written by `mgc compile`
+    /// A plan written by `mgc compile`, or a workflow (TOML), compiled on the spot
     pub plan: PathBuf,
     /// Also draw the plan as an SVG picture: memory per device and one step's timeline
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
+    /// Print one stage of the compiler as JSON instead (the file must be a workflow)
+    #[arg(long, value_enum, value_name = "STAGE")]
+    pub stage: Option<StageArg>,
+}
+
+/// The compiler's stages, in order, as `mgc explain --stage` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StageArg {
+    /// Every layer of every model, and the edges that order them
+    Graph,
+    /// The bytes each model may keep on each device, from its allocation
+    Budgets,
+    /// Each layer's home, and why
+    Placement,
+    /// The copies of one step, their edges and times; each model's step
+    Schedule,
+    /// Every device's memory at its peak
+    Peaks,
+    /// The plan itself
+    Plan,
+}
+
+impl From<StageArg> for mgc_compiler::compile::Stage {
+    fn from(stage: StageArg) -> Self {
+        match stage {
+            StageArg::Graph => Self::Graph,
+            StageArg::Budgets => Self::Budgets,
+            StageArg::Placement => Self::Placement,
+            StageArg::Schedule => Self::Schedule,
+            StageArg::Peaks => Self::Peaks,
+            StageArg::Plan => Self::Plan,
+        }
+    }
 }

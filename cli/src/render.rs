@@ -67,6 +67,43 @@ pub fn json_text<T: Serialize>(value: &T) -> String {
     text
 }
 
+/// JSON for people who read long lists: the outer two levels broken across lines, each element
+/// below them on one line of its own. Still JSON.
+pub fn json_lines(value: &serde_json::Value) -> String {
+    let mut text = String::new();
+    layout(value, 0, &mut text);
+    text.push('\n');
+    text
+}
+
+fn layout(value: &serde_json::Value, depth: usize, text: &mut String) {
+    use serde_json::Value;
+    let compact = |v: &Value| serde_json::to_string(v).unwrap_or_default();
+    let indent = "  ".repeat(depth + 1);
+    let close = "  ".repeat(depth);
+    match value {
+        Value::Object(map) if depth < 2 && !map.is_empty() => {
+            text.push_str("{\n");
+            for (i, (key, v)) in map.iter().enumerate() {
+                text.push_str(&format!("{indent}{}: ", compact(&Value::String(key.clone()))));
+                layout(v, depth + 1, text);
+                text.push_str(if i + 1 < map.len() { ",\n" } else { "\n" });
+            }
+            text.push_str(&format!("{close}}}"));
+        }
+        Value::Array(items) if depth < 2 && !items.is_empty() => {
+            text.push_str("[\n");
+            for (i, v) in items.iter().enumerate() {
+                text.push_str(&indent);
+                layout(v, depth + 1, text);
+                text.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            text.push_str(&format!("{close}]"));
+        }
+        other => text.push_str(&compact(other)),
+    }
+}
+
 /// A diagnostic with a span into a workflow file, of either stage.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum Spanned {

@@ -158,3 +158,54 @@ fn every_example_compiles_to_a_plan() {
         }
     }
 }
+
+/// Every stage of the compiler, printed by `mgc explain --stage` for every example: the graph
+/// and what each stage adds to it. The last stage's form is the plan itself.
+#[test]
+fn every_stage_of_every_example_prints() {
+    let (dir, examples) = setup();
+    for name in examples {
+        let stem = name.trim_end_matches(".toml");
+        let mut forms = Vec::new();
+        for stage in ["graph", "budgets", "placement", "schedule", "peaks", "plan"] {
+            let (code, out, err) = mgc(&["explain", &name, "--stage", stage], dir.path());
+            assert_eq!(code, 0, "{name} --stage {stage}: {err}");
+            forms.push((stage, serde_json::from_str::<serde_json::Value>(&out).unwrap(), out));
+        }
+        let form = |stage: &str| &forms.iter().find(|(s, _, _)| *s == stage).unwrap().1;
+
+        // The graph orders every layer of every model; the schedule adds one node per copy, with
+        // a data-ready edge to the first layer it carries.
+        let graph = form("graph");
+        let layers: usize =
+            graph["models"].as_array().unwrap().iter().map(|m| m["layers"].as_array().unwrap().len()).sum();
+        assert_eq!(graph["nodes"].as_array().unwrap().len(), layers, "{name}: graph nodes");
+        let next = graph["edges"].as_array().unwrap().iter().filter(|e| e[2] == "next").count();
+        let models = graph["models"].as_array().unwrap().len();
+        assert_eq!(next, layers - models, "{name}: each layer but the last of a model has a next");
+        let plan = form("plan");
+        assert_eq!(
+            form("schedule")["copies"].as_array().unwrap().len(),
+            plan["transfers"].as_array().unwrap().len(),
+            "{name}: one copy node per transfer"
+        );
+        // The plan stage is what `mgc compile` writes, and the workflow explains as its plan does.
+        let plan_file = format!("{stem}.plan.json");
+        assert_eq!(mgc(&["compile", &name, "-o", &plan_file], dir.path()).0, 0);
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(&plan_file)).unwrap()).unwrap();
+        assert_eq!(plan["devices"], written["devices"], "{name}");
+        assert_eq!(plan["transfers"], written["transfers"], "{name}");
+        let from_plan = mgc(&["explain", &plan_file], dir.path()).1;
+        let from_workflow = mgc(&["explain", &name], dir.path()).1;
+        assert_eq!(from_plan, from_workflow, "{name}");
+        // A plan has no stages left to show.
+        let (code, _, err) = mgc(&["explain", &plan_file, "--stage", "graph"], dir.path());
+        assert_eq!(code, 1);
+        assert!(err.contains("is a plan"), "{err}");
+
+        for (stage, _, text) in forms.iter().filter(|(s, _, _)| *s != "plan") {
+            insta::assert_snapshot!(format!("stage__{stem}__{stage}"), text);
+        }
+    }
+}

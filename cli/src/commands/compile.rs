@@ -49,7 +49,7 @@ pub fn run(args: &CompileArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
     Ok(Status::Ok)
 }
 
-fn report(
+pub(crate) fn report(
     path: &Path,
     source: &str,
     errors: &[CompileError],

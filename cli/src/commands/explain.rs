@@ -1,14 +1,19 @@
 //! `mgc explain`: a plan as a person reads it — memory per device, placement as layer ranges,
-//! the predicted step against its lower bound — and, with `--svg`, as a picture.
+//! the predicted step against its lower bound — and, with `--svg`, as a picture. Given a
+//! workflow, it compiles it on the spot; with `--stage`, it prints that stage of the compiler.
 
 use std::io::Write;
+use std::path::Path;
 
+use mgc_compiler::compile::{CompileError, workflow_to_plan, workflow_to_stage};
+use mgc_compiler::workflow::toml_to_workflow;
 use mgc_core::Bytes;
 use mgc_plan::{ModelPlan, Plan};
 
 use crate::Status;
-use crate::args::ExplainArgs;
-use crate::svg;
+use crate::args::{ExplainArgs, Format};
+use crate::commands::{check::detect, compile::report};
+use crate::{render, svg};
 
 pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
     let text = match mgc_compiler::limits::read_text(&args.plan, mgc_compiler::limits::PLAN_LIMIT, "plan") {
@@ -18,11 +23,33 @@ pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
             return Ok(Status::InputProblem);
         }
     };
-    let plan = match Plan::from_json(&text) {
-        Ok(plan) => plan,
-        Err(error) => {
-            writeln!(err, "error: `{}`: {error}", args.plan.display())?;
+    let is_plan = text.trim_start().starts_with('{');
+    if let Some(stage) = args.stage {
+        if is_plan {
+            writeln!(
+                err,
+                "error: `{}` is a plan; `--stage` shows how a workflow becomes one: give the workflow (TOML)",
+                args.plan.display()
+            )?;
             return Ok(Status::InputProblem);
+        }
+        return print_stage(&args.plan, &text, stage.into(), out, err);
+    }
+    let plan = if is_plan {
+        match Plan::from_json(&text) {
+            Ok(plan) => plan,
+            Err(error) => {
+                writeln!(err, "error: `{}`: {error}", args.plan.display())?;
+                return Ok(Status::InputProblem);
+            }
+        }
+    } else {
+        match compile(&args.plan, &text) {
+            Ok(plan) => plan,
+            Err(errors) => {
+                report(&args.plan, &text, &errors, Format::Human, out, err)?;
+                return Ok(Status::InputProblem);
+            }
         }
     };
     out.write_all(self::text(&plan).as_bytes())?;
@@ -35,6 +62,38 @@ pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
         writeln!(out, "\ndrew {}", path.display())?;
     }
     Ok(Status::Ok)
+}
+
+/// A workflow's plan, compiled in memory.
+fn compile(path: &Path, source: &str) -> Result<Plan, Vec<CompileError>> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let workflow = toml_to_workflow(source, dir, &detect)
+        .map_err(|errors| errors.into_iter().map(CompileError::Spec).collect::<Vec<_>>())?;
+    workflow_to_plan(&workflow)
+}
+
+/// One stage's form of a workflow, as JSON.
+fn print_stage(
+    path: &Path,
+    source: &str,
+    stage: mgc_compiler::compile::Stage,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<Status> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let form = toml_to_workflow(source, dir, &detect)
+        .map_err(|errors| errors.into_iter().map(CompileError::Spec).collect::<Vec<_>>())
+        .and_then(|workflow| workflow_to_stage(&workflow, stage));
+    match form {
+        Ok(value) => {
+            out.write_all(render::json_lines(&value).as_bytes())?;
+            Ok(Status::Ok)
+        }
+        Err(errors) => {
+            report(path, source, &errors, Format::Human, out, err)?;
+            Ok(Status::InputProblem)
+        }
+    }
 }
 
 fn percent(part: u64, whole: u64) -> String {

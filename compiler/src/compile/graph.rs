@@ -137,6 +137,11 @@ impl LayerGraph {
             .collect()
     }
 
+    /// Every edge: `(from, to, what it orders)`.
+    pub fn edges(&self) -> impl Iterator<Item = (NodeIndex, NodeIndex, Edge)> + '_ {
+        (&self.graph).edge_references().map(|e| (e.source(), e.target(), *e.weight()))
+    }
+
     /// The node of a model's layer.
     pub fn layer_node(&self, model: usize, layer: usize) -> Option<NodeIndex> {
         self.layer_nodes.get(model).and_then(|nodes| nodes.get(layer)).copied()

@@ -125,7 +125,7 @@ pub fn workflow_to_stage(workflow: &Workflow, stage: Stage) -> Result<serde_json
             json(&ScheduleView { timings: &schedule.timings, copies: schedule.copies() })
         }
         Stage::Peaks => json(&peaks.devices),
-        _ => json(&emit::peaks_to_plan(&peaks, workflow, &cost)),
+        _ => serde_json::to_value(emit::peaks_to_plan(&peaks, workflow, &cost)).unwrap_or(serde_json::Value::Null),
     })
 }
 
@@ -135,6 +135,25 @@ struct ScheduleView<'a> {
     copies: Vec<schedule::CopyView>,
 }
 
+/// A stage's form as JSON, times to the nanosecond (as in plans) so that forms read well.
 fn json(value: &impl Serialize) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+    let mut value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    round_seconds(&mut value);
+    value
+}
+
+fn round_seconds(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(x) = n.as_f64().filter(|x| x.abs() < 1e6)
+                && let Some(rounded) = serde_json::Number::from_f64((x * 1e9).round() / 1e9)
+            {
+                *n = rounded;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(round_seconds),
+        Value::Object(map) => map.values_mut().for_each(round_seconds),
+        _ => {}
+    }
 }
