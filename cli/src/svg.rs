@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 
 use mgc_core::Bytes;
-use mgc_plan::Plan;
+use mgc_plan::{ModelPlan, Plan, Transfer};
+
+use crate::commands::explain::seconds;
 
 const WIDTH: f64 = 1000.0;
 const LEFT: f64 = 150.0;
@@ -14,180 +16,33 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// The picture as it is drawn, top to bottom.
+struct Canvas {
+    body: String,
+    y: f64,
+}
+
+/// The width of the bars and of the timeline.
+const BAR: f64 = WIDTH - LEFT - 20.0;
+
+fn model_color(m: usize) -> &'static str {
+    PALETTE.get(m % PALETTE.len()).copied().unwrap_or("#888")
+}
+
 /// The SVG text of a plan.
 pub fn draw(plan: &Plan) -> String {
-    let mut body = String::new();
-    let mut y = 20.0;
-    let _ = writeln!(body, r#"<text x="10" y="{y}" class="title">Memory per device</text>"#);
-    y += 15.0;
-    let devices: Vec<&mgc_plan::DevicePlan> = plan.devices.iter().filter(|d| d.name != "disk").collect();
-    let bar = WIDTH - LEFT - 20.0;
-    let memory_bar = bar - 220.0;
-    for d in &devices {
-        // Each bar is its own device's memory: how full it is reads at a glance.
-        let scale_max = d.memory_bytes.max(d.peak_bytes).max(1) as f64;
-        let bar = memory_bar;
-        let _ = writeln!(body, r#"<text x="10" y="{}" class="label">{}</text>"#, y + 14.0, escape(&d.name));
-        let full = bar * d.memory_bytes as f64 / scale_max;
-        let _ = writeln!(
-            body,
-            r##"<rect x="{LEFT}" y="{y}" width="{full:.1}" height="20" fill="#eeeeee" stroke="#999"><title>{} memory</title></rect>"##,
-            Bytes(d.memory_bytes)
-        );
-        let mut x = LEFT;
-        for (m, model) in plan.models.iter().enumerate() {
-            let bytes: u64 = model.layers.iter().filter(|l| l.home == d.name).map(|l| l.bytes).sum();
-            if bytes == 0 {
-                continue;
-            }
-            let w = bar * bytes as f64 / scale_max;
-            let color = PALETTE.get(m % PALETTE.len()).copied().unwrap_or("#888");
-            let _ = writeln!(
-                body,
-                r#"<rect x="{x:.1}" y="{y}" width="{w:.1}" height="20" fill="{color}"><title>{}: {} resident</title></rect>"#,
-                escape(&model.name),
-                Bytes(bytes)
-            );
-            x += w;
-        }
-        let peak = LEFT + bar * d.peak_bytes as f64 / scale_max;
-        let _ = writeln!(
-            body,
-            r##"<line x1="{peak:.1}" y1="{}" x2="{peak:.1}" y2="{}" stroke="#d62728" stroke-width="2"><title>peak {}</title></line>"##,
-            y - 3.0,
-            y + 23.0,
-            Bytes(d.peak_bytes)
-        );
-        let reserve = LEFT + full - bar * d.reserve_bytes as f64 / scale_max;
-        if d.reserve_bytes > 0 {
-            let _ = writeln!(
-                body,
-                r##"<rect x="{reserve:.1}" y="{y}" width="{:.1}" height="20" fill="url(#hatch)"><title>reserve {}</title></rect>"##,
-                LEFT + full - reserve,
-                Bytes(d.reserve_bytes)
-            );
-        }
-        let _ = writeln!(
-            body,
-            r#"<text x="{:.1}" y="{}" class="small">peak {} of {}</text>"#,
-            LEFT + full + 6.0,
-            y + 14.0,
-            Bytes(d.peak_bytes),
-            Bytes(d.memory_bytes)
-        );
-        y += 30.0;
+    let mut canvas = Canvas { body: String::new(), y: 20.0 };
+    let _ = writeln!(canvas.body, r#"<text x="10" y="{}" class="title">Memory per device</text>"#, canvas.y);
+    canvas.y += 15.0;
+    for d in plan.devices.iter().filter(|d| d.name != "disk") {
+        memory_bar(&mut canvas, plan, d);
     }
-    // Legend of models.
-    let mut x = LEFT;
-    for (m, model) in plan.models.iter().enumerate() {
-        let color = PALETTE.get(m % PALETTE.len()).copied().unwrap_or("#888");
-        let _ = writeln!(
-            body,
-            r#"<rect x="{x:.1}" y="{y}" width="12" height="12" fill="{color}"/><text x="{:.1}" y="{}" class="small">{}</text>"#,
-            x + 16.0,
-            y + 10.0,
-            escape(&model.name)
-        );
-        x += 30.0 + 8.0 * model.name.len() as f64;
-    }
-    y += 40.0;
-
+    model_legend(&mut canvas, plan);
     // One step of the model the plan's step time is about.
-    let step_model = mgc_plan::step_model(&plan.models).and_then(|i| plan.models.get(i).map(|m| (i, m)));
-    if let Some((index, model)) = step_model {
-        let p = &model.predicted;
-        let copies: Vec<&mgc_plan::Transfer> = plan.transfers.iter().filter(|t| t.model == index).collect();
-        let t_min = copies.iter().map(|t| t.start_seconds).fold(0.0_f64, f64::min);
-        let t_max = p.step_seconds.max(copies.iter().map(|t| t.end_seconds).fold(0.0, f64::max)).max(1e-9);
-        let span = t_max - t_min;
-        let sx = |t: f64| LEFT + bar * (t - t_min) / span;
-        let _ = writeln!(
-            body,
-            r#"<text x="10" y="{y}" class="title">One step of `{}` on {}: {} predicted, lower bound {}</text>"#,
-            escape(&model.name),
-            escape(&model.compute),
-            crate::commands::explain::seconds(p.step_seconds),
-            crate::commands::explain::seconds(p.lower_bound_seconds)
-        );
-        y += 15.0;
-        let _ = writeln!(body, r#"<text x="10" y="{}" class="label">compute</text>"#, y + 14.0);
-        for layer in &model.layers {
-            let (x0, x1) = (sx(layer.start_seconds), sx(layer.end_seconds));
-            let color = if layer.streamed { "#f28e2b" } else { "#4e79a7" };
-            let _ = writeln!(
-                body,
-                r#"<rect x="{x0:.2}" y="{y}" width="{:.2}" height="20" fill="{color}" stroke="white" stroke-width="0.3"><title>{} ({}, {})</title></rect>"#,
-                (x1 - x0).max(0.2),
-                escape(&layer.name),
-                if layer.streamed { "streamed" } else { "resident" },
-                crate::commands::explain::seconds(layer.compute_seconds)
-            );
-        }
-        y += 28.0;
-        let mut streams: Vec<&str> = copies.iter().map(|t| t.from.as_str()).collect();
-        streams.dedup();
-        streams.sort_unstable();
-        streams.dedup();
-        for stream in streams {
-            let _ = writeln!(
-                body,
-                r#"<text x="10" y="{}" class="label">copy {} → {}</text>"#,
-                y + 14.0,
-                escape(stream),
-                escape(&model.compute)
-            );
-            for t in copies.iter().filter(|t| t.from == stream) {
-                let (x0, x1) = (sx(t.start_seconds), sx(t.end_seconds));
-                let color = if t.batched { "#59a14f" } else { "#e15759" };
-                let names = match (model.layers.get(t.first_layer), model.layers.get(t.last_layer)) {
-                    (Some(a), Some(b)) if t.first_layer != t.last_layer => {
-                        format!("{} .. {}", a.name, b.name)
-                    }
-                    (Some(a), _) => a.name.clone(),
-                    _ => String::new(),
-                };
-                let _ = writeln!(
-                    body,
-                    r#"<rect x="{x0:.2}" y="{y}" width="{:.2}" height="20" fill="{color}" stroke="white" stroke-width="0.3"><title>{} ({}){}</title></rect>"#,
-                    (x1 - x0).max(0.2),
-                    escape(&names),
-                    Bytes(t.bytes),
-                    if t.from_previous_step { ", issued during the previous step" } else { "" }
-                );
-            }
-            y += 28.0;
-        }
-        // Step boundaries and the time axis.
-        for (t, label) in
-            [(0.0, "step start".to_owned()), (p.step_seconds, crate::commands::explain::seconds(p.step_seconds))]
-        {
-            let x = sx(t);
-            let _ = writeln!(
-                body,
-                r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{y}" stroke="#333" stroke-dasharray="4 3"/><text x="{x:.1}" y="{}" class="small" text-anchor="middle">{label}</text>"##,
-                y - 28.0 * 2.0 - 10.0,
-                y + 12.0
-            );
-        }
-        y += 24.0;
-        let legend = [
-            ("#4e79a7", "resident layer"),
-            ("#f28e2b", "streamed layer"),
-            ("#e15759", "copy"),
-            ("#59a14f", "batched copy"),
-        ];
-        let mut x = LEFT;
-        for (color, what) in legend {
-            let _ = writeln!(
-                body,
-                r#"<rect x="{x:.1}" y="{y}" width="12" height="12" fill="{color}"/><text x="{:.1}" y="{}" class="small">{what}</text>"#,
-                x + 16.0,
-                y + 10.0
-            );
-            x += 140.0;
-        }
-        y += 30.0;
+    if let Some((index, model)) = mgc_plan::step_model(&plan.models).and_then(|i| plan.models.get(i).map(|m| (i, m))) {
+        step_timeline(&mut canvas, plan, index, model);
     }
+    let (body, y) = (canvas.body, canvas.y);
     format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{y}" viewBox="0 0 {WIDTH} {y}" font-family="sans-serif">
 <defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" stroke="#999" stroke-width="2"/></pattern></defs>
@@ -196,4 +51,202 @@ pub fn draw(plan: &Plan) -> String {
 {body}</svg>
 "##
     )
+}
+
+/// A device's bar: its memory, each model's resident weights, the reserve, and the peak. Each
+/// bar is its own device's memory: how full it is reads at a glance.
+fn memory_bar(canvas: &mut Canvas, plan: &Plan, d: &mgc_plan::DevicePlan) {
+    let (body, y) = (&mut canvas.body, canvas.y);
+    let bar = BAR - 220.0;
+    let scale_max = d.memory_bytes.max(d.peak_bytes).max(1) as f64;
+    let _ = writeln!(body, r#"<text x="10" y="{}" class="label">{}</text>"#, y + 14.0, escape(&d.name));
+    let full = bar * d.memory_bytes as f64 / scale_max;
+    let _ = writeln!(
+        body,
+        r##"<rect x="{LEFT}" y="{y}" width="{full:.1}" height="20" fill="#eeeeee" stroke="#999"><title>{} memory</title></rect>"##,
+        Bytes(d.memory_bytes)
+    );
+    let mut x = LEFT;
+    for (m, model) in plan.models.iter().enumerate() {
+        let bytes: u64 = model.layers.iter().filter(|l| l.home == d.name).map(|l| l.bytes).sum();
+        if bytes == 0 {
+            continue;
+        }
+        let w = bar * bytes as f64 / scale_max;
+        let _ = writeln!(
+            body,
+            r#"<rect x="{x:.1}" y="{y}" width="{w:.1}" height="20" fill="{}"><title>{}: {} resident</title></rect>"#,
+            model_color(m),
+            escape(&model.name),
+            Bytes(bytes)
+        );
+        x += w;
+    }
+    let peak = LEFT + bar * d.peak_bytes as f64 / scale_max;
+    let _ = writeln!(
+        body,
+        r##"<line x1="{peak:.1}" y1="{}" x2="{peak:.1}" y2="{}" stroke="#d62728" stroke-width="2"><title>peak {}</title></line>"##,
+        y - 3.0,
+        y + 23.0,
+        Bytes(d.peak_bytes)
+    );
+    let reserve = LEFT + full - bar * d.reserve_bytes as f64 / scale_max;
+    if d.reserve_bytes > 0 {
+        let _ = writeln!(
+            body,
+            r##"<rect x="{reserve:.1}" y="{y}" width="{:.1}" height="20" fill="url(#hatch)"><title>reserve {}</title></rect>"##,
+            LEFT + full - reserve,
+            Bytes(d.reserve_bytes)
+        );
+    }
+    let _ = writeln!(
+        body,
+        r#"<text x="{:.1}" y="{}" class="small">peak {} of {}</text>"#,
+        LEFT + full + 6.0,
+        y + 14.0,
+        Bytes(d.peak_bytes),
+        Bytes(d.memory_bytes)
+    );
+    canvas.y += 30.0;
+}
+
+/// The models' colours.
+fn model_legend(canvas: &mut Canvas, plan: &Plan) {
+    let mut x = LEFT;
+    for (m, model) in plan.models.iter().enumerate() {
+        let _ = writeln!(
+            canvas.body,
+            r#"<rect x="{x:.1}" y="{}" width="12" height="12" fill="{}"/><text x="{:.1}" y="{}" class="small">{}</text>"#,
+            canvas.y,
+            model_color(m),
+            x + 16.0,
+            canvas.y + 10.0,
+            escape(&model.name)
+        );
+        x += 30.0 + 8.0 * model.name.len() as f64;
+    }
+    canvas.y += 40.0;
+}
+
+/// A model's step as lanes: compute, then one per copy stream, on one time axis.
+fn step_timeline(canvas: &mut Canvas, plan: &Plan, index: usize, model: &ModelPlan) {
+    let p = &model.predicted;
+    let copies: Vec<&Transfer> = plan.transfers.iter().filter(|t| t.model == index).collect();
+    let t_min = copies.iter().map(|t| t.start_seconds).fold(0.0_f64, f64::min);
+    let t_max = p.step_seconds.max(copies.iter().map(|t| t.end_seconds).fold(0.0, f64::max)).max(1e-9);
+    let axis = Axis { t_min, span: t_max - t_min };
+    let _ = writeln!(
+        canvas.body,
+        r#"<text x="10" y="{}" class="title">One step of `{}` on {}: {} predicted, lower bound {}</text>"#,
+        canvas.y,
+        escape(&model.name),
+        escape(&model.compute),
+        seconds(p.step_seconds),
+        seconds(p.lower_bound_seconds)
+    );
+    canvas.y += 15.0;
+    compute_lane(canvas, model, &axis);
+    let mut streams: Vec<&str> = copies.iter().map(|t| t.from.as_str()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    for stream in streams {
+        copy_lane(canvas, model, &copies, stream, &axis);
+    }
+    step_marks(canvas, p.step_seconds, &axis);
+    timeline_legend(canvas);
+}
+
+/// Seconds to x.
+struct Axis {
+    t_min: f64,
+    span: f64,
+}
+
+impl Axis {
+    fn x(&self, t: f64) -> f64 {
+        LEFT + BAR * (t - self.t_min) / self.span
+    }
+}
+
+fn compute_lane(canvas: &mut Canvas, model: &ModelPlan, axis: &Axis) {
+    let y = canvas.y;
+    let _ = writeln!(canvas.body, r#"<text x="10" y="{}" class="label">compute</text>"#, y + 14.0);
+    for layer in &model.layers {
+        let (x0, x1) = (axis.x(layer.start_seconds), axis.x(layer.end_seconds));
+        let color = if layer.streamed { "#f28e2b" } else { "#4e79a7" };
+        let _ = writeln!(
+            canvas.body,
+            r#"<rect x="{x0:.2}" y="{y}" width="{:.2}" height="20" fill="{color}" stroke="white" stroke-width="0.3"><title>{} ({}, {})</title></rect>"#,
+            (x1 - x0).max(0.2),
+            escape(&layer.name),
+            if layer.streamed { "streamed" } else { "resident" },
+            seconds(layer.compute_seconds)
+        );
+    }
+    canvas.y += 28.0;
+}
+
+fn copy_lane(canvas: &mut Canvas, model: &ModelPlan, copies: &[&Transfer], stream: &str, axis: &Axis) {
+    let y = canvas.y;
+    let _ = writeln!(
+        canvas.body,
+        r#"<text x="10" y="{}" class="label">copy {} → {}</text>"#,
+        y + 14.0,
+        escape(stream),
+        escape(&model.compute)
+    );
+    for t in copies.iter().filter(|t| t.from == stream) {
+        let (x0, x1) = (axis.x(t.start_seconds), axis.x(t.end_seconds));
+        let color = if t.batched { "#59a14f" } else { "#e15759" };
+        let names = match (model.layers.get(t.first_layer), model.layers.get(t.last_layer)) {
+            (Some(a), Some(b)) if t.first_layer != t.last_layer => format!("{} .. {}", a.name, b.name),
+            (Some(a), _) => a.name.clone(),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            canvas.body,
+            r#"<rect x="{x0:.2}" y="{y}" width="{:.2}" height="20" fill="{color}" stroke="white" stroke-width="0.3"><title>{} ({}){}</title></rect>"#,
+            (x1 - x0).max(0.2),
+            escape(&names),
+            Bytes(t.bytes),
+            if t.from_previous_step { ", issued during the previous step" } else { "" }
+        );
+    }
+    canvas.y += 28.0;
+}
+
+/// The step's start and end, across the lanes above.
+fn step_marks(canvas: &mut Canvas, step_seconds: f64, axis: &Axis) {
+    let y = canvas.y;
+    for (t, label) in [(0.0, "step start".to_owned()), (step_seconds, seconds(step_seconds))] {
+        let x = axis.x(t);
+        let _ = writeln!(
+            canvas.body,
+            r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{y}" stroke="#333" stroke-dasharray="4 3"/><text x="{x:.1}" y="{}" class="small" text-anchor="middle">{label}</text>"##,
+            y - 28.0 * 2.0 - 10.0,
+            y + 12.0
+        );
+    }
+    canvas.y += 24.0;
+}
+
+fn timeline_legend(canvas: &mut Canvas) {
+    let legend = [
+        ("#4e79a7", "resident layer"),
+        ("#f28e2b", "streamed layer"),
+        ("#e15759", "copy"),
+        ("#59a14f", "batched copy"),
+    ];
+    let mut x = LEFT;
+    for (color, what) in legend {
+        let _ = writeln!(
+            canvas.body,
+            r#"<rect x="{x:.1}" y="{}" width="12" height="12" fill="{color}"/><text x="{:.1}" y="{}" class="small">{what}</text>"#,
+            canvas.y,
+            x + 16.0,
+            canvas.y + 10.0
+        );
+        x += 140.0;
+    }
+    canvas.y += 30.0;
 }
