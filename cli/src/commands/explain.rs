@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use mgc_core::Bytes;
+use mgc_core::{Bytes, Output};
 use mgc_plan::{ModelPlan, Plan};
 
 use crate::Status;
@@ -11,7 +11,7 @@ use crate::args::ExplainArgs;
 use crate::svg;
 
 pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
-    let text = match mgc_compiler::limits::read_text(&args.plan, mgc_compiler::limits::PLAN_LIMIT, "plan") {
+    let text = match mgc_core::read_text(&args.plan, mgc_core::read::PLAN_LIMIT, "plan") {
         Ok(text) => text,
         Err(error) => {
             writeln!(err, "error: {error}")?;
@@ -25,14 +25,26 @@ pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
             return Ok(Status::InputProblem);
         }
     };
-    out.write_all(self::text(&plan).as_bytes())?;
-    if let Some(path) = &args.svg {
-        let picture = svg::draw(&plan);
-        if let Err(error) = mgc_compiler::atomic::write_with(path, |file| file.write_all(picture.as_bytes())) {
+    let picture = match args.svg.as_deref().map(Output::for_path).transpose() {
+        Ok(picture) => picture,
+        Err(error) => {
             writeln!(err, "error: cannot write the picture: {error}")?;
             return Ok(Status::ToolFailed);
         }
-        writeln!(out, "\ndrew {}", path.display())?;
+    };
+    // With `--svg -` the picture is what stdout holds; the text would spoil it.
+    if picture != Some(Output::Stdout) {
+        out.write_all(self::text(&plan).as_bytes())?;
+    }
+    if let (Some(path), Some(picture)) = (&args.svg, picture) {
+        let drawing = svg::draw(&plan);
+        if let Err(error) = picture.write(out, |w| w.write_all(drawing.as_bytes())) {
+            writeln!(err, "error: cannot write the picture: {error}")?;
+            return Ok(Status::ToolFailed);
+        }
+        if picture != Output::Stdout {
+            writeln!(out, "\ndrew {}", path.display())?;
+        }
     }
     Ok(Status::Ok)
 }

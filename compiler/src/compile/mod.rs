@@ -16,11 +16,11 @@ pub mod schedule;
 
 use std::path::Path;
 
+use mgc_core::Hardware;
 use mgc_plan::Plan;
 
 pub use error::{CompileError, Problem, ProblemKind};
 
-use crate::hardware::Hardware;
 use crate::workflow::{Workflow, toml_to_workflow};
 
 /// Compiles a workflow file's text into a plan; `dir` is the folder model paths are relative to.
