@@ -110,9 +110,9 @@ fn plain_other(error: &CompileError, json: &mut Vec<render::JsonError>) {
 
 /// Model paths in the plan, relative to the folder the plan is written to.
 fn relative_paths(plan: &mut Plan, plan_dir: &Path) {
-    let base = std::fs::canonicalize(plan_dir).unwrap_or_else(|_| plan_dir.to_owned());
+    let base = fs_err::canonicalize(plan_dir).unwrap_or_else(|_| plan_dir.to_owned());
     let rel = |path: &str| -> String {
-        let Ok(full) = std::fs::canonicalize(path) else {
+        let Ok(full) = fs_err::canonicalize(path) else {
             return path.to_owned();
         };
         relative(&full, &base).display().to_string()
