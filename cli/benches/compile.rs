@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mgc_compiler::compile::toml_to_plan;
-use mgc_compiler::hardware::Hardware;
 use mgc_compiler::inventory::synth::{InventoryFixture, write_header_only};
+use mgc_core::Hardware;
 
 fn synth(inventory: &str, out: &Path) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/models/{inventory}.json"));

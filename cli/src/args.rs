@@ -95,7 +95,7 @@ pub struct SynthArgs {
 pub struct CompileArgs {
     /// The workflow file (TOML)
     pub workflow: PathBuf,
-    /// Where to write the plan [default: the workflow's name with `.plan.json`]
+    /// Where to write the plan, `-` for stdout [default: the workflow's name with `.plan.json`]
     #[arg(long, short)]
     pub output: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t)]
@@ -106,7 +106,7 @@ pub struct CompileArgs {
 pub struct ExplainArgs {
     /// A plan written by `mgc compile`, or a workflow (TOML), compiled on the spot
     pub plan: PathBuf,
-    /// Also draw the plan as an SVG picture: memory per device and one step's timeline
+    /// Also draw the plan as an SVG picture: memory per device and one step's timeline (`-`: stdout)
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
     /// Print one stage of the compiler as JSON instead (the file must be a workflow)

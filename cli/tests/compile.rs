@@ -144,7 +144,7 @@ fn a_hardware_profile_replaces_the_defaults_and_workflow_figures_replace_the_pro
     let (code, _, err) = mgc(&["compile", "q.toml"], dir.path());
     assert_eq!(code, 1);
     assert!(
-        err.contains("cannot read the hardware profile `bad.toml`") && err.contains("unknown device `gpu:0`"),
+        err.contains("cannot read the hardware profile `bad.toml`") && err.contains("`gpu:0` is not a device"),
         "{err}"
     );
 }

@@ -8,11 +8,7 @@
 //!
 //! Every stage returns all the errors it finds, each a kind and a span; rendering is the CLI's.
 
-pub mod atomic;
 pub mod compile;
-pub mod hardware;
 pub mod inventory;
-pub mod limits;
-pub mod profile;
 pub mod spec;
 pub mod workflow;

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use mgc_compiler::compile::{CompileError, ProblemKind, toml_to_plan};
-use mgc_compiler::hardware::Hardware;
 use mgc_compiler::inventory::synth::{InventoryFixture, write_header_only};
+use mgc_core::Hardware;
 use proptest::prelude::*;
 
 /// A model of `layers` blocks (each two tensors: a matrix and a bias) plus an input and output.

@@ -10,10 +10,10 @@ use mgc_compiler::compile::peaks::schedule_to_peaks;
 use mgc_compiler::compile::placement::budgets_to_placement;
 use mgc_compiler::compile::schedule::placement_to_schedule;
 use mgc_compiler::compile::simulate::MAX_AUTO_PREFETCH;
-use mgc_compiler::hardware::Hardware;
 use mgc_compiler::inventory::synth::{InventoryFixture, write_header_only};
 use mgc_compiler::workflow::{Workflow, toml_to_workflow};
 use mgc_core::Device;
+use mgc_core::Hardware;
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 

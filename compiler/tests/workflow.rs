@@ -2,9 +2,8 @@
 //! machine the tests run on).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
-use mgc_compiler::hardware::{DetectedDevice, Hardware};
 use mgc_compiler::workflow::{Origin, SpecErrorKind, Workload, toml_to_workflow};
-use mgc_core::{Bytes, Device};
+use mgc_core::{Bytes, DetectedDevice, Device, Hardware};
 
 fn machine(gpus: u32) -> Hardware {
     let mut devices: Vec<DetectedDevice> = (0..gpus)

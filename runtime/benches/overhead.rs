@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mgc_compiler::compile::toml_to_plan;
-use mgc_compiler::hardware::Hardware;
 use mgc_compiler::inventory::synth::{Fill, InventoryFixture, write_model};
+use mgc_core::Hardware;
 use mgc_runtime::exec::{Options, Session};
 
 fn overhead(c: &mut Criterion) {

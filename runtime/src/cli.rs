@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use mgc_core::Output;
 
 use crate::exec::{self, Options};
 
@@ -101,24 +102,36 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Probe { output, format } => {
-            let scratch = output
-                .as_ref()
-                .and_then(|o| o.parent())
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(std::env::temp_dir, PathBuf::from);
+        Command::Probe { output: path, format } => {
+            let output = match path.as_deref().map(Output::for_path).transpose() {
+                Ok(output) => output,
+                Err(e) => {
+                    eprintln!("error: cannot write the profile: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            // The disk is measured where the profile goes, when it goes to a folder.
+            let scratch = output.as_ref().and_then(Output::folder).map_or_else(std::env::temp_dir, PathBuf::from);
             match exec::probe::probe(&scratch) {
                 Ok(probe) => {
+                    // With `-o -` the profile is what stdout holds (its comments list the figures).
+                    let on_stdout = output == Some(Output::Stdout);
                     match format {
+                        _ if on_stdout => {}
                         Format::Json => say(&format!("{}\n", serde_json::to_string_pretty(&probe).unwrap_or_default())),
                         Format::Human => say(&probe.human()),
                     }
-                    if let Some(path) = output {
-                        if let Err(e) = exec::probe::write_atomic(&path, &probe.profile_toml()) {
-                            eprintln!("error: cannot write `{}`: {e}", path.display());
+                    if let (Some(path), Some(output)) = (path, output) {
+                        let written = probe.profile_toml().map_err(|e| e.to_string()).and_then(|text| {
+                            output
+                                .write(&mut std::io::stdout().lock(), |w| w.write_all(text.as_bytes()))
+                                .map_err(|e| e.to_string())
+                        });
+                        if let Err(e) = written {
+                            eprintln!("error: cannot write the profile: {e}");
                             return ExitCode::from(2);
                         }
-                        if format == Format::Human {
+                        if format == Format::Human && !on_stdout {
                             say(&format!("wrote {}\n", path.display()));
                         }
                     }

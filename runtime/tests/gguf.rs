@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mgc_compiler::compile::toml_to_plan;
-use mgc_compiler::hardware::Hardware;
 use mgc_compiler::inventory::file_to_inventory;
+use mgc_core::Hardware;
 use tch::{Kind, Tensor};
 
 fn python() -> PathBuf {

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use mgc_compiler::compile::toml_to_plan;
-use mgc_compiler::hardware::Hardware;
 use mgc_compiler::inventory::synth::{Fill, InventoryFixture, write_model};
+use mgc_core::Hardware;
 
 fn model(dir: &Path) {
     let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny_flux.json");
@@ -175,7 +175,7 @@ fn probe_writes_a_profile_the_compiler_reads() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("cpu matmul BF16") && out.contains("host memcpy"), "{out}");
     let text = std::fs::read_to_string(dir.path().join("hw.toml")).unwrap();
-    let profile = mgc_compiler::profile::Profile::from_toml(&text).unwrap();
+    let profile = mgc_core::profile::Profile::from_toml(&text).unwrap();
     let cpu = profile.flops(mgc_core::Device::Cpu).unwrap();
     assert!(cpu > 1e8, "a CPU does more than 0.1 GFLOP/s: {cpu}");
     assert!(profile.disk_read().unwrap() > 1e6);

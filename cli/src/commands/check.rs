@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use mgc_compiler::hardware::{DetectedDevice, Hardware};
 use mgc_compiler::workflow::{Origin, Placement, Prefetch, Workflow, Workload, toml_to_workflow};
 use mgc_grammar::{Allocation, Amount, parse_allocation};
 
@@ -50,7 +49,7 @@ fn allocation_table(allocation: &Allocation) -> String {
 }
 
 fn workflow(path: &Path, format: Format, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
-    let source = match mgc_compiler::limits::read_text(path, mgc_compiler::limits::WORKFLOW_LIMIT, "workflow") {
+    let source = match mgc_core::read_text(path, mgc_core::read::WORKFLOW_LIMIT, "workflow") {
         Ok(source) => source,
         Err(error) => {
             writeln!(err, "error: {error}")?;
@@ -58,7 +57,7 @@ fn workflow(path: &Path, format: Format, out: &mut dyn Write, err: &mut dyn Writ
         }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    match (toml_to_workflow(&source, dir, &detect), format) {
+    match (toml_to_workflow(&source, dir, &mgc_devices::detect), format) {
         (Ok(workflow), Format::Json) => out.write_all(render::json_text(&workflow).as_bytes())?,
         (Ok(workflow), Format::Human) => out.write_all(workflow_summary(path, &workflow).as_bytes())?,
         (Err(errors), Format::Json) => {
@@ -71,19 +70,6 @@ fn workflow(path: &Path, format: Format, out: &mut dyn Write, err: &mut dyn Writ
         }
     }
     Ok(Status::Ok)
-}
-
-/// This machine's devices, for workflows that declare none.
-pub fn detect() -> Hardware {
-    let detected = mgc_devices::detect();
-    Hardware {
-        devices: detected
-            .devices
-            .into_iter()
-            .map(|f| DetectedDevice { device: f.device, memory: f.memory, description: f.description })
-            .collect(),
-        notes: detected.notes,
-    }
 }
 
 fn workflow_summary(path: &Path, workflow: &Workflow) -> String {

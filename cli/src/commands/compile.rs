@@ -1,19 +1,19 @@
-//! `mgc compile`: a workflow becomes a plan, written atomically.
+//! `mgc compile`: a workflow becomes a plan, written atomically (`-o -`: on stdout).
 
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use mgc_compiler::compile::{CompileError, toml_to_plan};
+use mgc_core::Output;
 use mgc_plan::Plan;
 
 use crate::Status;
 use crate::args::{CompileArgs, Format};
-use crate::commands::{check::detect, explain};
+use crate::commands::explain;
 use crate::render;
 
 pub fn run(args: &CompileArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
-    let source = match mgc_compiler::limits::read_text(&args.workflow, mgc_compiler::limits::WORKFLOW_LIMIT, "workflow")
-    {
+    let source = match mgc_core::read_text(&args.workflow, mgc_core::read::WORKFLOW_LIMIT, "workflow") {
         Ok(source) => source,
         Err(error) => {
             writeln!(err, "error: {error}")?;
@@ -22,7 +22,7 @@ pub fn run(args: &CompileArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
     };
     let dir = args.workflow.parent().unwrap_or(Path::new("."));
     let output = args.output.clone().unwrap_or_else(|| args.workflow.with_extension("plan.json"));
-    let mut plan = match toml_to_plan(&source, dir, &detect) {
+    let mut plan = match toml_to_plan(&source, dir, &mgc_devices::detect) {
         Ok(plan) => plan,
         Err(errors) => {
             report(&args.workflow, &source, &errors, args.format, out, err)?;
@@ -32,9 +32,14 @@ pub fn run(args: &CompileArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
     let plan_dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     relative_paths(&mut plan, plan_dir);
     let text = plan.to_json();
-    if let Err(error) = mgc_compiler::atomic::write_with(&output, |file| file.write_all(text.as_bytes())) {
-        writeln!(err, "error: cannot write the plan: {error}")?;
-        return Ok(Status::ToolFailed);
+    match mgc_core::write_output(&output, out, text.as_bytes()) {
+        // The plan is what stdout holds; a summary after it would spoil it.
+        Ok(Output::Stdout) => return Ok(Status::Ok),
+        Ok(_) => {}
+        Err(error) => {
+            writeln!(err, "error: cannot write the plan: {error}")?;
+            return Ok(Status::ToolFailed);
+        }
     }
     match args.format {
         Format::Json => {
@@ -105,9 +110,9 @@ fn plain_other(error: &CompileError, json: &mut Vec<render::JsonError>) {
 
 /// Model paths in the plan, relative to the folder the plan is written to.
 fn relative_paths(plan: &mut Plan, plan_dir: &Path) {
-    let base = std::fs::canonicalize(plan_dir).unwrap_or_else(|_| plan_dir.to_owned());
+    let base = fs_err::canonicalize(plan_dir).unwrap_or_else(|_| plan_dir.to_owned());
     let rel = |path: &str| -> String {
-        let Ok(full) = std::fs::canonicalize(path) else {
+        let Ok(full) = fs_err::canonicalize(path) else {
             return path.to_owned();
         };
         relative(&full, &base).display().to_string()

@@ -7,16 +7,16 @@ use std::path::Path;
 
 use mgc_compiler::compile::{CompileError, workflow_to_plan, workflow_to_stage};
 use mgc_compiler::workflow::toml_to_workflow;
-use mgc_core::Bytes;
+use mgc_core::{Bytes, Output};
 use mgc_plan::{ModelPlan, Plan};
 
 use crate::Status;
 use crate::args::{ExplainArgs, Format};
-use crate::commands::{check::detect, compile::report};
+use crate::commands::compile::report;
 use crate::{render, svg};
 
 pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
-    let text = match mgc_compiler::limits::read_text(&args.plan, mgc_compiler::limits::PLAN_LIMIT, "plan") {
+    let text = match mgc_core::read_text(&args.plan, mgc_core::read::PLAN_LIMIT, "plan") {
         Ok(text) => text,
         Err(error) => {
             writeln!(err, "error: {error}")?;
@@ -52,14 +52,26 @@ pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
             }
         }
     };
-    out.write_all(self::text(&plan).as_bytes())?;
-    if let Some(path) = &args.svg {
-        let picture = svg::draw(&plan);
-        if let Err(error) = mgc_compiler::atomic::write_with(path, |file| file.write_all(picture.as_bytes())) {
+    let picture = match args.svg.as_deref().map(Output::for_path).transpose() {
+        Ok(picture) => picture,
+        Err(error) => {
             writeln!(err, "error: cannot write the picture: {error}")?;
             return Ok(Status::ToolFailed);
         }
-        writeln!(out, "\ndrew {}", path.display())?;
+    };
+    // With `--svg -` the picture is what stdout holds; the text would spoil it.
+    if picture != Some(Output::Stdout) {
+        out.write_all(self::text(&plan).as_bytes())?;
+    }
+    if let (Some(path), Some(picture)) = (&args.svg, picture) {
+        let drawing = svg::draw(&plan);
+        if let Err(error) = picture.write(out, |w| w.write_all(drawing.as_bytes())) {
+            writeln!(err, "error: cannot write the picture: {error}")?;
+            return Ok(Status::ToolFailed);
+        }
+        if picture != Output::Stdout {
+            writeln!(out, "\ndrew {}", path.display())?;
+        }
     }
     Ok(Status::Ok)
 }
@@ -67,7 +79,7 @@ pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
 /// A workflow's plan, compiled in memory.
 fn compile(path: &Path, source: &str) -> Result<Plan, Vec<CompileError>> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let workflow = toml_to_workflow(source, dir, &detect)
+    let workflow = toml_to_workflow(source, dir, &mgc_devices::detect)
         .map_err(|errors| errors.into_iter().map(CompileError::Spec).collect::<Vec<_>>())?;
     workflow_to_plan(&workflow)
 }
@@ -81,7 +93,7 @@ fn print_stage(
     err: &mut dyn Write,
 ) -> std::io::Result<Status> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let form = toml_to_workflow(source, dir, &detect)
+    let form = toml_to_workflow(source, dir, &mgc_devices::detect)
         .map_err(|errors| errors.into_iter().map(CompileError::Spec).collect::<Vec<_>>())
         .and_then(|workflow| workflow_to_stage(&workflow, stage));
     match form {

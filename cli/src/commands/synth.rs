@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use mgc_compiler::inventory::synth::{Fill, InventoryFixture, write_model};
+use mgc_compiler::inventory::synth::{Fill, InventoryFixture, SynthError, write_model};
 
 use crate::Status;
 use crate::args::SynthArgs;
@@ -29,6 +29,10 @@ pub fn run(args: &SynthArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
             let what = if args.random { "random weights" } else { "header only" };
             writeln!(out, "{}: {} tensors, {size} bytes ({what})", args.output.display(), fixture.tensors.len())?;
             Ok(Status::Ok)
+        }
+        Err(e @ SynthError::Write(_)) => {
+            writeln!(err, "error: {e}")?;
+            Ok(Status::InputProblem)
         }
         Err(e) => {
             writeln!(err, "error: `{}`: {e}", args.output.display())?;

@@ -6,8 +6,8 @@
 use mgc_core::{Device, DeviceKind};
 
 use crate::inventory::{Dtype, Family, PlainType, Role, Tensor};
-use crate::profile::Profile;
 use crate::workflow::{LinkKind, Workflow, Workload};
+use mgc_core::profile::Profile;
 
 /// Assumed sustained throughput of an accelerator at 16-bit weights, FLOP/s, when the workflow
 /// gives none (`tflops` on a `[[device]]`): a mid-range current GPU at realistic matmul efficiency.

@@ -25,12 +25,12 @@ pub mod simulate;
 use std::fmt;
 use std::path::Path;
 
+use mgc_core::Hardware;
 use mgc_plan::Plan;
 use serde::Serialize;
 
 pub use error::{CompileError, Problem, ProblemKind};
 
-use crate::hardware::Hardware;
 use crate::workflow::{Prefetch, Workflow, toml_to_workflow};
 
 /// Compiles a workflow file's text into a plan; `dir` is the folder model paths are relative to.

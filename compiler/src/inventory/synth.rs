@@ -3,7 +3,7 @@
 //! only headers, so to the compiler such a file is the real model.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -34,8 +34,8 @@ pub enum SynthError {
     UnknownDtype(String, String),
     #[error("tensor `{0}` has shape {1}, too large")]
     Overflow(String, String),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
+    #[error("cannot write the model: {0}")]
+    Write(#[from] mgc_core::WriteError),
 }
 
 /// How the data region of a synthesised file is filled.
@@ -49,7 +49,7 @@ pub enum Fill {
 
 /// Writes a header-only safetensors file for `fixture`, keys prefixed with `prefix`, tensors in
 /// the order the safetensors serializer writes them (dtype descending, then key). Returns the
-/// file's logical size. The file appears whole or not at all.
+/// file's logical size. Written as [`mgc_core::Output`] says: a new or regular file appears whole or not at all.
 pub fn write_header_only(fixture: &InventoryFixture, prefix: &str, out: &Path) -> Result<u64, SynthError> {
     write_model(fixture, prefix, out, Fill::Hole)
 }
@@ -90,11 +90,13 @@ pub fn write_model(fixture: &InventoryFixture, prefix: &str, out: &Path, fill: F
         header.push(' ');
     }
     let total = 8 + header.len() as u64 + offset;
-    crate::atomic::write_with(out, |file| {
+    mgc_core::Output::for_path(out)?.write_file("model", |file| {
         file.write_all(&(header.len() as u64).to_le_bytes())?;
         file.write_all(header.as_bytes())?;
         match fill {
-            Fill::Hole => file.set_len(total),
+            Fill::Hole if file.metadata()?.is_file() => file.set_len(total),
+            // A device or a FIFO has no length to set: the hole is written out.
+            Fill::Hole => std::io::copy(&mut std::io::repeat(0).take(offset), file).map(drop),
             Fill::Random { seed } => {
                 let mut writer = std::io::BufWriter::new(file);
                 let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;

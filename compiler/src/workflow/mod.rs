@@ -18,7 +18,7 @@ pub use resolve::{spec_to_workflow, toml_to_workflow};
 pub struct Workflow {
     /// Measured figures that replace the defaults of the cost model.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<crate::profile::Profile>,
+    pub profile: Option<mgc_core::profile::Profile>,
     pub devices: Vec<DeviceSpec>,
     pub links: Vec<Link>,
     pub models: Vec<ModelSpec>,

@@ -3,7 +3,8 @@
 use std::cell::OnceCell;
 use std::path::Path;
 
-use mgc_core::{Bytes, Device, Span, Spanned};
+use mgc_core::profile::Profile;
+use mgc_core::{Bytes, Device, Hardware, Span, Spanned};
 use mgc_grammar::{
     Allocation, AllocationError, Amount, Entry, Mode, Target, parse_allocation, parse_bandwidth, parse_device,
     parse_size,
@@ -14,7 +15,6 @@ use super::{
     DeviceSpec, Link, LinkKind, ModelSpec, Origin, Placement, Prefetch, Schedule, SpecError, SpecErrorKind as Kind,
     Workflow, Workload,
 };
-use crate::hardware::Hardware;
 use crate::spec::toml_to_spec;
 use crate::spec::{
     RawDevice, RawLink, RawModel, RawSchedule, RawWorkflow, RawWorkload, span_of, string_content_offset,
@@ -85,18 +85,17 @@ impl Resolver<'_> {
         }
     }
 
-    fn profile(&mut self, value: &TomlSpanned<String>, dir: &Path) -> Option<crate::profile::Profile> {
+    fn profile(&mut self, value: &TomlSpanned<String>, dir: &Path) -> Option<Profile> {
         let path = value.get_ref().clone();
-        let limit = crate::limits::PROFILE_LIMIT;
-        let text = match crate::limits::read_text(&dir.join(&path), limit, "profile") {
+        let text = match mgc_core::read_text(&dir.join(&path), mgc_core::read::PROFILE_LIMIT, "profile") {
             Ok(text) => text,
-            Err(message) => {
-                self.push(Kind::BadProfile { path, message }, span_of(value));
+            Err(error) => {
+                self.push(Kind::BadProfile { path, message: error.to_string() }, span_of(value));
                 return None;
             }
         };
-        crate::profile::Profile::from_toml(&text)
-            .map_err(|message| self.push(Kind::BadProfile { path, message }, span_of(value)))
+        Profile::from_toml(&text)
+            .map_err(|error| self.push(Kind::BadProfile { path, message: error.to_string() }, span_of(value)))
             .ok()
     }
 
@@ -328,7 +327,7 @@ impl Resolver<'_> {
         }
         let file = dir.join(item.file.get_ref());
         let file_span = span_of(&item.file);
-        match std::fs::metadata(&file) {
+        match fs_err::metadata(&file) {
             Ok(meta) if meta.is_file() => {}
             Ok(_) => {
                 self.push(Kind::NotAFile { path: item.file.get_ref().clone() }, file_span);

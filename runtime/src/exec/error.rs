@@ -8,6 +8,8 @@ use mgc_core::Bytes;
 pub enum RunError {
     #[error("cannot read `{path}`: {message}")]
     Read { path: String, message: String },
+    #[error(transparent)]
+    ReadText(#[from] mgc_core::ReadError),
     #[error("`{path}`: {message}")]
     Plan { path: String, message: String },
     #[error("model file `{path}` changed since the plan was compiled: {what}")]

@@ -323,8 +323,8 @@ mod tests {
     use std::path::Path;
 
     use mgc_compiler::compile::toml_to_plan;
-    use mgc_compiler::hardware::Hardware;
     use mgc_compiler::inventory::synth::{Fill, InventoryFixture, write_model};
+    use mgc_core::Hardware;
 
     use super::*;
 

@@ -1,5 +1,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use mgc_core::Bytes;
+
 /// The largest anonymous resident memory seen by [`sample`] in this process.
 static ANON_PEAK: AtomicU64 = AtomicU64::new(0);
 
@@ -42,34 +44,24 @@ pub fn sample() {
 }
 
 fn anon_now() -> u64 {
-    status_kib("RssAnon:").unwrap_or(0) * 1024
+    status_bytes("RssAnon").unwrap_or(0)
 }
 
-fn status_kib(key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
+/// This process's figure of `key` in `/proc/self/status`, in bytes.
+fn status_bytes(key: &str) -> Option<u64> {
+    let text = fs_err::read_to_string("/proc/self/status").ok()?;
+    mgc_core::meminfo::kib_field(&text, key).map(Bytes::get)
 }
 
 /// Memory the system can still give, from `/proc/meminfo`.
 pub fn available_ram() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
+    let text = fs_err::read_to_string("/proc/meminfo").ok()?;
+    mgc_core::meminfo::kib_field(&text, "MemAvailable").map(Bytes::get)
 }
 
 /// Free and total memory of a CUDA device, through the driver.
-#[allow(unsafe_code, reason = "the driver's presence is checked before any driver call")]
 pub fn cuda_memory(ordinal: usize) -> Option<(u64, u64)> {
-    // SAFETY: only looks for the driver library.
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return None;
-    }
+    mgc_devices::cuda_driver().ok()?;
     let context = cudarc::driver::CudaContext::new(ordinal).ok()?;
     let (free, total) = context.mem_get_info().ok()?;
     Some((free as u64, total as u64))

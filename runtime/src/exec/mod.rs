@@ -63,7 +63,7 @@ impl Session {
     /// Reads the plan, checks devices, memory and the model files' fingerprints, and loads.
     pub fn open(path: &Path, progress: bool) -> Result<Self, RunError> {
         let baseline = memory::Baseline::now();
-        let text = read_plan(path)?;
+        let text = mgc_core::read_text(path, mgc_core::read::PLAN_LIMIT, "plan")?;
         let plan = mgc_plan::Plan::from_json(&text)
             .map_err(|e| RunError::Plan { path: path.display().to_string(), message: e.to_string() })?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -112,20 +112,4 @@ impl Session {
         }
         Ok(started.elapsed().as_secs_f64())
     }
-}
-
-fn read_plan(path: &Path) -> Result<String, RunError> {
-    use std::io::Read;
-    const LIMIT: u64 = 512 << 20;
-    let file = std::fs::File::open(path)
-        .map_err(|e| RunError::Read { path: path.display().to_string(), message: e.to_string() })?;
-    let mut bytes = Vec::new();
-    file.take(LIMIT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| RunError::Read { path: path.display().to_string(), message: e.to_string() })?;
-    if bytes.len() as u64 > LIMIT {
-        return Err(RunError::Read { path: path.display().to_string(), message: "larger than any plan".into() });
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| RunError::Read { path: path.display().to_string(), message: "not UTF-8 text".into() })
 }

@@ -3,10 +3,11 @@
 //! the compiler reads (`profile = "FILE"` in a workflow).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
+use mgc_core::Bandwidth;
+use mgc_core::profile::{Profile, ProfileDevice, ProfileDisk, ProfileError, ProfileLink};
 use tch::{Device, Kind, Tensor};
 
 use super::error::RunError;
@@ -23,19 +24,24 @@ pub struct Figure {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Probe {
     pub figures: Vec<Figure>,
-    /// The profile's lines: devices' FLOP/s (BF16), links' bytes/s, disk read bytes/s.
+    /// What the compiler reads: devices' FLOP/s (BF16), links' bytes/s, disk read bytes/s.
     #[serde(skip)]
-    devices: Vec<ProbedDevice>,
-    #[serde(skip)]
-    elementwise: Vec<(String, f64)>,
-    #[serde(skip)]
-    links: Vec<(String, String, f64)>,
-    #[serde(skip)]
-    disk: Option<f64>,
+    pub profile: Profile,
 }
 
-/// A device's figures for the profile: name, FLOP/s (BF16), seconds a tensor, the size curve.
-type ProbedDevice = (String, f64, f64, Vec<(f64, f64)>);
+/// The profile's name of a torch device.
+fn profile_device(device: Device) -> mgc_core::Device {
+    match device {
+        Device::Cuda(n) => mgc_core::Device::Cuda(u32::try_from(n).unwrap_or(u32::MAX)),
+        _ => mgc_core::Device::Cpu,
+    }
+}
+
+/// Bytes a second, whole.
+#[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a measured rate; saturates")]
+fn bandwidth(bytes: i64, seconds: f64) -> Bandwidth {
+    Bandwidth((bytes as f64 / seconds).round() as u64)
+}
 
 const COPY_BYTES: i64 = 256 << 20;
 
@@ -150,15 +156,15 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
     // mapping into a buffer of its own (the page cache may serve part of it, or all).
     let file = scratch.join(format!(".mgc-probe-{}", std::process::id()));
     let read = |e: std::io::Error| RunError::Read { path: file.display().to_string(), message: e.to_string() };
-    std::fs::write(&file, vec![7u8; COPY_BYTES as usize]).map_err(read)?;
-    let mapped = std::fs::File::open(&file).and_then(|f| {
+    fs_err::write(&file, vec![7u8; COPY_BYTES as usize]).map_err(read)?;
+    let mapped = fs_err::File::open(&file).and_then(|f| {
         #[allow(unsafe_code, reason = "a file this process just wrote, mapped read-only")]
         // SAFETY: the file is private to this probe and not changed while mapped.
         unsafe {
-            memmap2::Mmap::map(&f)
+            memmap2::Mmap::map(f.file())
         }
     });
-    let _ = std::fs::remove_file(&file);
+    let _ = fs_err::remove_file(&file);
     let mapped = mapped.map_err(read)?;
     let mut buffer = vec![0u8; mapped.len()];
     let s = best(|| {
@@ -166,7 +172,7 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
         Ok(())
     })?;
     p.figures.push(Figure { what: "disk read (page cache, mapped)".into(), value: gb(COPY_BYTES, s), unit: "GB/s" });
-    p.disk = Some(COPY_BYTES as f64 / s);
+    p.profile.disk = Some(ProfileDisk { read_bytes_per_second: bandwidth(COPY_BYTES, s) });
 
     // Compute, per dtype.
     let mut devices = vec![Device::Cpu];
@@ -190,7 +196,7 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
                 });
                 let rate = elements_per_second(device)?;
                 p.figures.push(Figure { what: format!("{name} norm"), value: rate / 1e9, unit: "G elements/s" });
-                p.elementwise.push((name.clone(), rate));
+
                 let curve = flops_by_size(device)?;
                 for (n, f) in &curve {
                     p.figures.push(Figure {
@@ -199,7 +205,19 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
                         unit: "TFLOP/s",
                     });
                 }
-                p.devices.push((name.clone(), flops, overhead, curve));
+                let threads = if device == Device::Cpu {
+                    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+                } else {
+                    1
+                };
+                p.profile.device.push(ProfileDevice {
+                    name: profile_device(device),
+                    flops_per_second: flops,
+                    seconds_per_tensor: Some(overhead),
+                    elements_per_second: Some(rate),
+                    threads: Some(threads),
+                    flops_by_size: curve,
+                });
             }
         }
     }
@@ -218,7 +236,11 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
             Ok(())
         })?;
         p.figures.push(Figure { what: format!("cpu -> {name} (pinned)"), value: gb(COPY_BYTES, s), unit: "GB/s" });
-        p.links.push(("cpu".into(), name.clone(), COPY_BYTES as f64 / s));
+        p.profile.link.push(ProfileLink {
+            from: mgc_core::Device::Cpu,
+            to: profile_device(device),
+            bytes_per_second: bandwidth(COPY_BYTES, s),
+        });
         let s = best(|| {
             let t = host.f_to_device(device)?;
             sync(device);
@@ -245,7 +267,11 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
                 Ok(())
             })?;
             p.figures.push(Figure { what: format!("{name} -> {other_name}"), value: gb(COPY_BYTES, s), unit: "GB/s" });
-            p.links.push((name.clone(), other_name, COPY_BYTES as f64 / s));
+            p.profile.link.push(ProfileLink {
+                from: profile_device(device),
+                to: profile_device(other),
+                bytes_per_second: bandwidth(COPY_BYTES, s),
+            });
         }
     }
     if !tch::Cuda::is_available() {
@@ -255,31 +281,18 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
 }
 
 impl Probe {
-    /// The hardware profile, as TOML.
-    pub fn profile_toml(&self) -> String {
+    /// The hardware profile, as TOML: a header of comments with every figure measured, then the
+    /// profile itself.
+    pub fn profile_toml(&self) -> Result<String, ProfileError> {
         let mut t = String::from(
             "# Hardware profile written by `mgc probe`; name it in a workflow with `profile = \"FILE\"`.\n",
         );
         for f in &self.figures {
             let _ = writeln!(t, "# {}: {:.2} {}", f.what, f.value, f.unit);
         }
-        for (name, flops, overhead, curve) in &self.devices {
-            let points: Vec<String> = curve.iter().map(|(n, f)| format!("[{n:.0}, {f:.4e}]")).collect();
-            let rate = self.elementwise.iter().find(|(n, _)| n == name).map_or(1e9, |(_, r)| *r);
-            let threads = if name == "cpu" { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
-            let _ = write!(
-                t,
-                "\n[[device]]\nname = \"{name}\"\nflops_per_second = {flops:.4e}\nseconds_per_tensor = {overhead:.4e}\nelements_per_second = {rate:.4e}\nthreads = {threads}\nflops_by_size = [{}]\n",
-                points.join(", ")
-            );
-        }
-        for (from, to, rate) in &self.links {
-            let _ = write!(t, "\n[[link]]\nfrom = \"{from}\"\nto = \"{to}\"\nbytes_per_second = {rate:.4e}\n");
-        }
-        if let Some(disk) = self.disk {
-            let _ = write!(t, "\n[disk]\nread_bytes_per_second = {disk:.4e}\n");
-        }
-        t
+        t.push('\n');
+        t.push_str(&self.profile.to_toml()?);
+        Ok(t)
     }
 
     pub fn human(&self) -> String {
@@ -289,20 +302,4 @@ impl Probe {
         }
         t
     }
-}
-
-/// Writes `text` to `path` whole or not at all.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
 }

@@ -90,12 +90,9 @@ pub struct Gpu {
 
 impl Gpu {
     /// The device `ordinal`, when the driver is here.
-    #[allow(unsafe_code, reason = "the driver's presence is checked before any driver call")]
     pub fn open(ordinal: usize) -> Result<Self, RunError> {
-        // SAFETY: only looks for the driver library; without it a driver call would panic.
-        if !unsafe { sys::is_culib_present() } {
-            return Err(RunError::Cuda("no CUDA driver library".into()));
-        }
+        // Without the driver library a driver call would panic, so this check comes first.
+        mgc_devices::cuda_driver().map_err(|e| RunError::Cuda(e.to_string()))?;
         let ctx = CudaContext::new(ordinal).map_err(|e| driver_error("opening the device", e))?;
         // libtorch launches on the legacy default stream: the null stream of the primary context.
         let torch_stream = ctx.default_stream();

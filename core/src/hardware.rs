@@ -1,7 +1,9 @@
-//! The devices of the machine a workflow is checked on, as detected by the runtime.
+//! The devices detected on this machine: what `mgc-devices` finds and what the compiler places
+//! on when a workflow declares no devices. The compiler never probes hardware itself.
 
-use mgc_core::{Bytes, Device};
 use serde::Serialize;
+
+use crate::{Bytes, Device};
 
 /// A device found on this machine and its total memory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -12,7 +14,7 @@ pub struct DetectedDevice {
     pub description: String,
 }
 
-/// What detection found; the compiler never probes hardware itself.
+/// What detection found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Hardware {
     pub devices: Vec<DetectedDevice>,

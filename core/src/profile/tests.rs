@@ -1,0 +1,71 @@
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+
+use super::*;
+
+const HAND_WRITTEN: &str = "[[device]]\nname = \"cuda:0\"\nflops_per_second = 1.6e14\n\n[[device]]\nname = \"cpu\"\nflops_per_second = 5e11\nthreads = 8\nflops_by_size = [[1024, 4e11], [32, 1e9]]\n\n[[link]]\nfrom = \"cpu\"\nto = \"cuda:0\"\nbytes_per_second = 2.2e10\n\n[disk]\nread_bytes_per_second = 3500000000\n";
+
+fn measured() -> Profile {
+    Profile {
+        device: vec![ProfileDevice {
+            name: Device::Cuda(1),
+            flops_per_second: 1.234_5e14,
+            seconds_per_tensor: Some(4.5e-6),
+            elements_per_second: Some(2.5e10),
+            threads: Some(1),
+            flops_by_size: vec![(256.0, 1.5e12), (8192.0, 1.1e14)],
+        }],
+        link: vec![ProfileLink { from: Device::Cpu, to: Device::Cuda(1), bytes_per_second: Bandwidth(25_123_456_789) }],
+        disk: Some(ProfileDisk { read_bytes_per_second: Bandwidth(3_200_000_000) }),
+    }
+}
+
+#[test]
+fn a_hand_written_profile_is_read_with_typed_figures() {
+    let profile = Profile::from_toml(HAND_WRITTEN).unwrap();
+    assert_eq!(profile.flops(Device::Cuda(0)), Some(1.6e14));
+    assert_eq!(profile.flops(Device::Cuda(1)), None);
+    assert_eq!(profile.threads(Device::Cpu), Some(8));
+    assert_eq!(profile.flops_by_size(Device::Cpu), [(32.0, 1e9), (1024.0, 4e11)], "sizes ascending");
+    assert_eq!(profile.link[0].bytes_per_second, Bandwidth(22_000_000_000));
+    assert_eq!(profile.rate(Device::Cuda(0), Device::Cpu), Some(2.2e10), "either direction");
+    assert_eq!(profile.disk_read(), Some(3.5e9));
+}
+
+#[test]
+fn a_written_profile_reads_back_the_same() {
+    let profile = measured();
+    let text = profile.to_toml().unwrap();
+    assert_eq!(Profile::from_toml(&text).unwrap(), profile, "{text}");
+    assert!(text.contains("name = \"cuda:1\"") && text.contains("bytes_per_second = 25123456789"), "{text}");
+    assert_eq!(Profile::default().to_toml().unwrap(), "");
+}
+
+#[test]
+fn bad_profiles_say_what_is_wrong() {
+    let cases = [
+        ("[[device]]\nname = \"gpu:0\"\nflops_per_second = 1e14\n", "`gpu:0` is not a device"),
+        (
+            "[[device]]\nname = \"cpu\"\nflops_per_second = 0\n",
+            "`flops_per_second` of `cpu` must be a positive number, not 0",
+        ),
+        ("[[device]]\nname = \"cpu\"\nflops_per_second = 1\nflops = 2\n", "unknown field `flops`"),
+        (
+            "[[link]]\nfrom = \"cpu\"\nto = \"cuda:0\"\nbytes_per_second = -1e9\n",
+            "a bandwidth must be a positive number, not -1000000000",
+        ),
+        (
+            "[[link]]\nfrom = \"cpu\"\nto = \"cuda:0\"\nbytes_per_second = 0\n",
+            "`bytes_per_second` of `cpu` -> `cuda:0` must be a positive number, not 0",
+        ),
+        ("[disk]\nread_bytes_per_second = \"fast\"\n", "a number of bytes a second"),
+        ("[disk]\nread_bytes_per_second = nan\n", "a bandwidth must be a positive number, not NaN"),
+        (
+            "[[device]]\nname = \"cpu\"\nflops_per_second = 1\nflops_by_size = [[0, 1]]\n",
+            "a size in `flops_by_size` of `cpu`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let error = Profile::from_toml(text).unwrap_err().to_string();
+        assert!(error.contains(expected), "{text}: expected `{expected}` in `{error}`");
+    }
+}
