@@ -17,8 +17,23 @@
 //! ```
 
 use mgc_core::Device;
-use mgc_grammar::parse_device;
+use mgc_grammar::{AllocationError, parse_device};
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// What is wrong with a hardware profile's text.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ProfileError {
+    #[error("{message}")]
+    Toml { message: String },
+    #[error("device `{name}`: {error}")]
+    Device { name: String, error: AllocationError },
+    #[error("link `{from}` -> `{to}`: {error}")]
+    LinkEnd { from: String, to: String, error: AllocationError },
+    #[error("{what} must be a positive number, not {value}")]
+    NotPositive { what: String, value: String },
+}
 
 /// A hardware profile.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -70,13 +85,18 @@ pub struct ProfileDisk {
 
 impl Profile {
     /// Reads a profile, checking every device name and figure.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        let profile: Self = toml::from_str(text).map_err(|e| e.message().trim().to_owned())?;
+    pub fn from_toml(text: &str) -> Result<Self, ProfileError> {
+        let profile: Self =
+            toml::from_str(text).map_err(|e| ProfileError::Toml { message: e.message().trim().to_owned() })?;
         let positive = |what: &str, x: f64| {
-            if x.is_finite() && x > 0.0 { Ok(()) } else { Err(format!("{what} must be a positive number, not {x}")) }
+            if x.is_finite() && x > 0.0 {
+                Ok(())
+            } else {
+                Err(ProfileError::NotPositive { what: what.to_owned(), value: x.to_string() })
+            }
         };
         for d in &profile.device {
-            parse_device(&d.name).map_err(|e| format!("device `{}`: {e}", d.name))?;
+            parse_device(&d.name).map_err(|error| ProfileError::Device { name: d.name.clone(), error })?;
             positive(&format!("`flops_per_second` of `{}`", d.name), d.flops_per_second)?;
             if let Some(rate) = d.elements_per_second {
                 positive(&format!("`elements_per_second` of `{}`", d.name), rate)?;
@@ -91,7 +111,11 @@ impl Profile {
         }
         for l in &profile.link {
             for end in [&l.from, &l.to] {
-                parse_device(end).map_err(|e| format!("link `{}` -> `{}`: {e}", l.from, l.to))?;
+                parse_device(end).map_err(|error| ProfileError::LinkEnd {
+                    from: l.from.clone(),
+                    to: l.to.clone(),
+                    error,
+                })?;
             }
             positive(&format!("`bytes_per_second` of `{}` -> `{}`", l.from, l.to), l.bytes_per_second)?;
         }

@@ -6,31 +6,23 @@ use std::io::Write;
 use mgc_core::Bytes;
 use mgc_plan::{ModelPlan, Plan};
 
+use super::fail;
 use crate::Status;
-use crate::args::ExplainArgs;
+use crate::args::{ExplainArgs, Format};
+use crate::error::CliError;
 use crate::svg;
 
 pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
-    let text = match mgc_compiler::limits::read_text(&args.plan, mgc_compiler::limits::PLAN_LIMIT, "plan") {
-        Ok(text) => text,
-        Err(error) => {
-            writeln!(err, "error: {error}")?;
-            return Ok(Status::InputProblem);
-        }
-    };
-    let plan = match Plan::from_json(&text) {
+    let plan = match super::read_plan(&args.plan) {
         Ok(plan) => plan,
-        Err(error) => {
-            writeln!(err, "error: `{}`: {error}", args.plan.display())?;
-            return Ok(Status::InputProblem);
-        }
+        Err(error) => return fail(error, Format::Human, out, err),
     };
     out.write_all(self::text(&plan).as_bytes())?;
     if let Some(path) = &args.svg {
         let picture = svg::draw(&plan);
         if let Err(error) = mgc_compiler::atomic::write_with(path, |file| file.write_all(picture.as_bytes())) {
-            writeln!(err, "error: cannot write the picture: {error}")?;
-            return Ok(Status::ToolFailed);
+            let error = CliError::WritePicture { path: path.display().to_string(), message: error.to_string() };
+            return fail(error, Format::Human, out, err);
         }
         writeln!(out, "\ndrew {}", path.display())?;
     }

@@ -4,3 +4,52 @@ pub mod explain;
 pub mod handover;
 pub mod inspect;
 pub mod synth;
+
+use std::io::Write;
+use std::path::Path;
+
+use mgc_compiler::limits::{PLAN_LIMIT, WORKFLOW_LIMIT, read_text};
+
+use crate::Status;
+use crate::args::Format;
+use crate::error::CliError;
+use crate::render;
+
+/// Reports an error of the command line itself, and returns its status.
+pub fn fail(error: CliError, format: Format, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
+    let status = error.status();
+    render::report(format, None, &[error], out, err)?;
+    Ok(status)
+}
+
+/// Reads a workflow file. A JSON file (a plan, most often, given by mistake) is refused before
+/// the TOML parser sees it, so that no error quotes it.
+pub fn read_workflow(path: &Path, command: &'static str) -> Result<String, CliError> {
+    let text = read_text(path, WORKFLOW_LIMIT, "workflow").map_err(CliError::read)?;
+    // No TOML document starts with `{`; every JSON object does.
+    if text.trim_start_matches('\u{feff}').trim_start().starts_with('{') {
+        let path = path.display().to_string();
+        let plan = serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| v.get("format_version").is_some());
+        return Err(if plan {
+            CliError::PlanNotWorkflow { path, command }
+        } else {
+            CliError::JsonNotWorkflow { path }
+        });
+    }
+    Ok(text)
+}
+
+/// Reads a plan. A TOML file (a workflow, most often, given by mistake) is named as such.
+pub fn read_plan(path: &Path) -> Result<mgc_plan::Plan, CliError> {
+    let text = read_text(path, PLAN_LIMIT, "plan").map_err(CliError::read)?;
+    mgc_plan::Plan::from_json(&text).map_err(|error| {
+        let path = path.display().to_string();
+        let start = text.trim_start_matches('\u{feff}').trim_start().chars().next();
+        let toml = start.is_some_and(|c| c == '[' || c == '#' || c.is_ascii_alphabetic());
+        if matches!(error, mgc_plan::PlanError::NotJson(_)) && toml {
+            CliError::WorkflowNotPlan { path }
+        } else {
+            CliError::BadPlan { path, message: error.to_string() }
+        }
+    })
+}

@@ -34,7 +34,15 @@ pub fn spec_to_workflow(
     dir: &Path,
     detect: &dyn Fn() -> Hardware,
 ) -> Result<Workflow, Vec<SpecError>> {
-    let mut r = Resolver { source, errors: Vec::new(), hardware: OnceCell::new(), detect };
+    let mut r = Resolver {
+        source,
+        errors: Vec::new(),
+        hardware: OnceCell::new(),
+        detect,
+        failed: Vec::new(),
+        unnamed_device: false,
+        unknown: Vec::new(),
+    };
     let profile = raw.profile.as_ref().and_then(|p| r.profile(p, dir));
     let (devices, declared) = r.devices(&raw.device);
     let links = r.links(&raw.link, &devices, declared);
@@ -54,6 +62,12 @@ struct Resolver<'a> {
     errors: Vec<SpecError>,
     hardware: OnceCell<Hardware>,
     detect: &'a dyn Fn() -> Hardware,
+    /// Devices whose `[[device]]` has an error.
+    failed: Vec<Device>,
+    /// Whether a `[[device]]` name has an error.
+    unnamed_device: bool,
+    /// Devices reported as unknown, and the index of that error.
+    unknown: Vec<(Device, usize)>,
 }
 
 impl Resolver<'_> {
@@ -90,13 +104,13 @@ impl Resolver<'_> {
         let limit = crate::limits::PROFILE_LIMIT;
         let text = match crate::limits::read_text(&dir.join(&path), limit, "profile") {
             Ok(text) => text,
-            Err(message) => {
-                self.push(Kind::BadProfile { path, message }, span_of(value));
+            Err(error) => {
+                self.push(Kind::UnreadableProfile { path, error }, span_of(value));
                 return None;
             }
         };
         crate::profile::Profile::from_toml(&text)
-            .map_err(|message| self.push(Kind::BadProfile { path, message }, span_of(value)))
+            .map_err(|error| self.push(Kind::BadProfile { path, error }, span_of(value)))
             .ok()
     }
 
@@ -116,7 +130,11 @@ impl Resolver<'_> {
             let device = self.device_name(&item.name);
             let memory = self.size(&item.memory);
             let reserve = item.reserve.as_ref().map(|r| (self.size(r), span_of(r)));
-            let Some(device) = device else { continue };
+            let Some(device) = device else {
+                // Whichever device this meant, uses of it are not "undeclared": its name is the error.
+                self.unnamed_device = true;
+                continue;
+            };
             if device == Device::Disk {
                 self.push(Kind::DiskDeclared, name_span);
                 continue;
@@ -126,59 +144,18 @@ impl Resolver<'_> {
                 self.push(Kind::DuplicateDevice { device: device.to_string(), first }, name_span);
                 continue;
             }
-            let Some(memory) = memory else { continue };
-            if memory.get() == 0 {
-                self.push(Kind::NoMemory { device: device.to_string() }, span_of(&item.memory));
-                continue;
+            match self.device_spec(item, device, memory, reserve, name_span) {
+                Some(spec) => devices.push((spec, name_span)),
+                // Declared, with an error already reported: its uses are not errors of their own.
+                None => self.failed.push(device),
             }
-            let reserve = match reserve {
-                None => Bytes(0),
-                Some((None, _)) => continue,
-                Some((Some(reserve), span)) if reserve > memory => {
-                    let kind = Kind::ReserveTooLarge {
-                        device: device.to_string(),
-                        reserve: reserve.to_string(),
-                        memory: memory.to_string(),
-                    };
-                    self.push(kind, span);
-                    continue;
-                }
-                Some((Some(reserve), _)) => reserve,
-            };
-            let flops = match &item.tflops {
-                None => None,
-                Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 => Some(t.get_ref() * 1e12),
-                Some(t) => {
-                    self.push(Kind::NotPositive { key: "tflops" }, span_of(t));
-                    continue;
-                }
-            };
-            let class_flops = match &item.gpu {
-                None => None,
-                Some(gpu) => match crate::compile::cost::class_flops(gpu.get_ref()) {
-                    Some(f) => Some(f),
-                    None => {
-                        self.push(Kind::UnknownGpu { gpu: gpu.get_ref().clone() }, span_of(gpu));
-                        continue;
-                    }
-                },
-            };
-            let spec = DeviceSpec {
-                device,
-                memory,
-                reserve,
-                origin: Origin::Declared,
-                flops,
-                class_flops,
-                span: Some(name_span),
-            };
-            devices.push((spec, name_span));
         }
         let declared = !raw.is_empty();
         let mut devices: Vec<DeviceSpec> = devices.into_iter().map(|(d, _)| d).collect();
         let wanted: Vec<_> = if declared {
             // The CPU is always there: when not declared, its memory is detected.
-            if devices.iter().any(|d| d.device == Device::Cpu) { Vec::new() } else { vec![Device::Cpu] }
+            let cpu = devices.iter().any(|d| d.device == Device::Cpu) || self.failed.contains(&Device::Cpu);
+            if cpu { Vec::new() } else { vec![Device::Cpu] }
         } else {
             self.hardware().devices.iter().map(|d| d.device).collect()
         };
@@ -198,22 +175,97 @@ impl Resolver<'_> {
         (devices, declared)
     }
 
-    /// Checks that a device the workflow uses exists; `disk` always does.
+    /// The rest of a `[[device]]` whose name is fine, or `None` once its errors are reported.
+    fn device_spec(
+        &mut self,
+        item: &RawDevice,
+        device: Device,
+        memory: Option<Bytes>,
+        reserve: Option<(Option<Bytes>, Span)>,
+        name_span: Span,
+    ) -> Option<DeviceSpec> {
+        let memory = memory?;
+        if memory.get() == 0 {
+            self.push(Kind::NoMemory { device: device.to_string() }, span_of(&item.memory));
+            return None;
+        }
+        let reserve = match reserve {
+            None => Bytes(0),
+            Some((None, _)) => return None,
+            Some((Some(reserve), span)) if reserve > memory => {
+                let kind = Kind::ReserveTooLarge {
+                    device: device.to_string(),
+                    reserve: reserve.to_string(),
+                    memory: memory.to_string(),
+                };
+                self.push(kind, span);
+                return None;
+            }
+            Some((Some(reserve), _)) => reserve,
+        };
+        let flops = match &item.tflops {
+            None => None,
+            Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 => Some(t.get_ref() * 1e12),
+            Some(t) => {
+                self.push(Kind::NotPositive { key: "tflops" }, span_of(t));
+                return None;
+            }
+        };
+        let class_flops = match &item.gpu {
+            None => None,
+            Some(gpu) => match crate::compile::cost::class_flops(gpu.get_ref()) {
+                Some(f) => Some(f),
+                None => {
+                    self.push(Kind::UnknownGpu { gpu: gpu.get_ref().clone() }, span_of(gpu));
+                    return None;
+                }
+            },
+        };
+        Some(DeviceSpec {
+            device,
+            memory,
+            reserve,
+            origin: Origin::Declared,
+            flops,
+            class_flops,
+            span: Some(name_span),
+        })
+    }
+
+    /// Checks that a device the workflow uses exists; `disk` always does. A device is reported
+    /// once, at its first use, with its other uses; a device whose declaration has an error, or
+    /// any device while a `[[device]]` name has one, is not reported again.
     fn known(&mut self, device: Device, span: Span, devices: &[DeviceSpec], declared: bool) -> bool {
         if device == Device::Disk || devices.iter().any(|d| d.device == device) {
             return true;
         }
+        if self.failed.contains(&device) || (declared && self.unnamed_device) {
+            return false;
+        }
+        if let Some(&(_, index)) = self.unknown.iter().find(|(d, _)| *d == device)
+            && let Some(SpecError { kind: Kind::Undeclared { also, .. } | Kind::NotDetected { also, .. }, .. }) =
+                self.errors.get_mut(index)
+        {
+            also.push(span);
+            return false;
+        }
         let names = |list: &mut dyn Iterator<Item = Device>| list.map(|d| d.to_string()).collect::<Vec<_>>();
         let kind = if declared {
-            Kind::Undeclared { device: device.to_string(), declared: names(&mut devices.iter().map(|d| d.device)) }
+            Kind::Undeclared {
+                device: device.to_string(),
+                declared: names(&mut devices.iter().map(|d| d.device)),
+                also: Vec::new(),
+            }
         } else {
             let hardware = self.hardware();
             Kind::NotDetected {
                 device: device.to_string(),
                 detected: names(&mut hardware.devices.iter().map(|d| d.device)),
                 notes: hardware.notes.clone(),
+                also: Vec::new(),
             }
         };
+        self.unknown.push((device, self.errors.len()));
         self.push(kind, span);
         false
     }
