@@ -355,20 +355,24 @@ impl Resolver<'_> {
         if raw.is_empty() {
             self.push(Kind::NoModels, Span::new(0, 0));
         }
-        let mut models: Vec<(ModelSpec, Span)> = Vec::new();
+        let mut models = Vec::new();
+        // Every model's name, even a model with errors: two models of one name are a mistake of
+        // their own.
+        let mut names: Vec<(String, Span)> = Vec::new();
         for item in raw {
             let item = item.get_ref();
-            if let Some(model) = self.model(item, dir, devices, declared) {
-                let name_span = span_of(&item.name);
-                if let Some((_, first)) = models.iter().find(|(m, _)| m.name == model.name) {
-                    let first = *first;
-                    self.push(Kind::DuplicateModel { name: model.name, first }, name_span);
-                    continue;
-                }
-                models.push((model, name_span));
+            let model = self.model(item, dir, devices, declared);
+            let name = item.name.get_ref().trim();
+            let name_span = span_of(&item.name);
+            if let Some((_, first)) = names.iter().find(|(n, _)| !name.is_empty() && n == name) {
+                let first = *first;
+                self.push(Kind::DuplicateModel { name: name.to_owned(), first }, name_span);
+                continue;
             }
+            names.push((name.to_owned(), name_span));
+            models.extend(model);
         }
-        models.into_iter().map(|(m, _)| m).collect()
+        models
     }
 
     fn model(&mut self, item: &RawModel, dir: &Path, devices: &[DeviceSpec], declared: bool) -> Option<ModelSpec> {
