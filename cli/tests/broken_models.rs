@@ -1,6 +1,6 @@
 //! A corpus of broken model files, each answered by `mgc inspect` with its own clear error,
 //! naming the file, and exit code 1 — never a panic, never a huge allocation.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -382,7 +382,7 @@ fn the_committed_hostile_corpus_is_refused_within_bounded_memory() {
         assert!(stderr.contains(name) && stderr.contains(expect), "{name}: expected `{expect}` in {stderr}");
     }
     // Headers in the corpus declare up to 2^64 bytes; no child came near even 64 MiB.
-    #[allow(unsafe_code, reason = "getrusage fills a plain struct")]
+    #[expect(unsafe_code, reason = "getrusage fills a plain struct")]
     // SAFETY: `usage` is a valid, writable rusage.
     let peak_kib = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();

@@ -1,6 +1,6 @@
 //! Resolving workflows against detected hardware (fixed here, so results do not depend on the
 //! machine the tests run on).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use mgc_compiler::hardware::{DetectedDevice, Hardware};
 use mgc_compiler::workflow::{Origin, SpecErrorKind, Workload, toml_to_workflow};
@@ -46,7 +46,7 @@ fn a_device_this_machine_lacks_is_an_error_that_says_what_it_has() {
     let errors = toml_to_workflow(&text, dir.path(), &|| machine(0)).unwrap_err();
     assert_eq!(errors.len(), 2, "{errors:?}"); // `compute` and the allocation's `cuda:0`
     for error in &errors {
-        let SpecErrorKind::NotDetected { device, detected, notes } = &error.kind else { panic!("{error:?}") };
+        let SpecErrorKind::NotDetected { device, detected, notes, .. } = &error.kind else { panic!("{error:?}") };
         assert_eq!(device, "cuda:0");
         assert_eq!(detected, &vec!["cpu".to_owned()]);
         assert_eq!(notes, &vec!["no CUDA driver".to_owned()]);

@@ -276,9 +276,10 @@ impl Resolver<'_> {
             let link_span = span_of(item);
             let item = item.get_ref();
             let between_span = span_of(&item.between);
-            let ends: Vec<Option<Device>> = item.between.get_ref().iter().map(|end| self.device_name(end)).collect();
+            let ends: Vec<(Option<Device>, Span)> =
+                item.between.get_ref().iter().map(|end| (self.device_name(end), span_of(end))).collect();
             let rate = self.link_rate(item, link_span);
-            let [Some(a), Some(b)] = ends[..] else {
+            let [(Some(a), span_a), (Some(b), span_b)] = ends[..] else {
                 if ends.len() != 2 {
                     self.push(Kind::LinkArity { count: ends.len() }, between_span);
                 }
@@ -292,9 +293,8 @@ impl Resolver<'_> {
                 self.push(Kind::LinkToDisk, between_span);
                 continue;
             }
-            let spans: Vec<Span> = item.between.get_ref().iter().map(span_of).collect();
-            let known_a = self.known(a, spans.first().copied().unwrap_or(between_span), devices, declared);
-            let known_b = self.known(b, spans.get(1).copied().unwrap_or(between_span), devices, declared);
+            let known_a = self.known(a, span_a, devices, declared);
+            let known_b = self.known(b, span_b, devices, declared);
             if !(known_a && known_b) {
                 continue;
             }
@@ -498,9 +498,10 @@ impl Resolver<'_> {
         if let Some(prefetch) = &raw.prefetch {
             match prefetch.get_ref() {
                 toml::Value::String(s) if s == "auto" => schedule.prefetch = Prefetch::Auto,
-                toml::Value::Integer(n) if u32::try_from(*n).is_ok() => {
-                    schedule.prefetch = Prefetch::Layers(u32::try_from(*n).unwrap_or(0));
-                }
+                toml::Value::Integer(n) => match u32::try_from(*n) {
+                    Ok(layers) => schedule.prefetch = Prefetch::Layers(layers),
+                    Err(_) => self.push(Kind::BadPrefetch, span_of(prefetch)),
+                },
                 _ => self.push(Kind::BadPrefetch, span_of(prefetch)),
             }
         }
