@@ -1,6 +1,6 @@
 //! `mgc compile` of header-only workflows — Flux dev on two GPUs, Wan 2.1 14B with CPU offload,
 //! and a synthetic model of 100,000 tensors — in process and as a whole process.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
+#![expect(clippy::unwrap_used, reason = "benchmark set-up")]
 
 use std::hint::black_box;
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! `mgc inspect` on the header-only flux1-dev file (23.8 GB logical, 780 tensors): the header
 //! read and layer grouping in process, and the whole `mgc inspect` process as a user runs it.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
+#![expect(clippy::unwrap_used, reason = "benchmark set-up")]
 
 use std::hint::black_box;
 use std::path::Path;

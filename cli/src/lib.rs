@@ -3,6 +3,7 @@
 
 pub mod args;
 mod commands;
+pub mod error;
 pub mod render;
 mod svg;
 
@@ -11,7 +12,8 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, Format};
+use crate::error::CliError;
 
 /// How a command ended: fine, the user's input has problems, or the tool itself failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +33,20 @@ impl From<Status> for ExitCode {
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(error) if error.use_stderr() && format_of(&std::env::args_os().collect::<Vec<_>>()) == Format::Json => {
+            // Programs that asked for JSON get JSON, even about the arguments.
+            let rendered = error.render().to_string();
+            let first: Vec<&str> = rendered.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let message = first.join(" ").trim_start_matches("error: ").to_owned();
+            let _ = render::report(
+                Format::Json,
+                None,
+                &[CliError::Usage { message }],
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            );
+            return Status::ToolFailed.into();
+        }
         Err(error) => {
             let _ = error.print();
             return if error.use_stderr() { Status::ToolFailed.into() } else { Status::Ok.into() };
@@ -53,8 +69,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Status {
         Command::SynthModel(args) => commands::synth::run(&args, out, err),
         Command::Compile(args) => commands::compile::run(&args, out, err),
         Command::Explain(args) => commands::explain::run(&args, out, err),
-        Command::Run { args } => commands::handover::run("run", &args, err),
-        Command::Probe { args } => commands::handover::run("probe", &args, err),
+        Command::Run { args } => commands::handover::run("run", &args, out, err),
+        Command::Probe { args } => commands::handover::run("probe", &args, out, err),
         Command::Schema => out.write_all(render::json_text(&mgc_plan::schema()).as_bytes()).map(|()| Status::Ok),
     };
     match result {
@@ -64,4 +80,14 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Status {
             Status::ToolFailed
         }
     }
+}
+
+/// `--format json` (or `--format=json`) among raw arguments: how a failure before or outside the
+/// parsed arguments is reported.
+pub fn format_of(args: &[std::ffi::OsString]) -> Format {
+    let json = args
+        .iter()
+        .zip(args.iter().skip(1).map(Some).chain([None]))
+        .any(|(arg, next)| arg == "--format=json" || (arg == "--format" && next.is_some_and(|n| n == "json")));
+    if json { Format::Json } else { Format::Human }
 }

@@ -1,5 +1,5 @@
 //! `mgc check`: allocation strings and workflow files, valid and broken, as a user sees them.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! `mgc compile` refusals — each a clear error with the shortfall, exit code 1 — atomic writes,
 //! and `mgc schema`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
 mod common;
 

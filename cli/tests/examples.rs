@@ -1,7 +1,7 @@
 //! Every example workflow, with its models made header-only from inventories: it checks clean,
 //! compiles to a plan (snapshotted, as JSON and as `explain` text), the same bytes every time,
 //! and the plan reads back and places every tensor exactly once.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
 mod common;
 

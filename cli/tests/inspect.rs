@@ -1,6 +1,6 @@
 //! `mgc inspect` as a user sees it: the header-only flux1-dev (780 tensors, 23,802,816,640 bytes,
 //! 19 double and 38 single blocks in order) and an SDXL checkpoint split into its four models.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
 use std::path::Path;
 use std::process::Command;

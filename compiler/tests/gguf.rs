@@ -1,6 +1,6 @@
 //! GGUF files written by llama.cpp's reference writer (PyPI `gguf`), read by mgc: every tensor's
 //! type, shape, offset and bytes equal what that package's own reader reports.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! Every published model inventory, written as a header-only file and read back: exact totals,
 //! families, and the layer table (snapshotted).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Properties of compiled plans over random models, machines and allocations: every layer placed
 //! exactly once, budgets respected, no device above its memory, the same input giving the same
 //! plan — or a clear refusal, never a panic.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! Resolving workflows against detected hardware (fixed here, so results do not depend on the
 //! machine the tests run on).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use mgc_compiler::workflow::{Origin, SpecErrorKind, Workload, toml_to_workflow};
 use mgc_core::{Bytes, DetectedDevice, Device, Hardware};
@@ -43,14 +43,17 @@ fn a_device_this_machine_lacks_is_an_error_that_says_what_it_has() {
     let dir = tempfile::tempdir().unwrap();
     let text = workflow_text(dir.path());
     let errors = toml_to_workflow(&text, dir.path(), &|| machine(0)).unwrap_err();
-    assert_eq!(errors.len(), 2, "{errors:?}"); // `compute` and the allocation's `cuda:0`
-    for error in &errors {
-        let SpecErrorKind::NotDetected { device, detected, notes } = &error.kind else { panic!("{error:?}") };
-        assert_eq!(device, "cuda:0");
-        assert_eq!(detected, &vec!["cpu".to_owned()]);
-        assert_eq!(notes, &vec!["no CUDA driver".to_owned()]);
-        assert_eq!(&text[error.span.range()].trim_matches('"'), &"cuda:0");
+    // One device missing is one error: at `compute`, the allocation's `cuda:0` as another use.
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let error = &errors[0];
+    let SpecErrorKind::NotDetected { device, detected, notes, also } = &error.kind else { panic!("{error:?}") };
+    assert_eq!(device, "cuda:0");
+    assert_eq!(detected, &vec!["cpu".to_owned()]);
+    assert_eq!(notes, &vec!["no CUDA driver".to_owned()]);
+    for span in std::iter::once(&error.span).chain(also) {
+        assert_eq!(&text[span.range()].trim_matches('"'), &"cuda:0");
     }
+    assert_eq!(also.len(), 1);
 }
 
 #[test]

@@ -76,14 +76,14 @@ pub struct ProfileDisk {
 }
 
 /// Why a profile cannot be read or written.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProfileError {
     /// Not TOML, or not a profile's fields.
     #[error("{message}")]
     Toml { message: String },
     #[error("{what} must be a positive number, not {value}")]
-    NotPositive { what: String, value: f64 },
+    NotPositive { what: String, value: String },
 }
 
 impl Profile {
@@ -106,7 +106,7 @@ impl Profile {
             if value.is_finite() && value > 0.0 {
                 Ok(())
             } else {
-                Err(ProfileError::NotPositive { what: what(), value })
+                Err(ProfileError::NotPositive { what: what(), value: value.to_string() })
             }
         };
         #[expect(clippy::cast_precision_loss, reason = "only compared with zero")]

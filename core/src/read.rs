@@ -15,15 +15,16 @@ pub const PROFILE_LIMIT: u64 = 1 << 20;
 pub const PLAN_LIMIT: u64 = 512 << 20;
 
 /// Why a text file could not be read.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReadError {
-    #[error("cannot read `{}`: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    /// The system's reason, in its words.
+    #[error("cannot read `{}`: {message}", path.display())]
+    Io { path: PathBuf, message: String, kind: io::ErrorKind },
     #[error("`{}` is larger than {limit} bytes: not a {what}", path.display())]
     TooLarge { path: PathBuf, limit: u64, what: &'static str },
     #[error("`{}` is not UTF-8 text (byte {valid_up_to})", path.display())]
-    NotUtf8 { path: PathBuf, valid_up_to: usize },
+    NotUtf8 { path: PathBuf, valid_up_to: usize, what: &'static str },
 }
 
 impl ReadError {
@@ -33,19 +34,33 @@ impl ReadError {
             Self::Io { path, .. } | Self::TooLarge { path, .. } | Self::NotUtf8 { path, .. } => path,
         }
     }
+
+    /// What to do about it.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            Self::Io { .. } => None,
+            Self::TooLarge { what, .. } | Self::NotUtf8 { what, .. } => {
+                Some(format!("give the path of a {what}, a text file"))
+            }
+        }
+    }
 }
 
 /// Reads a UTF-8 text file of at most `limit` bytes; `what` names it in the error (`"plan"`).
 pub fn read_text(path: &Path, limit: u64, what: &'static str) -> Result<String, ReadError> {
-    let io = |source| ReadError::Io { path: path.to_owned(), source };
+    let io =
+        |source: io::Error| ReadError::Io { path: path.to_owned(), message: source.to_string(), kind: source.kind() };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > limit {
         return Err(ReadError::TooLarge { path: path.to_owned(), limit, what });
     }
-    String::from_utf8(bytes)
-        .map_err(|e| ReadError::NotUtf8 { path: path.to_owned(), valid_up_to: e.utf8_error().valid_up_to() })
+    String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8 {
+        path: path.to_owned(),
+        valid_up_to: e.utf8_error().valid_up_to(),
+        what,
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Meaning of allocation strings: exact bytes, modes, and which mistakes are caught.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
 
 use mgc_core::{Bytes, Decimal, Device};
 use mgc_grammar::{

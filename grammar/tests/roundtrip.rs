@@ -1,6 +1,6 @@
 //! Property: every allocation, printed in its canonical form, parses back to the same meaning —
 //! and the bytes it names are exact.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+#![expect(clippy::indexing_slicing, reason = "tests")]
 
 use mgc_grammar::{Amount, parse_allocation};
 use proptest::prelude::*;

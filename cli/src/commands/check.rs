@@ -6,9 +6,10 @@ use std::path::Path;
 use mgc_compiler::workflow::{Origin, Placement, Prefetch, Workflow, Workload, toml_to_workflow};
 use mgc_grammar::{Allocation, Amount, parse_allocation};
 
+use super::fail;
 use crate::Status;
 use crate::args::{CheckArgs, Format};
-use crate::render;
+use crate::render::{self, Source};
 
 pub fn run(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
     match (&args.allocation, &args.workflow) {
@@ -22,12 +23,8 @@ fn allocation(text: &str, format: Format, out: &mut dyn Write, err: &mut dyn Wri
     match (parse_allocation(text), format) {
         (Ok(allocation), Format::Json) => out.write_all(render::json_text(&allocation).as_bytes())?,
         (Ok(allocation), Format::Human) => out.write_all(allocation_table(&allocation).as_bytes())?,
-        (Err(errors), Format::Json) => {
-            out.write_all(render::json_text(&render::json_errors(&errors)).as_bytes())?;
-            return Ok(Status::InputProblem);
-        }
-        (Err(errors), Format::Human) => {
-            err.write_all(render::human("allocation", text, &errors).as_bytes())?;
+        (Err(errors), format) => {
+            render::report(format, Some(Source { name: "allocation", text }), &errors, out, err)?;
             return Ok(Status::InputProblem);
         }
     }
@@ -49,23 +46,17 @@ fn allocation_table(allocation: &Allocation) -> String {
 }
 
 fn workflow(path: &Path, format: Format, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
-    let source = match mgc_core::read_text(path, mgc_core::read::WORKFLOW_LIMIT, "workflow") {
+    let source = match super::read_workflow(path, "check") {
         Ok(source) => source,
-        Err(error) => {
-            writeln!(err, "error: {error}")?;
-            return Ok(Status::InputProblem);
-        }
+        Err(error) => return fail(error, format, out, err),
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     match (toml_to_workflow(&source, dir, &mgc_devices::detect), format) {
         (Ok(workflow), Format::Json) => out.write_all(render::json_text(&workflow).as_bytes())?,
         (Ok(workflow), Format::Human) => out.write_all(workflow_summary(path, &workflow).as_bytes())?,
-        (Err(errors), Format::Json) => {
-            out.write_all(render::json_text(&render::json_errors(&errors)).as_bytes())?;
-            return Ok(Status::InputProblem);
-        }
-        (Err(errors), Format::Human) => {
-            err.write_all(render::human(&path.display().to_string(), &source, &errors).as_bytes())?;
+        (Err(errors), format) => {
+            let name = path.display().to_string();
+            render::report(format, Some(Source { name: &name, text: &source }), &errors, out, err)?;
             return Ok(Status::InputProblem);
         }
     }

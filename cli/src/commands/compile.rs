@@ -3,29 +3,29 @@
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
-use mgc_compiler::compile::{CompileError, toml_to_plan};
+use mgc_compiler::compile::toml_to_plan;
 use mgc_core::Output;
 use mgc_plan::Plan;
 
+use super::fail;
 use crate::Status;
 use crate::args::{CompileArgs, Format};
 use crate::commands::explain;
-use crate::render;
+use crate::error::CliError;
+use crate::render::{self, Source};
 
 pub fn run(args: &CompileArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
-    let source = match mgc_core::read_text(&args.workflow, mgc_core::read::WORKFLOW_LIMIT, "workflow") {
+    let source = match super::read_workflow(&args.workflow, "compile") {
         Ok(source) => source,
-        Err(error) => {
-            writeln!(err, "error: {error}")?;
-            return Ok(Status::InputProblem);
-        }
+        Err(error) => return fail(error, args.format, out, err),
     };
     let dir = args.workflow.parent().unwrap_or(Path::new("."));
     let output = args.output.clone().unwrap_or_else(|| args.workflow.with_extension("plan.json"));
     let mut plan = match toml_to_plan(&source, dir, &mgc_devices::detect) {
         Ok(plan) => plan,
         Err(errors) => {
-            report(&args.workflow, &source, &errors, args.format, out, err)?;
+            let name = args.workflow.display().to_string();
+            render::report(args.format, Some(Source { name: &name, text: &source }), &errors, out, err)?;
             return Ok(Status::InputProblem);
         }
     };
@@ -37,8 +37,8 @@ pub fn run(args: &CompileArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
         Ok(Output::Stdout) => return Ok(Status::Ok),
         Ok(_) => {}
         Err(error) => {
-            writeln!(err, "error: cannot write the plan: {error}")?;
-            return Ok(Status::ToolFailed);
+            let error = CliError::WritePlan { path: output.display().to_string(), message: error.to_string() };
+            return fail(error, args.format, out, err);
         }
     }
     match args.format {
@@ -52,60 +52,6 @@ pub fn run(args: &CompileArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
         }
     }
     Ok(Status::Ok)
-}
-
-pub(crate) fn report(
-    path: &Path,
-    source: &str,
-    errors: &[CompileError],
-    format: Format,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> std::io::Result<()> {
-    let name = path.display().to_string();
-    let mut spanned = Vec::new();
-    let mut plain = Vec::new();
-    let mut json = Vec::new();
-    for error in errors {
-        match error {
-            CompileError::Spec(e) => {
-                json.push(render::JsonError::from_diagnostic(e));
-                spanned.push(render::Spanned::Spec(e.clone()));
-            }
-            CompileError::Problem(p) => {
-                json.push(render::JsonError::from_diagnostic(p));
-                spanned.push(render::Spanned::Problem(p.clone()));
-            }
-            CompileError::Inventory(e) => {
-                json.push(render::JsonError {
-                    message: e.to_string(),
-                    span: [0, 0],
-                    label: None,
-                    help: e.help.clone(),
-                });
-                plain.push(e.clone());
-            }
-            other => plain_other(other, &mut json),
-        }
-    }
-    if format == Format::Json {
-        out.write_all(render::json_text(&serde_json::json!({ "errors": json })).as_bytes())?;
-        return Ok(());
-    }
-    for error in &plain {
-        writeln!(err, "error: {error}")?;
-        if let Some(help) = &error.help {
-            writeln!(err, "  help: {help}")?;
-        }
-    }
-    if !spanned.is_empty() {
-        err.write_all(render::human(&name, source, &spanned).as_bytes())?;
-    }
-    Ok(())
-}
-
-fn plain_other(error: &CompileError, json: &mut Vec<render::JsonError>) {
-    json.push(render::JsonError { message: error.to_string(), span: [0, 0], label: None, help: None });
 }
 
 /// Model paths in the plan, relative to the folder the plan is written to.

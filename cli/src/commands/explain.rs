@@ -10,44 +10,36 @@ use mgc_compiler::workflow::toml_to_workflow;
 use mgc_core::{Bytes, Output};
 use mgc_plan::{ModelPlan, Plan};
 
+use super::fail;
 use crate::Status;
 use crate::args::{ExplainArgs, Format};
-use crate::commands::compile::report;
-use crate::{render, svg};
+use crate::error::CliError;
+use crate::render::{self, Source};
+use crate::svg;
 
 pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
-    let text = match mgc_core::read_text(&args.plan, mgc_core::read::PLAN_LIMIT, "plan") {
+    let text = match super::read_plan_text(&args.plan) {
         Ok(text) => text,
-        Err(error) => {
-            writeln!(err, "error: {error}")?;
-            return Ok(Status::InputProblem);
-        }
+        Err(error) => return fail(error, Format::Human, out, err),
     };
-    let is_plan = text.trim_start().starts_with('{');
+    let is_plan = super::is_json(&text);
     if let Some(stage) = args.stage {
         if is_plan {
-            writeln!(
-                err,
-                "error: `{}` is a plan; `--stage` shows how a workflow becomes one: give the workflow (TOML)",
-                args.plan.display()
-            )?;
-            return Ok(Status::InputProblem);
+            return fail(CliError::StageOfPlan { path: args.plan.display().to_string() }, Format::Human, out, err);
         }
         return print_stage(&args.plan, &text, stage.into(), out, err);
     }
     let plan = if is_plan {
-        match Plan::from_json(&text) {
+        match super::plan_from_text(&args.plan, &text) {
             Ok(plan) => plan,
-            Err(error) => {
-                writeln!(err, "error: `{}`: {error}", args.plan.display())?;
-                return Ok(Status::InputProblem);
-            }
+            Err(error) => return fail(error, Format::Human, out, err),
         }
     } else {
         match compile(&args.plan, &text) {
             Ok(plan) => plan,
             Err(errors) => {
-                report(&args.plan, &text, &errors, Format::Human, out, err)?;
+                let name = args.plan.display().to_string();
+                render::report(Format::Human, Some(Source { name: &name, text: &text }), &errors, out, err)?;
                 return Ok(Status::InputProblem);
             }
         }
@@ -55,8 +47,8 @@ pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
     let picture = match args.svg.as_deref().map(Output::for_path).transpose() {
         Ok(picture) => picture,
         Err(error) => {
-            writeln!(err, "error: cannot write the picture: {error}")?;
-            return Ok(Status::ToolFailed);
+            let path = args.svg.as_deref().unwrap_or(Path::new("-")).display().to_string();
+            return fail(CliError::WritePicture { path, message: error.to_string() }, Format::Human, out, err);
         }
     };
     // With `--svg -` the picture is what stdout holds; the text would spoil it.
@@ -66,8 +58,8 @@ pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
     if let (Some(path), Some(picture)) = (&args.svg, picture) {
         let drawing = svg::draw(&plan);
         if let Err(error) = picture.write(out, |w| w.write_all(drawing.as_bytes())) {
-            writeln!(err, "error: cannot write the picture: {error}")?;
-            return Ok(Status::ToolFailed);
+            let error = CliError::WritePicture { path: path.display().to_string(), message: error.to_string() };
+            return fail(error, Format::Human, out, err);
         }
         if picture != Output::Stdout {
             writeln!(out, "\ndrew {}", path.display())?;
@@ -102,7 +94,8 @@ fn print_stage(
             Ok(Status::Ok)
         }
         Err(errors) => {
-            report(path, source, &errors, Format::Human, out, err)?;
+            let name = path.display().to_string();
+            render::report(Format::Human, Some(Source { name: &name, text: source }), &errors, out, err)?;
             Ok(Status::InputProblem)
         }
     }

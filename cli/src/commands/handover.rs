@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
+use super::fail;
 use crate::Status;
+use crate::error::CliError;
 
 /// `mgc-run` beside this executable, or on the `PATH`.
 fn runner() -> PathBuf {
@@ -14,7 +16,12 @@ fn runner() -> PathBuf {
     beside.filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("mgc-run"))
 }
 
-pub fn run(command: &str, args: &[OsString], err: &mut dyn Write) -> std::io::Result<Status> {
+pub fn run(
+    command: &'static str,
+    args: &[OsString],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<Status> {
     let runner = runner();
     match Command::new(&runner).arg(command).args(args).status() {
         Ok(status) => Ok(match status.code() {
@@ -23,12 +30,9 @@ pub fn run(command: &str, args: &[OsString], err: &mut dyn Write) -> std::io::Re
             _ => Status::ToolFailed,
         }),
         Err(error) => {
-            writeln!(
-                err,
-                "error: cannot start `{}`: {error}\n  help: `mgc {command}` needs the runtime; build it with `cargo build --release -p mgc-runtime` (it sits beside `mgc`)",
-                runner.display()
-            )?;
-            Ok(Status::ToolFailed)
+            let error =
+                CliError::CannotStart { runner: runner.display().to_string(), command, message: error.to_string() };
+            fail(error, crate::format_of(args), out, err)
         }
     }
 }

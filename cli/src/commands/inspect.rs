@@ -27,15 +27,7 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
     let inventory = match file_to_inventory(&args.file) {
         Ok(inventory) => inventory,
         Err(error) => {
-            match args.format {
-                Format::Json => out.write_all(render::json_text(&render::json_errors(&[error])).as_bytes())?,
-                Format::Human => {
-                    writeln!(err, "error: {error}")?;
-                    if let Some(help) = &error.help {
-                        writeln!(err, "  help: {help}")?;
-                    }
-                }
-            }
+            render::report(args.format, None, &[error], out, err)?;
             return Ok(Status::InputProblem);
         }
     };

@@ -3,23 +3,23 @@
 use std::io::Write;
 
 use mgc_compiler::inventory::synth::{Fill, InventoryFixture, SynthError, write_model};
+use mgc_core::read::{PLAN_LIMIT, read_text};
 
+use super::fail;
 use crate::Status;
-use crate::args::SynthArgs;
+use crate::args::{Format, SynthArgs};
+use crate::error::CliError;
 
 pub fn run(args: &SynthArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
-    let text = match fs_err::read_to_string(&args.inventory) {
+    let text = match read_text(&args.inventory, PLAN_LIMIT, "tensor inventory") {
         Ok(text) => text,
-        Err(e) => {
-            writeln!(err, "error: {e}")?;
-            return Ok(Status::InputProblem);
-        }
+        Err(error) => return fail(CliError::read(error), Format::Human, out, err),
     };
     let fixture: InventoryFixture = match serde_json::from_str(&text) {
         Ok(fixture) => fixture,
         Err(e) => {
-            writeln!(err, "error: `{}` is not a tensor inventory: {e}", args.inventory.display())?;
-            return Ok(Status::InputProblem);
+            let error = CliError::BadInventory { path: args.inventory.display().to_string(), message: e.to_string() };
+            return fail(error, Format::Human, out, err);
         }
     };
     let prefix = args.prefix.clone().or_else(|| fixture.prefix.clone()).unwrap_or_default();
@@ -30,13 +30,13 @@ pub fn run(args: &SynthArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
             writeln!(out, "{}: {} tensors, {size} bytes ({what})", args.output.display(), fixture.tensors.len())?;
             Ok(Status::Ok)
         }
-        Err(e @ SynthError::Write(_)) => {
-            writeln!(err, "error: {e}")?;
-            Ok(Status::InputProblem)
+        Err(SynthError::Write(e)) => {
+            let error = CliError::WriteModel { path: args.output.display().to_string(), message: e.to_string() };
+            fail(error, Format::Human, out, err)
         }
         Err(e) => {
-            writeln!(err, "error: `{}`: {e}", args.output.display())?;
-            Ok(Status::InputProblem)
+            let error = CliError::BadInventory { path: args.inventory.display().to_string(), message: e.to_string() };
+            fail(error, Format::Human, out, err)
         }
     }
 }

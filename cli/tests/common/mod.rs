@@ -1,5 +1,5 @@
 //! Running the `mgc` binary as a user does.
-#![allow(dead_code, clippy::unwrap_used, reason = "test helpers; not every test uses each")]
+#![expect(clippy::unwrap_used, reason = "test helpers")]
 
 use std::path::Path;
 use std::process::Command;

@@ -10,15 +10,19 @@ use thiserror::Error;
 use crate::inventory::InventoryError;
 use crate::workflow::SpecError;
 
-/// Anything that stops a workflow from becoming a plan.
-#[derive(Clone, Debug, Error)]
+/// Anything that stops a workflow from becoming a plan: a diagnostic of its own stage, spans into
+/// the workflow file (a model file's errors name their file and have no span).
+#[derive(Clone, Debug, PartialEq, Eq, Error, Diagnostic)]
 #[non_exhaustive]
 pub enum CompileError {
     #[error(transparent)]
+    #[diagnostic(transparent)]
     Spec(SpecError),
     #[error(transparent)]
+    #[diagnostic(transparent)]
     Inventory(InventoryError),
     #[error(transparent)]
+    #[diagnostic(transparent)]
     Problem(Problem),
 }
 

@@ -40,9 +40,9 @@ pub enum SpecErrorKind {
     #[error("device `{device}` has no memory")]
     NoMemory { device: String },
     #[error("device `{device}` is not declared")]
-    Undeclared { device: String, declared: Vec<String> },
+    Undeclared { device: String, declared: Vec<String>, also: Vec<Span> },
     #[error("device `{device}` is not on this machine")]
-    NotDetected { device: String, detected: Vec<String>, notes: Vec<String> },
+    NotDetected { device: String, detected: Vec<String>, notes: Vec<String>, also: Vec<Span> },
     #[error("`disk` cannot compute")]
     DiskCompute,
     #[error("a link joins two devices, not {count}")]
@@ -81,8 +81,10 @@ pub enum SpecErrorKind {
     BadPrefetch,
     #[error("unknown class of GPU `{gpu}`")]
     UnknownGpu { gpu: String },
-    #[error("cannot read the hardware profile `{path}`: {message}")]
-    BadProfile { path: String, message: String },
+    #[error("cannot read the hardware profile `{path}`: {error}")]
+    UnreadableProfile { path: String, error: mgc_core::ReadError },
+    #[error("cannot read the hardware profile `{path}`: {error}")]
+    BadProfile { path: String, error: mgc_core::profile::ProfileError },
 }
 
 impl SpecErrorKind {
@@ -111,10 +113,10 @@ impl SpecErrorKind {
             }
             Self::ReserveTooLarge { .. } => "the reserve is kept free out of the device's memory".into(),
             Self::NoMemory { .. } => "give the device's memory, as in `memory = \"24gb\"`".into(),
-            Self::Undeclared { device, declared } => {
+            Self::Undeclared { device, declared, .. } => {
                 format!("declared devices are {}; add a `[[device]]` with `name = \"{device}\"`", quoted_list(declared))
             }
-            Self::NotDetected { device, detected, notes } => {
+            Self::NotDetected { device, detected, notes, .. } => {
                 let mut help = format!("this machine has {}", quoted_list(detected));
                 for note in notes {
                     help.push_str(&format!(" ({note})"));
@@ -156,7 +158,7 @@ impl SpecErrorKind {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Self::BadProfile { .. } => {
+            Self::UnreadableProfile { .. } | Self::BadProfile { .. } => {
                 "`mgc probe -o FILE` writes a profile; paths are relative to the workflow file".into()
             }
         })
@@ -170,6 +172,9 @@ impl SpecErrorKind {
                 vec![(*first, "first here")]
             }
             Self::Allocation { error, .. } | Self::Value { error } => error.related_spans(),
+            Self::Undeclared { also, .. } | Self::NotDetected { also, .. } => {
+                also.iter().map(|span| (*span, "also used here")).collect()
+            }
             _ => Vec::new(),
         }
     }

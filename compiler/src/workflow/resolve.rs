@@ -34,7 +34,15 @@ pub fn spec_to_workflow(
     dir: &Path,
     detect: &dyn Fn() -> Hardware,
 ) -> Result<Workflow, Vec<SpecError>> {
-    let mut r = Resolver { source, errors: Vec::new(), hardware: OnceCell::new(), detect };
+    let mut r = Resolver {
+        source,
+        errors: Vec::new(),
+        hardware: OnceCell::new(),
+        detect,
+        failed: Vec::new(),
+        unnamed_device: false,
+        unknown: Vec::new(),
+    };
     let profile = raw.profile.as_ref().and_then(|p| r.profile(p, dir));
     let (devices, declared) = r.devices(&raw.device);
     let links = r.links(&raw.link, &devices, declared);
@@ -54,6 +62,12 @@ struct Resolver<'a> {
     errors: Vec<SpecError>,
     hardware: OnceCell<Hardware>,
     detect: &'a dyn Fn() -> Hardware,
+    /// Devices whose `[[device]]` has an error.
+    failed: Vec<Device>,
+    /// Whether a `[[device]]` name has an error.
+    unnamed_device: bool,
+    /// Devices reported as unknown, and the index of that error.
+    unknown: Vec<(Device, usize)>,
 }
 
 impl Resolver<'_> {
@@ -90,13 +104,11 @@ impl Resolver<'_> {
         let text = match mgc_core::read_text(&dir.join(&path), mgc_core::read::PROFILE_LIMIT, "profile") {
             Ok(text) => text,
             Err(error) => {
-                self.push(Kind::BadProfile { path, message: error.to_string() }, span_of(value));
+                self.push(Kind::UnreadableProfile { path, error }, span_of(value));
                 return None;
             }
         };
-        Profile::from_toml(&text)
-            .map_err(|error| self.push(Kind::BadProfile { path, message: error.to_string() }, span_of(value)))
-            .ok()
+        Profile::from_toml(&text).map_err(|error| self.push(Kind::BadProfile { path, error }, span_of(value))).ok()
     }
 
     fn device_name(&mut self, value: &TomlSpanned<String>) -> Option<Device> {
@@ -115,7 +127,11 @@ impl Resolver<'_> {
             let device = self.device_name(&item.name);
             let memory = self.size(&item.memory);
             let reserve = item.reserve.as_ref().map(|r| (self.size(r), span_of(r)));
-            let Some(device) = device else { continue };
+            let Some(device) = device else {
+                // Whichever device this meant, uses of it are not "undeclared": its name is the error.
+                self.unnamed_device = true;
+                continue;
+            };
             if device == Device::Disk {
                 self.push(Kind::DiskDeclared, name_span);
                 continue;
@@ -125,59 +141,18 @@ impl Resolver<'_> {
                 self.push(Kind::DuplicateDevice { device: device.to_string(), first }, name_span);
                 continue;
             }
-            let Some(memory) = memory else { continue };
-            if memory.get() == 0 {
-                self.push(Kind::NoMemory { device: device.to_string() }, span_of(&item.memory));
-                continue;
+            match self.device_spec(item, device, memory, reserve, name_span) {
+                Some(spec) => devices.push((spec, name_span)),
+                // Declared, with an error already reported: its uses are not errors of their own.
+                None => self.failed.push(device),
             }
-            let reserve = match reserve {
-                None => Bytes(0),
-                Some((None, _)) => continue,
-                Some((Some(reserve), span)) if reserve > memory => {
-                    let kind = Kind::ReserveTooLarge {
-                        device: device.to_string(),
-                        reserve: reserve.to_string(),
-                        memory: memory.to_string(),
-                    };
-                    self.push(kind, span);
-                    continue;
-                }
-                Some((Some(reserve), _)) => reserve,
-            };
-            let flops = match &item.tflops {
-                None => None,
-                Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 => Some(t.get_ref() * 1e12),
-                Some(t) => {
-                    self.push(Kind::NotPositive { key: "tflops" }, span_of(t));
-                    continue;
-                }
-            };
-            let class_flops = match &item.gpu {
-                None => None,
-                Some(gpu) => match crate::compile::cost::class_flops(gpu.get_ref()) {
-                    Some(f) => Some(f),
-                    None => {
-                        self.push(Kind::UnknownGpu { gpu: gpu.get_ref().clone() }, span_of(gpu));
-                        continue;
-                    }
-                },
-            };
-            let spec = DeviceSpec {
-                device,
-                memory,
-                reserve,
-                origin: Origin::Declared,
-                flops,
-                class_flops,
-                span: Some(name_span),
-            };
-            devices.push((spec, name_span));
         }
         let declared = !raw.is_empty();
         let mut devices: Vec<DeviceSpec> = devices.into_iter().map(|(d, _)| d).collect();
         let wanted: Vec<_> = if declared {
             // The CPU is always there: when not declared, its memory is detected.
-            if devices.iter().any(|d| d.device == Device::Cpu) { Vec::new() } else { vec![Device::Cpu] }
+            let cpu = devices.iter().any(|d| d.device == Device::Cpu) || self.failed.contains(&Device::Cpu);
+            if cpu { Vec::new() } else { vec![Device::Cpu] }
         } else {
             self.hardware().devices.iter().map(|d| d.device).collect()
         };
@@ -197,22 +172,97 @@ impl Resolver<'_> {
         (devices, declared)
     }
 
-    /// Checks that a device the workflow uses exists; `disk` always does.
+    /// The rest of a `[[device]]` whose name is fine, or `None` once its errors are reported.
+    fn device_spec(
+        &mut self,
+        item: &RawDevice,
+        device: Device,
+        memory: Option<Bytes>,
+        reserve: Option<(Option<Bytes>, Span)>,
+        name_span: Span,
+    ) -> Option<DeviceSpec> {
+        let memory = memory?;
+        if memory.get() == 0 {
+            self.push(Kind::NoMemory { device: device.to_string() }, span_of(&item.memory));
+            return None;
+        }
+        let reserve = match reserve {
+            None => Bytes(0),
+            Some((None, _)) => return None,
+            Some((Some(reserve), span)) if reserve > memory => {
+                let kind = Kind::ReserveTooLarge {
+                    device: device.to_string(),
+                    reserve: reserve.to_string(),
+                    memory: memory.to_string(),
+                };
+                self.push(kind, span);
+                return None;
+            }
+            Some((Some(reserve), _)) => reserve,
+        };
+        let flops = match &item.tflops {
+            None => None,
+            Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 => Some(t.get_ref() * 1e12),
+            Some(t) => {
+                self.push(Kind::NotPositive { key: "tflops" }, span_of(t));
+                return None;
+            }
+        };
+        let class_flops = match &item.gpu {
+            None => None,
+            Some(gpu) => match crate::compile::cost::class_flops(gpu.get_ref()) {
+                Some(f) => Some(f),
+                None => {
+                    self.push(Kind::UnknownGpu { gpu: gpu.get_ref().clone() }, span_of(gpu));
+                    return None;
+                }
+            },
+        };
+        Some(DeviceSpec {
+            device,
+            memory,
+            reserve,
+            origin: Origin::Declared,
+            flops,
+            class_flops,
+            span: Some(name_span),
+        })
+    }
+
+    /// Checks that a device the workflow uses exists; `disk` always does. A device is reported
+    /// once, at its first use, with its other uses; a device whose declaration has an error, or
+    /// any device while a `[[device]]` name has one, is not reported again.
     fn known(&mut self, device: Device, span: Span, devices: &[DeviceSpec], declared: bool) -> bool {
         if device == Device::Disk || devices.iter().any(|d| d.device == device) {
             return true;
         }
+        if self.failed.contains(&device) || (declared && self.unnamed_device) {
+            return false;
+        }
+        if let Some(&(_, index)) = self.unknown.iter().find(|(d, _)| *d == device)
+            && let Some(SpecError { kind: Kind::Undeclared { also, .. } | Kind::NotDetected { also, .. }, .. }) =
+                self.errors.get_mut(index)
+        {
+            also.push(span);
+            return false;
+        }
         let names = |list: &mut dyn Iterator<Item = Device>| list.map(|d| d.to_string()).collect::<Vec<_>>();
         let kind = if declared {
-            Kind::Undeclared { device: device.to_string(), declared: names(&mut devices.iter().map(|d| d.device)) }
+            Kind::Undeclared {
+                device: device.to_string(),
+                declared: names(&mut devices.iter().map(|d| d.device)),
+                also: Vec::new(),
+            }
         } else {
             let hardware = self.hardware();
             Kind::NotDetected {
                 device: device.to_string(),
                 detected: names(&mut hardware.devices.iter().map(|d| d.device)),
                 notes: hardware.notes.clone(),
+                also: Vec::new(),
             }
         };
+        self.unknown.push((device, self.errors.len()));
         self.push(kind, span);
         false
     }
@@ -223,9 +273,10 @@ impl Resolver<'_> {
             let link_span = span_of(item);
             let item = item.get_ref();
             let between_span = span_of(&item.between);
-            let ends: Vec<Option<Device>> = item.between.get_ref().iter().map(|end| self.device_name(end)).collect();
+            let ends: Vec<(Option<Device>, Span)> =
+                item.between.get_ref().iter().map(|end| (self.device_name(end), span_of(end))).collect();
             let rate = self.link_rate(item, link_span);
-            let [Some(a), Some(b)] = ends[..] else {
+            let [(Some(a), span_a), (Some(b), span_b)] = ends[..] else {
                 if ends.len() != 2 {
                     self.push(Kind::LinkArity { count: ends.len() }, between_span);
                 }
@@ -239,9 +290,8 @@ impl Resolver<'_> {
                 self.push(Kind::LinkToDisk, between_span);
                 continue;
             }
-            let spans: Vec<Span> = item.between.get_ref().iter().map(span_of).collect();
-            let known_a = self.known(a, spans.first().copied().unwrap_or(between_span), devices, declared);
-            let known_b = self.known(b, spans.get(1).copied().unwrap_or(between_span), devices, declared);
+            let known_a = self.known(a, span_a, devices, declared);
+            let known_b = self.known(b, span_b, devices, declared);
             if !(known_a && known_b) {
                 continue;
             }
@@ -302,20 +352,24 @@ impl Resolver<'_> {
         if raw.is_empty() {
             self.push(Kind::NoModels, Span::new(0, 0));
         }
-        let mut models: Vec<(ModelSpec, Span)> = Vec::new();
+        let mut models = Vec::new();
+        // Every model's name, even a model with errors: two models of one name are a mistake of
+        // their own.
+        let mut names: Vec<(String, Span)> = Vec::new();
         for item in raw {
             let item = item.get_ref();
-            if let Some(model) = self.model(item, dir, devices, declared) {
-                let name_span = span_of(&item.name);
-                if let Some((_, first)) = models.iter().find(|(m, _)| m.name == model.name) {
-                    let first = *first;
-                    self.push(Kind::DuplicateModel { name: model.name, first }, name_span);
-                    continue;
-                }
-                models.push((model, name_span));
+            let model = self.model(item, dir, devices, declared);
+            let name = item.name.get_ref().trim();
+            let name_span = span_of(&item.name);
+            if let Some((_, first)) = names.iter().find(|(n, _)| !name.is_empty() && n == name) {
+                let first = *first;
+                self.push(Kind::DuplicateModel { name: name.to_owned(), first }, name_span);
+                continue;
             }
+            names.push((name.to_owned(), name_span));
+            models.extend(model);
         }
-        models.into_iter().map(|(m, _)| m).collect()
+        models
     }
 
     fn model(&mut self, item: &RawModel, dir: &Path, devices: &[DeviceSpec], declared: bool) -> Option<ModelSpec> {
@@ -441,9 +495,10 @@ impl Resolver<'_> {
         if let Some(prefetch) = &raw.prefetch {
             match prefetch.get_ref() {
                 toml::Value::String(s) if s == "auto" => schedule.prefetch = Prefetch::Auto,
-                toml::Value::Integer(n) if u32::try_from(*n).is_ok() => {
-                    schedule.prefetch = Prefetch::Layers(u32::try_from(*n).unwrap_or(0));
-                }
+                toml::Value::Integer(n) => match u32::try_from(*n) {
+                    Ok(layers) => schedule.prefetch = Prefetch::Layers(layers),
+                    Err(_) => self.push(Kind::BadPrefetch, span_of(prefetch)),
+                },
                 _ => self.push(Kind::BadPrefetch, span_of(prefetch)),
             }
         }
