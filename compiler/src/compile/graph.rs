@@ -127,6 +127,7 @@ impl LayerGraph {
     pub fn execution_order(&self) -> Vec<(usize, usize)> {
         let one_step =
             EdgeFiltered::from_fn(&self.graph, |e| !matches!(e.weight(), Edge::SlotReuse { from_previous_step: true }));
+        // Every edge left points forward in time, so there is no cycle to hide here.
         let order = toposort(&one_step, None).unwrap_or_default();
         order
             .into_iter()
@@ -339,7 +340,12 @@ fn read_models(workflow: &Workflow) -> Result<(Vec<Input>, Vec<GraphModel>), Vec
     let mut inputs: Vec<Input> = Vec::new();
     let mut errors = Vec::new();
     let mut models = Vec::new();
+    // A file that cannot be read is reported once, however many models use it.
+    let mut unreadable: Vec<&std::path::Path> = Vec::new();
     for spec in &workflow.models {
+        if unreadable.contains(&spec.file.as_path()) {
+            continue;
+        }
         let input = match inputs.iter().position(|i| i.path == spec.file) {
             Some(i) => i,
             None => match read_input(spec) {
@@ -349,6 +355,7 @@ fn read_models(workflow: &Workflow) -> Result<(Vec<Input>, Vec<GraphModel>), Vec
                 }
                 Err(error) => {
                     errors.push(CompileError::Inventory(error));
+                    unreadable.push(&spec.file);
                     continue;
                 }
             },
