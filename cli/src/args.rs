@@ -23,6 +23,8 @@ pub enum Command {
     Compile(CompileArgs),
     /// Explain a plan: memory per device, placement per model, the predicted step
     Explain(ExplainArgs),
+    /// Predict how fast a model steps as its compute device holds more of it, from none to all
+    Sweep(SweepArgs),
     /// Print the JSON Schema of the plan format
     Schema,
     /// Run a plan with libtorch and report measured against predicted (hands over to `mgc-run`)
@@ -63,6 +65,34 @@ pub struct CheckArgs {
     pub allocation: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The workflow file (TOML)
+    pub workflow: PathBuf,
+    /// The model whose budget on its compute device varies (the others stay as the workflow has them)
+    #[arg(long, short)]
+    pub model: String,
+    /// The smallest budget [default: nothing]
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub from: Option<mgc_core::Bytes>,
+    /// The largest budget [default: the whole model]
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub to: Option<mgc_core::Bytes>,
+    /// How many budgets, evenly spaced
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(2..=200))]
+    pub points: u32,
+    /// Also draw the curve as an SVG picture
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// A size as the allocation language writes one (`4gb`, `512mb`).
+fn size(text: &str) -> Result<mgc_core::Bytes, String> {
+    mgc_grammar::parse_size(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

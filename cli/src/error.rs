@@ -28,6 +28,9 @@ pub enum CliError {
     JsonNotWorkflow { path: String },
     #[error("`{path}`: {message}")]
     BadPlan { path: String, message: String },
+    #[error("`{path}` has no model `{model}`")]
+    #[diagnostic(help("name one of the workflow's `[[model]]` tables by its `name`"))]
+    NoSuchModel { model: String, path: String },
     #[error("`{path}` is a plan; `--stage` shows how a workflow becomes one")]
     #[diagnostic(help("give `mgc explain --stage` the workflow (TOML) the plan was compiled from"))]
     StageOfPlan { path: String },
@@ -66,6 +69,7 @@ impl CliError {
             | Self::JsonNotWorkflow { .. }
             | Self::BadPlan { .. }
             | Self::StageOfPlan { .. }
+            | Self::NoSuchModel { .. }
             | Self::BadInventory { .. } => Status::InputProblem,
             Self::WriteModel { .. }
             | Self::WritePlan { .. }

@@ -69,6 +69,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Status {
         Command::SynthModel(args) => commands::synth::run(&args, out, err),
         Command::Compile(args) => commands::compile::run(&args, out, err),
         Command::Explain(args) => commands::explain::run(&args, out, err),
+        Command::Sweep(args) => commands::sweep::run(&args, out, err),
         Command::Run { args } => commands::handover::run("run", &args, out, err),
         Command::Probe { args } => commands::handover::run("probe", &args, out, err),
         Command::Schema => out.write_all(render::json_text(&mgc_plan::schema()).as_bytes()).map(|()| Status::Ok),

@@ -250,3 +250,87 @@ fn timeline_legend(canvas: &mut Canvas) {
     }
     canvas.y += 30.0;
 }
+
+/// A sweep as a curve: the predicted step (solid) and its lower bound (dashed) against the
+/// model's budget on its compute device, the knee marked, budgets that do not fit left out.
+pub fn draw_sweep(sweep: &mgc_compiler::compile::sweep::Sweep) -> String {
+    const HEIGHT: f64 = 420.0;
+    const TOP: f64 = 50.0;
+    const BOTTOM: f64 = 360.0;
+    let fits: Vec<(f64, f64, f64)> = sweep
+        .points
+        .iter()
+        .filter_map(|p| Some((p.budget_bytes as f64, p.step_seconds?, p.lower_bound_seconds?)))
+        .collect();
+    let x_max = sweep.points.iter().map(|p| p.budget_bytes).max().unwrap_or(0).max(1) as f64;
+    let y_max = fits.iter().map(|&(_, step, _)| step).fold(0.0, f64::max).max(1e-9) * 1.1;
+    let x = |bytes: f64| LEFT + BAR * bytes / x_max;
+    let y = |s: f64| BOTTOM - (BOTTOM - TOP) * s / y_max;
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        r#"<text x="10" y="24" class="title">`{}` on {}: predicted step against its budget there (the rest on {})</text>"#,
+        escape(&sweep.model),
+        sweep.compute,
+        sweep.rest
+    );
+    let _ = writeln!(body, r##"<line x1="{LEFT}" y1="{BOTTOM}" x2="{}" y2="{BOTTOM}" stroke="#333"/>"##, LEFT + BAR);
+    let _ = writeln!(body, r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{BOTTOM}" stroke="#333"/>"##);
+    for (fraction, anchor) in [(0.0, "start"), (0.5, "middle"), (1.0, "end")] {
+        let _ = writeln!(
+            body,
+            r#"<text x="{:.1}" y="{}" class="small" text-anchor="{anchor}">{}</text>"#,
+            x(x_max * fraction),
+            BOTTOM + 16.0,
+            Bytes((x_max * fraction) as u64)
+        );
+        let _ = writeln!(
+            body,
+            r#"<text x="{}" y="{:.1}" class="small" text-anchor="end">{}</text>"#,
+            LEFT - 6.0,
+            y(y_max * fraction) + 4.0,
+            seconds(y_max * fraction)
+        );
+    }
+    let line = |pick: &dyn Fn(&(f64, f64, f64)) -> f64| {
+        fits.iter().map(|p| format!("{:.1},{:.1}", x(p.0), y(pick(p)))).collect::<Vec<_>>().join(" ")
+    };
+    let _ = writeln!(
+        body,
+        r##"<polyline points="{}" fill="none" stroke="#999" stroke-width="1.5" stroke-dasharray="5 4"/>"##,
+        line(&|p| p.2)
+    );
+    let _ =
+        writeln!(body, r##"<polyline points="{}" fill="none" stroke="#4e79a7" stroke-width="2.5"/>"##, line(&|p| p.1));
+    for &(bytes, step, _) in &fits {
+        let _ = writeln!(
+            body,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="#4e79a7"><title>{}: {}</title></circle>"##,
+            x(bytes),
+            y(step),
+            Bytes(bytes as u64),
+            seconds(step)
+        );
+    }
+    if let (Some(knee), Some(text)) = (sweep.knee_bytes, sweep.knee_text()) {
+        let kx = x(knee as f64);
+        let _ = writeln!(
+            body,
+            r##"<line x1="{kx:.1}" y1="{TOP}" x2="{kx:.1}" y2="{BOTTOM}" stroke="#d62728" stroke-dasharray="3 3"/><text x="{kx:.1}" y="{}" class="small" fill="#d62728">{}</text>"##,
+            TOP - 6.0,
+            escape(&text)
+        );
+    }
+    let _ = writeln!(
+        body,
+        r##"<text x="{LEFT}" y="{}" class="small">solid: predicted step; dashed: its lower bound (compute, or the busiest copy stream)</text>"##,
+        HEIGHT - 20.0
+    );
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif">
+<style>.title {{ font-size: 14px; font-weight: bold; }} .small {{ font-size: 11px; fill: #333; }}</style>
+<rect width="100%" height="100%" fill="white"/>
+{body}</svg>
+"#
+    )
+}

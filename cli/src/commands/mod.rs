@@ -3,6 +3,7 @@ pub mod compile;
 pub mod explain;
 pub mod handover;
 pub mod inspect;
+pub mod sweep;
 pub mod synth;
 
 use std::io::Write;

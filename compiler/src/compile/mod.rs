@@ -9,7 +9,8 @@
 //! | peaks | schedule | [`peaks::Peaks`]: every device's peak, checked | [`peaks::schedule_to_peaks`] |
 //! | plan | peaks | [`mgc_plan::Plan`] | [`emit::peaks_to_plan`] |
 //!
-//! Placement's search and the schedule both time a model's step with the pure simulation in
+//! [`sweep`] reruns the stages from placement on with one model's budget on its compute device
+//! varied, for `mgc sweep`. Placement's search and the schedule both time a model's step with the pure simulation in
 //! [`simulate`]; the cost model ([`cost`]) gives every rate and duration.
 
 pub mod budgets;
@@ -21,6 +22,7 @@ pub mod peaks;
 pub mod placement;
 pub mod schedule;
 pub mod simulate;
+pub mod sweep;
 
 use std::fmt;
 use std::path::Path;
@@ -52,6 +54,17 @@ pub fn workflow_to_plan(workflow: &Workflow) -> Result<Plan, Vec<CompileError>> 
 fn workflow_to_peaks(workflow: &Workflow, cost: &cost::CostModel) -> Result<peaks::Peaks, Vec<CompileError>> {
     let graph = graph::workflow_to_graph(workflow)?;
     let budgets = budgets::graph_to_budgets(&graph, workflow)?;
+    budgets_to_peaks(&graph, &budgets, workflow, cost)
+}
+
+/// The stages from placement to the peaks, for given budgets, with the retry of a shallower
+/// prefetch.
+fn budgets_to_peaks(
+    graph: &graph::LayerGraph,
+    budgets: &budgets::Budgets,
+    workflow: &Workflow,
+    cost: &cost::CostModel,
+) -> Result<peaks::Peaks, Vec<CompileError>> {
     let mut max_prefetch = simulate::MAX_AUTO_PREFETCH;
     loop {
         let may_retry = workflow.schedule.prefetch == Prefetch::Auto && max_prefetch > 1;
