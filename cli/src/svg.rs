@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use mgc_core::Bytes;
+use mgc_core::{Bytes, Device};
 use mgc_plan::Plan;
 
 const WIDTH: f64 = 1000.0;
@@ -20,14 +20,14 @@ pub fn draw(plan: &Plan) -> String {
     let mut y = 20.0;
     let _ = writeln!(body, r#"<text x="10" y="{y}" class="title">Memory per device</text>"#);
     y += 15.0;
-    let devices: Vec<&mgc_plan::DevicePlan> = plan.devices.iter().filter(|d| d.name != "disk").collect();
+    let devices: Vec<&mgc_plan::DevicePlan> = plan.devices.iter().filter(|d| d.name != Device::Disk).collect();
     let bar = WIDTH - LEFT - 20.0;
     let memory_bar = bar - 220.0;
     for d in &devices {
         // Each bar is its own device's memory: how full it is reads at a glance.
         let scale_max = d.memory_bytes.max(d.peak_bytes).max(1) as f64;
         let bar = memory_bar;
-        let _ = writeln!(body, r#"<text x="10" y="{}" class="label">{}</text>"#, y + 14.0, escape(&d.name));
+        let _ = writeln!(body, r#"<text x="10" y="{}" class="label">{}</text>"#, y + 14.0, escape(&d.name.to_string()));
         let full = bar * d.memory_bytes as f64 / scale_max;
         let _ = writeln!(
             body,
@@ -105,7 +105,7 @@ pub fn draw(plan: &Plan) -> String {
             body,
             r#"<text x="10" y="{y}" class="title">One step of `{}` on {}: {} predicted, lower bound {}</text>"#,
             escape(&model.name),
-            escape(&model.compute),
+            escape(&model.compute.to_string()),
             crate::commands::explain::seconds(p.step_seconds),
             crate::commands::explain::seconds(p.lower_bound_seconds)
         );
@@ -124,7 +124,8 @@ pub fn draw(plan: &Plan) -> String {
             );
         }
         y += 28.0;
-        let mut streams: Vec<&str> = copies.iter().map(|t| t.from.as_str()).collect();
+        // In the order of their names, as the picture has always drawn them.
+        let mut streams: Vec<String> = copies.iter().map(|t| t.from.to_string()).collect();
         streams.dedup();
         streams.sort_unstable();
         streams.dedup();
@@ -133,10 +134,10 @@ pub fn draw(plan: &Plan) -> String {
                 body,
                 r#"<text x="10" y="{}" class="label">copy {} → {}</text>"#,
                 y + 14.0,
-                escape(stream),
-                escape(&model.compute)
+                escape(&stream),
+                escape(&model.compute.to_string())
             );
-            for t in copies.iter().filter(|t| t.from == stream) {
+            for t in copies.iter().filter(|t| t.from.to_string() == stream) {
                 let (x0, x1) = (sx(t.start_seconds), sx(t.end_seconds));
                 let color = if t.batched { "#59a14f" } else { "#e15759" };
                 let names = match (model.layers.get(t.first_layer), model.layers.get(t.last_layer)) {

@@ -144,13 +144,13 @@ fn stale_or_foreign_plans_are_refused() {
     refuse("huge.json", huge.to_json(), "short");
     let mut gpu = mgc_plan::Plan::from_json(&text).unwrap();
     let mut device = gpu.devices[0].clone();
-    device.name = "cuda:3".into();
+    device.name = mgc_plan::Device::Cuda(3);
     gpu.devices.push(device);
     if !tch::Cuda::is_available() || tch::Cuda::device_count() < 4 {
         refuse("gpu.json", gpu.to_json(), "the plan needs `cuda:3`");
     }
     let mut mps = mgc_plan::Plan::from_json(&text).unwrap();
-    mps.devices[0].name = "mps".into();
+    mps.devices[0].name = mgc_plan::Device::Mps;
     refuse("mps.json", mps.to_json(), "this runtime drives `cpu` and `cuda:N`");
 
     // The model file changes after compile: a byte more, then a header byte changed.

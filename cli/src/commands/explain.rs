@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use mgc_core::Bytes;
+use mgc_core::{Bytes, Device};
 use mgc_plan::{ModelPlan, Plan};
 
 use crate::Status;
@@ -76,7 +76,7 @@ pub fn text(plan: &Plan) -> String {
             .filter_map(|m| m.budgets.iter().find(|b| b.device == d.name).map(|b| (m, b)))
             .map(|(m, b)| format!("{}: {} / {}", m.name, Bytes(b.bytes), Bytes(b.used_bytes)))
             .collect();
-        let memory = if d.name == "disk" { "file".to_owned() } else { Bytes(d.memory_bytes).to_string() };
+        let memory = if d.name == Device::Disk { "file".to_owned() } else { Bytes(d.memory_bytes).to_string() };
         t.push_str(&format!(
             "{:<8} {:>11} {:>11} {:>11} {:>11} {:>6}  {}\n",
             d.name,

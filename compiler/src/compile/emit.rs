@@ -10,7 +10,7 @@ use super::cost::CostModel;
 use super::error::{Problem, ProblemKind};
 use super::graph::LayerGraph;
 use super::place::ModelPlacement;
-use crate::inventory::FileFormat;
+use crate::inventory::{FileFormat, Role};
 use crate::workflow::{Prefetch, Workflow};
 
 /// Builds the plan, or says which devices would run out of memory and by how much.
@@ -26,8 +26,8 @@ pub fn placement_to_plan(
         .map(|input| InputFile {
             path: input.path.display().to_string(),
             format: match input.inventory.format {
-                FileFormat::Safetensors => "safetensors".into(),
-                FileFormat::Gguf => "gguf".into(),
+                FileFormat::Safetensors => mgc_plan::FileFormat::Safetensors,
+                FileFormat::Gguf => mgc_plan::FileFormat::Gguf,
             },
             size_bytes: input.inventory.file_size,
             header_bytes: input.inventory.header_size,
@@ -49,7 +49,7 @@ pub fn placement_to_plan(
                 index,
                 name: layer.name.clone(),
                 bytes: layer.bytes,
-                home: home.to_string(),
+                home: *home,
                 streamed: *home != model.spec.compute,
                 flops: layer.flops.round(),
                 compute_seconds: ns(seconds),
@@ -74,8 +74,8 @@ pub fn placement_to_plan(
                 model: m,
                 first_layer: t.first,
                 last_layer: t.last,
-                from: t.from.to_string(),
-                to: model.spec.compute.to_string(),
+                from: t.from,
+                to: model.spec.compute,
                 bytes: t.bytes,
                 issue_after_layer: t.issue_after,
                 from_previous_step: t.from_previous_step,
@@ -88,7 +88,7 @@ pub fn placement_to_plan(
             .budgets
             .iter()
             .map(|b| Budget {
-                device: b.device.to_string(),
+                device: b.device,
                 bytes: b.bytes,
                 used_bytes: model
                     .layers
@@ -105,16 +105,15 @@ pub fn placement_to_plan(
             file: model.spec.file.display().to_string(),
             prefix: model.prefix.clone(),
             family: model.family.name().to_owned(),
-            role: model.role.name().to_owned(),
+            role: role(model.role),
             phase: model.phase,
-            compute: model.spec.compute.to_string(),
+            compute: model.spec.compute,
             allocation: model.spec.allocation.to_string(),
             placement: match model.spec.placement {
-                crate::workflow::Placement::Auto => "auto",
-                crate::workflow::Placement::Tail => "tail",
-                crate::workflow::Placement::Head => "head",
-            }
-            .to_owned(),
+                crate::workflow::Placement::Auto => mgc_plan::Placement::Auto,
+                crate::workflow::Placement::Tail => mgc_plan::Placement::Tail,
+                crate::workflow::Placement::Head => mgc_plan::Placement::Head,
+            },
             placement_reason: placement.reason.clone(),
             prefetch: s.prefetch,
             tokens: model.tokens,
@@ -141,11 +140,10 @@ pub fn placement_to_plan(
         if links.iter().any(|l| l.from == t.from && l.to == t.to) {
             continue;
         }
-        let (from, to) = (parse(&t.from), parse(&t.to));
-        let rate = cost.rate(from, to);
+        let rate = cost.rate(t.from, t.to);
         links.push(LinkPlan {
-            from: t.from.clone(),
-            to: t.to.clone(),
+            from: t.from,
+            to: t.to,
             bandwidth_bytes_per_second: rate.bytes_per_second as u64,
             source: rate.source,
         });
@@ -174,8 +172,13 @@ fn ns(seconds: f64) -> f64 {
     (seconds * 1e9).round() / 1e9
 }
 
-fn parse(name: &str) -> Device {
-    mgc_grammar::parse_device(name).unwrap_or(Device::Cpu)
+fn role(role: Role) -> mgc_plan::Role {
+    match role {
+        Role::TextEncoder => mgc_plan::Role::TextEncoder,
+        Role::Diffusion => mgc_plan::Role::Diffusion,
+        Role::Vae => mgc_plan::Role::Vae,
+        Role::Unknown => mgc_plan::Role::Unknown,
+    }
 }
 
 /// Each device's resident bytes and peak: resident weights, plus the largest transient any one
@@ -241,7 +244,7 @@ fn devices(
             problems.push(Problem::new(kind, span));
         }
         out.push(DevicePlan {
-            name: device.to_string(),
+            name: device,
             memory_bytes: memory,
             reserve_bytes: reserve,
             resident_bytes: resident,

@@ -84,7 +84,7 @@ impl Session {
     pub fn run(&self, options: &Options, started: Instant) -> Result<Report, RunError> {
         let mut runs = Vec::new();
         for (model, loaded) in self.plan.models.iter().zip(&self.models) {
-            let steps = if model.role == "diffusion" { options.steps.max(1) } else { 1 };
+            let steps = if model.role == mgc_plan::Role::Diffusion { options.steps.max(1) } else { 1 };
             runs.push(step::run_model(
                 &self.plan,
                 model,

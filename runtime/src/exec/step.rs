@@ -6,7 +6,7 @@ use std::sync::mpsc::{channel, sync_channel};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use mgc_plan::{ModelPlan, Plan};
+use mgc_plan::{Device as PlanDevice, ModelPlan, Plan};
 use tch::Device;
 
 use super::compute::{self, Inputs};
@@ -19,8 +19,8 @@ use cudarc::driver::CudaEvent;
 /// One copy as it happened.
 #[derive(Clone, Debug)]
 pub struct CopyRecord {
-    pub from: String,
-    pub to: String,
+    pub from: PlanDevice,
+    pub to: PlanDevice,
     pub bytes: u64,
     pub start: f64,
     pub end: f64,
@@ -37,7 +37,7 @@ pub struct ModelRun {
     /// Seconds the compute thread waited for copies.
     pub waited: f64,
     /// Peak memory in use on a CUDA compute device, when there is one.
-    pub device_peak: Option<(String, u64)>,
+    pub device_peak: Option<(PlanDevice, u64)>,
 }
 
 /// A transfer's layers on the compute device: which transfer, its weights there, and on CUDA the
@@ -149,8 +149,8 @@ pub fn run_model(
                             .map(|c| {
                                 let end = clock.elapsed().as_secs_f64();
                                 records.push(CopyRecord {
-                                    from: t.from.clone(),
-                                    to: t.to.clone(),
+                                    from: t.from,
+                                    to: t.to,
                                     bytes: t.bytes,
                                     start: end - c.seconds,
                                     end,
@@ -186,7 +186,7 @@ pub fn run_model(
                         tch::Cuda::synchronize(n as i64);
                     }
                     let end = clock.elapsed().as_secs_f64();
-                    records.push(CopyRecord { from: t.from.clone(), to: t.to.clone(), bytes: t.bytes, start, end });
+                    records.push(CopyRecord { from: t.from, to: t.to, bytes: t.bytes, start, end });
                     memory::sample();
                     let message = match failed {
                         Some(e) => Err(e),
@@ -272,7 +272,7 @@ pub fn run_model(
         bar.finish_and_clear();
         tch::set_num_threads(threads_before);
         let device_peak = match (cuda, cuda_before, device_low) {
-            (Some(n), Some(before), Some(low)) => Some((format!("cuda:{n}"), before.saturating_sub(low))),
+            (Some(_), Some(before), Some(low)) => Some((model.compute, before.saturating_sub(low))),
             _ => None,
         };
         Ok(ModelRun { steps: step_times, checksums, copies, compute: intervals, waited, device_peak })
