@@ -9,9 +9,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 bash scripts/setup-python.sh
-cargo build --release --locked -p mgc -p mgc-runtime
-test_binary() { # the release build of one of the runtime's integration tests
-    cargo test --release --locked -p mgc-runtime --test "$1" --no-run --message-format=json 2>/dev/null \
+cargo build --release --locked -p mgc --features torch
+test_binary() { # the release build of one of mgc-run's integration tests
+    cargo test --release --locked -p mgc --features torch --test "$1" --no-run --message-format=json 2>/dev/null \
         | python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)

@@ -189,7 +189,7 @@ fn entry(text: &str, pair: Pair<'_, Rule>, errors: &mut Vec<AllocationError>) ->
             } else {
                 Kind::Stray { text: text.to_owned() }
             };
-        errors.push(AllocationError::new(kind, span_of(&junk)));
+        errors.push(AllocationError::new(kind, span_of(junk)));
     }
     let Some(amount) = amount else {
         if junk.is_none() {
@@ -311,7 +311,7 @@ fn amount_of(pair: Pair<'_, Rule>, zero_ok: bool) -> Result<Amount, AllocationEr
 /// An unsigned number; a `-` sign is "not positive".
 fn number_of(pair: &Pair<'_, Rule>) -> Result<Decimal, AllocationError> {
     let text = pair.as_str();
-    let span = span_of(&pair);
+    let span = span_of(pair);
     if text.starts_with('-') {
         return Err(AllocationError::new(Kind::NotPositive { text: text.to_owned() }, span));
     }

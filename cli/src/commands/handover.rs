@@ -25,7 +25,7 @@ pub fn run(command: &str, args: &[OsString], err: &mut dyn Write) -> std::io::Re
         Err(error) => {
             writeln!(
                 err,
-                "error: cannot start `{}`: {error}\n  help: `mgc {command}` needs the runtime; build it with `cargo build --release -p mgc-runtime` (it sits beside `mgc`)",
+                "error: cannot start `{}`: {error}\n  help: `mgc {command}` needs the runtime; build it with `cargo build --release -p mgc --features torch` (it sits beside `mgc`)",
                 runner.display()
             )?;
             Ok(Status::ToolFailed)
