@@ -3,8 +3,8 @@
 //! then libtorch finds no CUDA at run time).
 //!
 //! Shared by the two packages that link libtorch: `mgc-runtime` (its tests and benches) and `mgc`
-//! (`build = "../runtime/build.rs"`), where only `mgc-run` and the tests get it, so that the `mgc`
-//! binary itself never loads libtorch.
+//! (`build = "../runtime/build.rs"`), where only `mgc-run` gets it: the `mgc` binary and the
+//! tests, which run `mgc-run` as a process, never load libtorch.
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     if std::env::var_os("CARGO_FEATURE_TORCH").is_none() {
@@ -25,7 +25,6 @@ fn main() {
     for arg in args {
         if the_cli {
             println!("cargo:rustc-link-arg-bin=mgc-run={arg}");
-            println!("cargo:rustc-link-arg-tests={arg}");
         } else {
             println!("cargo:rustc-link-arg={arg}");
         }
