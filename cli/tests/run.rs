@@ -2,7 +2,7 @@
 //! different plans — all resident, streamed from the file with prefetch, batched — computes the
 //! same bits; stale plans, missing devices, too little memory and unknown versions are refused; a
 //! GGUF model runs quantized under any plan. On CUDA too, where the driver finds a GPU.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

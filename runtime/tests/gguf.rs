@@ -1,7 +1,7 @@
 //! GGUF quantized weights with real libtorch: dequantized by torch ops to the same values as
 //! llama.cpp's reference reader (PyPI `gguf`), on the CPU and on CUDA where there is a GPU. (GGUF
 //! models run under plans by `mgc-run`: `cli/tests/run.rs`.)
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -101,7 +101,7 @@ pub fn open_inputs(plan: &Plan, dir: &Path) -> Result<Vec<MappedFile>, RunError>
                 what: "its header is not the one the plan was compiled from".into(),
             });
         }
-        #[allow(unsafe_code, reason = "the mapping is read-only and kept alive as long as tensors over it")]
+        #[expect(unsafe_code, reason = "the mapping is read-only and kept alive as long as tensors over it")]
         // SAFETY: the file is mapped read-only; tensors made over it only read. Another process
         // truncating the file while mgc runs would fault, as with any mapped file.
         let map = unsafe { Mmap::map(&file) }.map_err(read)?;
@@ -170,7 +170,7 @@ pub fn mapped_tensor(
         })
         .collect();
     strides.reverse();
-    #[allow(unsafe_code, reason = "a tensor over the read-only mapping, which outlives it")]
+    #[expect(unsafe_code, reason = "a tensor over the read-only mapping, which outlives it")]
     // SAFETY: `slice` is `len` bytes of the mapping, aligned for `kind`, and `size`/`strides`
     // describe exactly those bytes; the tensor is only read, and `Loaded` keeps the mapping.
     let tensor = unsafe { Tensor::f_from_blob(slice.as_ptr(), &size, &strides, kind, Device::Cpu)? };
@@ -321,7 +321,7 @@ pub fn load_model(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+#[expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 mod tests {
     use std::path::Path;
 

@@ -64,7 +64,7 @@ pub fn available_ram() -> Option<u64> {
 }
 
 /// Free and total memory of a CUDA device, through the driver.
-#[allow(unsafe_code, reason = "the driver's presence is checked before any driver call")]
+#[expect(unsafe_code, reason = "the driver's presence is checked before any driver call")]
 pub fn cuda_memory(ordinal: usize) -> Option<(u64, u64)> {
     // SAFETY: only looks for the driver library.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
