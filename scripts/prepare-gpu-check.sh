@@ -10,7 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 bash scripts/setup-python.sh
 cargo build --release --locked -p mgc --features torch
-test_binary() { # PACKAGE TEST: the release build of an integration test (`mgc run` is mgc-run's)
+test_binary() { # PACKAGE TEST: the release build of one integration test (`mgc`'s `run` runs mgc-run)
     cargo test --release --locked -p "$1" --features torch --test "$2" --no-run --message-format=json 2>/dev/null \
         | python3 -c 'import json, sys
 for line in sys.stdin:
