@@ -38,7 +38,7 @@ fi
 
 step "runtime tests"
 for t in run gguf; do
-    if MGC_RUN="$here/mgc-run" MGC_PYTHON="$py" PYTHONPATH="$site" CARGO_MANIFEST_DIR="$repo/runtime" \
+    if MGC_RUN="$here/mgc-run" MGC_PYTHON="$py" PYTHONPATH="$site" CARGO_MANIFEST_DIR="$repo/cli" \
         "$here/$t-tests" --test-threads 1 --nocapture > "$out/runtime-tests-$t.txt" 2>&1; then
         echo "runtime tests ($t) passed" | tee -a "$out/log.txt"
     else

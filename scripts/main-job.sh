@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 bash scripts/setup-python.sh
-cargo build --release --locked -p mgc -p mgc-runtime
+cargo build --release --locked -p mgc --features torch
 mgc="$here/target/release/mgc"
 bash scripts/make-example-models.sh "$mgc"
 # The tiny example runs for real: its model gets real (seeded random) weights.

@@ -9,17 +9,17 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 bash scripts/setup-python.sh
-cargo build --release --locked -p mgc -p mgc-runtime
-test_binary() { # the release build of one of the runtime's integration tests
-    cargo test --release --locked -p mgc-runtime --test "$1" --no-run --message-format=json 2>/dev/null \
+cargo build --release --locked -p mgc --features torch
+test_binary() { # PACKAGE TEST: the release build of one integration test (`mgc`'s `run` runs mgc-run)
+    cargo test --release --locked -p "$1" --features torch --test "$2" --no-run --message-format=json 2>/dev/null \
         | python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
-        print(m["executable"])' "$1"
+        print(m["executable"])' "$2"
 }
-tests="$(test_binary run)"
-gguf_tests="$(test_binary gguf)"
+tests="$(test_binary mgc run)"
+gguf_tests="$(test_binary mgc-runtime gguf)"
 rm -rf device-run && mkdir -p device-run/inventories device-run/wheels
 cp target/release/mgc target/release/mgc-run scripts/gpu-check.sh device-run/
 cp "$tests" device-run/run-tests

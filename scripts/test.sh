@@ -6,6 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 bash scripts/setup-python.sh
-cargo test --workspace --locked
+# `--all-features`: the runtime and `mgc-run` (feature `torch`) with their libtorch tests.
+cargo test --workspace --locked --all-features
 # The ComfyUI node pack's core, with real torch, against the `mgc` just built.
 MGC="$here/target/debug/mgc" .venv/bin/python -m pytest -q comfyui/tests

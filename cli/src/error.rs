@@ -47,7 +47,7 @@ pub enum CliError {
     WritePicture { path: String, message: String },
     #[error("cannot start `{runner}`: {message}")]
     #[diagnostic(help(
-        "`mgc {command}` needs the runtime; build it with `cargo build --release -p mgc-runtime` (it sits beside `mgc`)"
+        "`mgc {command}` needs the runtime; build it with `cargo build --release -p mgc --features torch` (it sits beside `mgc`)"
     ))]
     CannotStart { runner: String, command: &'static str, message: String },
     #[error("{message}")]

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use mgc_core::Bytes;
+use mgc_core::{Bytes, Device};
 use mgc_plan::{ModelPlan, Plan, Transfer};
 
 use crate::commands::explain::seconds;
@@ -34,7 +34,7 @@ pub fn draw(plan: &Plan) -> String {
     let mut canvas = Canvas { body: String::new(), y: 20.0 };
     let _ = writeln!(canvas.body, r#"<text x="10" y="{}" class="title">Memory per device</text>"#, canvas.y);
     canvas.y += 15.0;
-    for d in plan.devices.iter().filter(|d| d.name != "disk") {
+    for d in plan.devices.iter().filter(|d| d.name != Device::Disk) {
         memory_bar(&mut canvas, plan, d);
     }
     model_legend(&mut canvas, plan);
@@ -59,7 +59,7 @@ fn memory_bar(canvas: &mut Canvas, plan: &Plan, d: &mgc_plan::DevicePlan) {
     let (body, y) = (&mut canvas.body, canvas.y);
     let bar = BAR - 220.0;
     let scale_max = d.memory_bytes.max(d.peak_bytes).max(1) as f64;
-    let _ = writeln!(body, r#"<text x="10" y="{}" class="label">{}</text>"#, y + 14.0, escape(&d.name));
+    let _ = writeln!(body, r#"<text x="10" y="{}" class="label">{}</text>"#, y + 14.0, escape(&d.name.to_string()));
     let full = bar * d.memory_bytes as f64 / scale_max;
     let _ = writeln!(
         body,
@@ -140,14 +140,15 @@ fn step_timeline(canvas: &mut Canvas, plan: &Plan, index: usize, model: &ModelPl
         r#"<text x="10" y="{}" class="title">One step of `{}` on {}: {} predicted, lower bound {}</text>"#,
         canvas.y,
         escape(&model.name),
-        escape(&model.compute),
+        escape(&model.compute.to_string()),
         seconds(p.step_seconds),
         seconds(p.lower_bound_seconds)
     );
     canvas.y += 15.0;
     compute_lane(canvas, model, &axis);
-    let mut streams: Vec<&str> = copies.iter().map(|t| t.from.as_str()).collect();
-    streams.sort_unstable();
+    // Lanes in the order of the devices' names.
+    let mut streams: Vec<Device> = copies.iter().map(|t| t.from).collect();
+    streams.sort_by_key(ToString::to_string);
     streams.dedup();
     for stream in streams {
         copy_lane(canvas, model, &copies, stream, &axis);
@@ -186,14 +187,14 @@ fn compute_lane(canvas: &mut Canvas, model: &ModelPlan, axis: &Axis) {
     canvas.y += 28.0;
 }
 
-fn copy_lane(canvas: &mut Canvas, model: &ModelPlan, copies: &[&Transfer], stream: &str, axis: &Axis) {
+fn copy_lane(canvas: &mut Canvas, model: &ModelPlan, copies: &[&Transfer], stream: Device, axis: &Axis) {
     let y = canvas.y;
     let _ = writeln!(
         canvas.body,
         r#"<text x="10" y="{}" class="label">copy {} → {}</text>"#,
         y + 14.0,
-        escape(stream),
-        escape(&model.compute)
+        escape(&stream.to_string()),
+        escape(&model.compute.to_string())
     );
     for t in copies.iter().filter(|t| t.from == stream) {
         let (x0, x1) = (axis.x(t.start_seconds), axis.x(t.end_seconds));

@@ -5,6 +5,7 @@
 mod common;
 
 use common::mgc;
+use mgc_plan::Device;
 use std::path::Path;
 use std::process::Command;
 
@@ -129,10 +130,10 @@ fn a_hardware_profile_replaces_the_defaults_and_workflow_figures_replace_the_pro
     let (code, _, err) = mgc(&["compile", "p.toml"], dir.path());
     assert_eq!(code, 0, "{err}");
     let plan = mgc_plan::Plan::from_json(&std::fs::read_to_string(dir.path().join("p.plan.json")).unwrap()).unwrap();
-    let flops = |name: &str| plan.devices.iter().find(|d| d.name == name).unwrap().flops_per_second;
-    assert_eq!(flops("cuda:0"), 1.6e14, "from the profile");
-    assert_eq!(flops("cuda:1"), 2e13, "the workflow's `tflops` wins over the profile");
-    let link = plan.links.iter().find(|l| l.from == "cpu" && l.to == "cuda:0").unwrap();
+    let flops = |device: Device| plan.devices.iter().find(|d| d.name == device).unwrap().flops_per_second;
+    assert_eq!(flops(Device::Cuda(0)), 1.6e14, "from the profile");
+    assert_eq!(flops(Device::Cuda(1)), 2e13, "the workflow's `tflops` wins over the profile");
+    let link = plan.links.iter().find(|l| l.from == Device::Cpu && l.to == Device::Cuda(0)).unwrap();
     assert_eq!((link.bandwidth_bytes_per_second, link.source.as_str()), (22_000_000_000, "profile"));
 
     std::fs::write(dir.path().join("bad.toml"), "[[device]]\nname = \"gpu:0\"\nflops_per_second = 1e14\n").unwrap();

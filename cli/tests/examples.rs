@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::mgc;
-use mgc_plan::Plan;
+use mgc_plan::{Device, Plan};
 
 /// A folder with every example workflow and the model files they use.
 fn setup() -> (tempfile::TempDir, Vec<String>) {
@@ -127,7 +127,7 @@ fn every_example_compiles_to_a_plan() {
             );
         }
         for device in &plan.devices {
-            if device.name != "disk" {
+            if device.name != Device::Disk {
                 assert!(
                     device.peak_bytes <= device.memory_bytes - device.reserve_bytes,
                     "{name}: {} over its memory",
@@ -147,10 +147,10 @@ fn every_example_compiles_to_a_plan() {
         assert_eq!(code, 0, "{err}");
         let svg = std::fs::read_to_string(dir.path().join(&svg_file)).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        for device in plan.devices.iter().filter(|d| d.name != "disk") {
+        for device in plan.devices.iter().filter(|d| d.name != Device::Disk) {
             assert!(svg.contains(&format!(">{}</text>", device.name)), "{name}: no bar for {}", device.name);
         }
-        let mut streams: Vec<&str> = plan.transfers.iter().map(|t| t.from.as_str()).collect();
+        let mut streams: Vec<Device> = plan.transfers.iter().map(|t| t.from).collect();
         streams.sort_unstable();
         streams.dedup();
         for stream in streams {

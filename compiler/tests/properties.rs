@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use mgc_compiler::compile::{CompileError, ProblemKind, toml_to_plan};
 use mgc_compiler::inventory::synth::{InventoryFixture, write_header_only};
 use mgc_core::Hardware;
+use mgc_plan::Device;
 use proptest::prelude::*;
 
 /// A model of `layers` blocks (each two tensors: a matrix and a bias) plus an input and output.
@@ -80,26 +81,26 @@ proptest! {
         prop_assert_eq!(names.len(), count);
         prop_assert_eq!(count, 2 * layers.len() + 2);
         // Every layer has one home, a device of the plan.
-        let devices: Vec<&str> = plan.devices.iter().map(|d| d.name.as_str()).collect();
+        let devices: Vec<Device> = plan.devices.iter().map(|d| d.name).collect();
         for layer in &model.layers {
-            prop_assert!(devices.contains(&layer.home.as_str()), "{} on {}", layer.name, layer.home);
+            prop_assert!(devices.contains(&layer.home), "{} on {}", layer.name, layer.home);
         }
         // Budgets: no device gets more than its budget, except the one that takes the rest.
-        let used: BTreeMap<&str, u64> = model.layers.iter().fold(BTreeMap::new(), |mut m, l| {
-            *m.entry(l.home.as_str()).or_default() += l.bytes;
+        let used: BTreeMap<Device, u64> = model.layers.iter().fold(BTreeMap::new(), |mut m, l| {
+            *m.entry(l.home).or_default() += l.bytes;
             m
         });
         let rest = allocation.contains('*') || allocation.contains('%') || !allocation.contains("mb");
-        let last = model.budgets.last().map(|b| b.device.clone());
+        let last = model.budgets.last().map(|b| b.device);
         for budget in &model.budgets {
-            let takes_rest = rest && (allocation.contains(&format!("{},*", budget.device)) || Some(&budget.device) == last.as_ref() && !allocation.contains('*'));
+            let takes_rest = rest && (allocation.contains(&format!("{},*", budget.device)) || Some(budget.device) == last && !allocation.contains('*'));
             if !takes_rest {
-                prop_assert!(used.get(budget.device.as_str()).copied().unwrap_or(0) <= budget.bytes, "{} over its budget", budget.device);
+                prop_assert!(used.get(&budget.device).copied().unwrap_or(0) <= budget.bytes, "{} over its budget", budget.device);
             }
         }
         prop_assert_eq!(used.values().sum::<u64>(), model.bytes);
         // No device above its memory.
-        for device in plan.devices.iter().filter(|d| d.name != "disk") {
+        for device in plan.devices.iter().filter(|d| d.name != Device::Disk) {
             prop_assert!(device.peak_bytes <= device.memory_bytes - device.reserve_bytes, "{} at {} of {}", device.name, device.peak_bytes, device.memory_bytes);
             prop_assert!(device.peak_bytes >= device.resident_bytes);
         }

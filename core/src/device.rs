@@ -104,11 +104,12 @@ impl Device {
     }
 }
 
+/// Honours width and alignment (`{:<8}`), for tables.
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.ordinal() {
-            Some(n) => write!(f, "{}:{n}", self.kind().name()),
-            None => f.write_str(self.kind().name()),
+            Some(n) => f.pad(&format!("{}:{n}", self.kind().name())),
+            None => f.pad(self.kind().name()),
         }
     }
 }
@@ -157,6 +158,37 @@ impl FromStr for Device {
     }
 }
 
+/// In a JSON Schema a device is a string of its canonical form, as it is serialized.
+#[cfg(feature = "schemars")]
+impl schemars::JsonSchema for Device {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Device".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": Device::pattern() })
+    }
+}
+
+impl Device {
+    /// A regular expression for the canonical form: `^(cpu|mps|disk|(cuda|xpu|...):(0|[1-9][0-9]*))$`.
+    pub fn pattern() -> String {
+        let names = |numbered: bool| {
+            DeviceKind::ALL
+                .into_iter()
+                .filter(|k| k.has_ordinal() == numbered)
+                .map(DeviceKind::name)
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        format!("^({}|({}):(0|[1-9][0-9]*))$", names(false), names(true))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +200,16 @@ mod tests {
                 assert_eq!(device.to_string().parse::<Device>(), Ok(device));
             }
         }
+    }
+
+    #[test]
+    fn tables_can_pad_devices() {
+        assert_eq!(format!("[{:<8}][{:>4}]", Device::Cuda(1), Device::Cpu), "[cuda:1  ][ cpu]");
+    }
+
+    #[test]
+    fn the_pattern_names_every_kind() {
+        assert_eq!(Device::pattern(), "^(cpu|mps|disk|(cuda|xpu|npu|hip|directml):(0|[1-9][0-9]*))$");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! A plan says, before a weight is read, where every layer lives and computes, which copies run
 //! when, each device's peak memory and the predicted step time. Nothing in it is executed.
 
+pub use mgc_core::Device;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +39,7 @@ pub struct InputFile {
     /// As written in the workflow, resolved against the workflow's folder.
     pub path: String,
     /// `safetensors` or `gguf`.
-    pub format: String,
+    pub format: FileFormat,
     pub size_bytes: u64,
     /// The bytes before the tensor data, which the fingerprint covers.
     pub header_bytes: u64,
@@ -51,7 +52,7 @@ pub struct InputFile {
 #[serde(deny_unknown_fields)]
 pub struct DevicePlan {
     /// `cuda:0`, `cpu`, `disk`, …
-    pub name: String,
+    pub name: Device,
     /// Total memory; 0 for `disk`.
     pub memory_bytes: u64,
     /// Kept free, out of `memory_bytes`.
@@ -70,8 +71,8 @@ pub struct DevicePlan {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkPlan {
-    pub from: String,
-    pub to: String,
+    pub from: Device,
+    pub to: Device,
     pub bandwidth_bytes_per_second: u64,
     /// Where the figure comes from: `kind pcie4x16`, `declared`, or `default`.
     pub source: String,
@@ -101,14 +102,14 @@ pub struct ModelPlan {
     /// The key prefix of this model's tensors in the file.
     pub prefix: String,
     pub family: String,
-    pub role: String,
+    pub role: Role,
     /// Models of one phase can be active together; phases run one after another.
     pub phase: u32,
-    pub compute: String,
+    pub compute: Device,
     /// The allocation string, canonical.
     pub allocation: String,
     /// `auto`, `tail` or `head`.
-    pub placement: String,
+    pub placement: Placement,
     /// How resident layers were chosen, in words.
     pub placement_reason: String,
     pub prefetch: u32,
@@ -127,7 +128,7 @@ pub struct ModelPlan {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
-    pub device: String,
+    pub device: Device,
     pub bytes: u64,
     /// Bytes of the model the plan puts there.
     pub used_bytes: u64,
@@ -141,7 +142,7 @@ pub struct LayerPlan {
     pub name: String,
     pub bytes: u64,
     /// Where the layer's weights live.
-    pub home: String,
+    pub home: Device,
     /// Whether the weights are copied to the compute device every step.
     pub streamed: bool,
     pub flops: f64,
@@ -175,8 +176,8 @@ pub struct Transfer {
     /// The layers it carries, `first..=last`.
     pub first_layer: usize,
     pub last_layer: usize,
-    pub from: String,
-    pub to: String,
+    pub from: Device,
+    pub to: Device,
     pub bytes: u64,
     /// The copy is issued once this layer has finished and freed the buffer the copy reuses (the
     /// previous step's layer when `from_previous_step`); absent: as soon as the stream is free.
@@ -203,6 +204,64 @@ pub struct Predicted {
     pub hidden_copy_fraction: f64,
 }
 
+// The enums below carry no doc comments on their variants: the schema lists their names as a plain
+// `enum` of strings (documented variants would become a `oneOf`).
+
+/// The format of a model file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline)]
+pub enum FileFormat {
+    Safetensors,
+    Gguf,
+}
+
+// What a model does in the workflow; the runtime steps diffusion models, others run once. (Not a
+// doc comment: the `role` field's schema has never had a description.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(inline)]
+pub enum Role {
+    TextEncoder,
+    Diffusion,
+    Vae,
+    Unknown,
+}
+
+/// Which of a model's layers stay resident when not all fit: chosen by the cost model (`auto`),
+/// the last ones (`tail`) or the first ones (`head`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline)]
+pub enum Placement {
+    Auto,
+    Tail,
+    Head,
+}
+
+/// The names the plan writes, for messages and tables.
+macro_rules! names {
+    ($type:ty { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $type {
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name),*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.name())
+            }
+        }
+    };
+}
+
+names!(FileFormat { Safetensors => "safetensors", Gguf => "gguf" });
+names!(Role { TextEncoder => "text-encoder", Diffusion => "diffusion", Vae => "vae", Unknown => "unknown" });
+names!(Placement { Auto => "auto", Tail => "tail", Head => "head" });
+
 /// The fingerprint of a model file's header: SHA-256, hex, of the first `length` bytes `reader`
 /// gives. The compiler records it in [`InputFile::header_sha256`]; the runtime checks it.
 pub fn header_sha256(reader: impl std::io::Read, length: u64) -> std::io::Result<String> {
@@ -219,7 +278,7 @@ pub fn step_model(models: &[ModelPlan]) -> Option<usize> {
         models
             .iter()
             .enumerate()
-            .filter(|(_, m)| !diffusion_only || m.role == "diffusion")
+            .filter(|(_, m)| !diffusion_only || m.role == Role::Diffusion)
             .max_by(|a, b| a.1.predicted.step_seconds.total_cmp(&b.1.predicted.step_seconds))
             .map(|(i, _)| i)
     };

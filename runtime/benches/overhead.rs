@@ -1,6 +1,6 @@
 //! The runtime's own cost: `mgc run` of an all-resident plan (copy thread, schedule, timing and
 //! checksums included) against a plain loop doing the same arithmetic over the same weights.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "benchmark set-up")]
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "benchmark set-up")]
 
 use std::path::Path;
 use std::time::Instant;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use mgc_compiler::compile::{CompileError, workflow_to_plan, workflow_to_stage};
 use mgc_compiler::workflow::toml_to_workflow;
-use mgc_core::{Bytes, Output};
+use mgc_core::{Bytes, Device, Output};
 use mgc_plan::{ModelPlan, Plan};
 
 use super::fail;
@@ -140,7 +140,7 @@ pub fn text(plan: &Plan) -> String {
             .filter_map(|m| m.budgets.iter().find(|b| b.device == d.name).map(|b| (m, b)))
             .map(|(m, b)| format!("{}: {} / {}", m.name, Bytes(b.bytes), Bytes(b.used_bytes)))
             .collect();
-        let memory = if d.name == "disk" { "file".to_owned() } else { Bytes(d.memory_bytes).to_string() };
+        let memory = if d.name == Device::Disk { "file".to_owned() } else { Bytes(d.memory_bytes).to_string() };
         t.push_str(&format!(
             "{:<8} {:>11} {:>11} {:>11} {:>11} {:>6}  {}\n",
             d.name,

@@ -11,7 +11,7 @@ use super::cost::CostModel;
 use super::graph::{GraphModel, Input, LayerGraph};
 use super::peaks::{DevicePeak, Peaks};
 use super::schedule::{ModelTiming, Schedule};
-use crate::inventory::FileFormat;
+use crate::inventory::{FileFormat, Role};
 use crate::workflow::{Placement, Prefetch, Workflow};
 
 /// The plan: what the graph, its annotations and the peaks say, as data.
@@ -53,8 +53,8 @@ fn input_file(input: &Input) -> InputFile {
     InputFile {
         path: input.path.display().to_string(),
         format: match input.inventory.format {
-            FileFormat::Safetensors => "safetensors".into(),
-            FileFormat::Gguf => "gguf".into(),
+            FileFormat::Safetensors => mgc_plan::FileFormat::Safetensors,
+            FileFormat::Gguf => mgc_plan::FileFormat::Gguf,
         },
         size_bytes: input.inventory.file_size,
         header_bytes: input.inventory.header_size,
@@ -64,7 +64,7 @@ fn input_file(input: &Input) -> InputFile {
 
 fn device_plan(d: &DevicePeak) -> DevicePlan {
     DevicePlan {
-        name: d.device.to_string(),
+        name: d.device,
         memory_bytes: d.memory,
         reserve_bytes: d.reserve,
         resident_bytes: d.resident,
@@ -85,8 +85,8 @@ fn model_transfers(graph: &LayerGraph, m: usize, first_id: usize) -> Vec<Transfe
             model: m,
             first_layer: copy.first,
             last_layer: copy.last,
-            from: copy.from.to_string(),
-            to: copy.to.to_string(),
+            from: copy.from,
+            to: copy.to,
             bytes: copy.bytes,
             issue_after_layer: reuse.map(|(layer, _)| layer),
             from_previous_step: reuse.is_some_and(|(_, previous)| previous),
@@ -104,7 +104,7 @@ fn model_plan(schedule: &Schedule, m: usize, model: &GraphModel, timing: &ModelT
         .of(m)
         .iter()
         .map(|b| Budget {
-            device: b.device.to_string(),
+            device: b.device,
             bytes: b.bytes,
             used_bytes: model.layers.iter().zip(&homes).filter(|(_, h)| **h == b.device).map(|(l, _)| l.bytes).sum(),
         })
@@ -115,16 +115,15 @@ fn model_plan(schedule: &Schedule, m: usize, model: &GraphModel, timing: &ModelT
         file: model.spec.file.display().to_string(),
         prefix: model.prefix.clone(),
         family: model.family.name().to_owned(),
-        role: model.role.name().to_owned(),
+        role: role(model.role),
         phase: model.phase,
-        compute: model.spec.compute.to_string(),
+        compute: model.spec.compute,
         allocation: model.spec.allocation.to_string(),
         placement: match model.spec.placement {
-            Placement::Auto => "auto",
-            Placement::Tail => "tail",
-            Placement::Head => "head",
-        }
-        .to_owned(),
+            Placement::Auto => mgc_plan::Placement::Auto,
+            Placement::Tail => mgc_plan::Placement::Tail,
+            Placement::Head => mgc_plan::Placement::Head,
+        },
         placement_reason: schedule.reasons.get(m).cloned().unwrap_or_default(),
         prefetch: timing.prefetch,
         tokens: model.tokens,
@@ -153,7 +152,7 @@ fn layer_plans(model: &GraphModel, homes: &[Device], timing: &ModelTiming) -> Ve
             index,
             name: layer.name.clone(),
             bytes: layer.bytes,
-            home: home.to_string(),
+            home: *home,
             streamed: *home != model.spec.compute,
             flops: layer.flops.round(),
             compute_seconds: ns(seconds),
@@ -179,20 +178,22 @@ fn links(transfers: &[Transfer], cost: &CostModel) -> Vec<LinkPlan> {
     let mut seen: Vec<(Device, Device)> = Vec::new();
     let mut links = Vec::new();
     for t in transfers {
-        let (Ok(from), Ok(to)) = (t.from.parse::<Device>(), t.to.parse::<Device>()) else {
-            continue;
-        };
+        let (from, to) = (t.from, t.to);
         if seen.contains(&(from, to)) {
             continue;
         }
         seen.push((from, to));
         let rate = cost.rate(from, to);
-        links.push(LinkPlan {
-            from: t.from.clone(),
-            to: t.to.clone(),
-            bandwidth_bytes_per_second: rate.bytes_per_second as u64,
-            source: rate.source,
-        })
+        links.push(LinkPlan { from, to, bandwidth_bytes_per_second: rate.bytes_per_second as u64, source: rate.source })
     }
     links
+}
+
+fn role(role: Role) -> mgc_plan::Role {
+    match role {
+        Role::TextEncoder => mgc_plan::Role::TextEncoder,
+        Role::Diffusion => mgc_plan::Role::Diffusion,
+        Role::Vae => mgc_plan::Role::Vae,
+        Role::Unknown => mgc_plan::Role::Unknown,
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use memmap2::Mmap;
-use mgc_plan::{ModelPlan, Plan, Transfer};
+use mgc_plan::{Device as PlanDevice, ModelPlan, Plan, Transfer};
 use tch::{Device, Kind, Tensor};
 
 use super::error::RunError;
@@ -22,15 +22,18 @@ pub struct MappedFile {
 }
 
 /// A device of the plan, as libtorch names it; `None` for `disk`.
-pub fn torch_device(name: &str) -> Result<Option<Device>, RunError> {
-    match name {
-        "cpu" => Ok(Some(Device::Cpu)),
-        "disk" => Ok(None),
-        _ => match name.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
-            Some(n) => Ok(Some(Device::Cuda(n))),
-            None => Err(RunError::Unsupported { what: format!("device `{name}`") }),
-        },
+pub fn torch_device(device: PlanDevice) -> Result<Option<Device>, RunError> {
+    match device {
+        PlanDevice::Cpu => Ok(Some(Device::Cpu)),
+        PlanDevice::Disk => Ok(None),
+        PlanDevice::Cuda(n) => Ok(Some(Device::Cuda(cuda_ordinal(n)?))),
+        other => Err(RunError::Unsupported { what: format!("device `{other}`") }),
     }
+}
+
+/// A CUDA ordinal as libtorch and the driver take it.
+pub fn cuda_ordinal(n: u32) -> Result<usize, RunError> {
+    usize::try_from(n).map_err(|_| RunError::Unsupported { what: format!("device `cuda:{n}`") })
 }
 
 /// Every device the plan uses must be here.
@@ -38,18 +41,16 @@ pub fn check_devices(plan: &Plan) -> Result<(), RunError> {
     let gpus = if tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 };
     let have = if gpus == 0 { "cpu only; no CUDA device".to_owned() } else { format!("cpu and {gpus} CUDA device(s)") };
     for device in &plan.devices {
-        match device.name.as_str() {
-            "cpu" | "disk" => {}
-            name => match name.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
-                Some(n) if n < gpus => {}
-                Some(_) => return Err(RunError::DeviceAbsent { device: name.to_owned(), have }),
-                None => {
-                    return Err(RunError::DeviceAbsent {
-                        device: name.to_owned(),
-                        have: format!("{have}; this runtime drives `cpu` and `cuda:N`"),
-                    });
-                }
-            },
+        match device.name {
+            PlanDevice::Cpu | PlanDevice::Disk => {}
+            PlanDevice::Cuda(n) if cuda_ordinal(n).is_ok_and(|n| n < gpus) => {}
+            PlanDevice::Cuda(_) => return Err(RunError::DeviceAbsent { device: device.name.to_string(), have }),
+            other => {
+                return Err(RunError::DeviceAbsent {
+                    device: other.to_string(),
+                    have: format!("{have}; this runtime drives `cpu` and `cuda:N`"),
+                });
+            }
         }
     }
     Ok(())
@@ -58,19 +59,21 @@ pub fn check_devices(plan: &Plan) -> Result<(), RunError> {
 /// Every device must have the memory the plan's peak needs, now.
 pub fn check_memory(plan: &Plan) -> Result<(), RunError> {
     for device in &plan.devices {
-        let available = match device.name.as_str() {
-            "disk" => continue,
-            "cpu" => memory::available_ram(),
-            name => name
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .and_then(memory::cuda_memory)
-                .map(|(free, _)| free),
+        let available = match device.name {
+            PlanDevice::Disk => continue,
+            PlanDevice::Cpu => memory::available_ram(),
+            PlanDevice::Cuda(n) => memory::cuda_memory(cuda_ordinal(n)?).map(|(free, _)| free),
+            // `check_devices` refuses the others.
+            _ => None,
         };
         if let Some(available) = available
             && device.peak_bytes > available
         {
-            return Err(RunError::OutOfMemory { device: device.name.clone(), needed: device.peak_bytes, available });
+            return Err(RunError::OutOfMemory {
+                device: device.name.to_string(),
+                needed: device.peak_bytes,
+                available,
+            });
         }
     }
     Ok(())
@@ -98,7 +101,7 @@ pub fn open_inputs(plan: &Plan, dir: &Path) -> Result<Vec<MappedFile>, RunError>
                 what: "its header is not the one the plan was compiled from".into(),
             });
         }
-        #[allow(unsafe_code, reason = "the mapping is read-only and kept alive as long as tensors over it")]
+        #[expect(unsafe_code, reason = "the mapping is read-only and kept alive as long as tensors over it")]
         // SAFETY: the file is mapped read-only; tensors made over it only read. Another process
         // truncating the file while mgc runs would fault, as with any mapped file.
         let map = unsafe { Mmap::map(&file) }.map_err(read)?;
@@ -167,7 +170,7 @@ pub fn mapped_tensor(
         })
         .collect();
     strides.reverse();
-    #[allow(unsafe_code, reason = "a tensor over the read-only mapping, which outlives it")]
+    #[expect(unsafe_code, reason = "a tensor over the read-only mapping, which outlives it")]
     // SAFETY: `slice` is `len` bytes of the mapping, aligned for `kind`, and `size`/`strides`
     // describe exactly those bytes; the tensor is only read, and `Loaded` keeps the mapping.
     let tensor = unsafe { Tensor::f_from_blob(slice.as_ptr(), &size, &strides, kind, Device::Cpu)? };
@@ -218,7 +221,7 @@ pub fn load_model(
     progress: bool,
 ) -> Result<LoadedModel, RunError> {
     let compute =
-        torch_device(&model.compute)?.ok_or_else(|| RunError::Unsupported { what: "computing on `disk`".into() })?;
+        torch_device(model.compute)?.ok_or_else(|| RunError::Unsupported { what: "computing on `disk`".into() })?;
     let file = files
         .get(model.input)
         .ok_or_else(|| RunError::Plan { path: model.file.clone(), message: "no such input".into() })?;
@@ -231,11 +234,11 @@ pub fn load_model(
     let pinned_ok = tch::Cuda::is_available();
     // Layers streamed from RAM to a GPU are packed into one pinned buffer per transfer, below.
     let to_pack = |layer: &mgc_plan::LayerPlan| {
-        layer.streamed && layer.home == "cpu" && matches!(compute, Device::Cuda(_)) && pinned_ok
+        layer.streamed && layer.home == PlanDevice::Cpu && matches!(compute, Device::Cuda(_)) && pinned_ok
     };
     let mut layers = Vec::new();
     for layer in &model.layers {
-        let home = torch_device(&layer.home)?;
+        let home = torch_device(layer.home)?;
         let mut tensors = Vec::new();
         for t in &layer.tensors {
             let quantized = super::gguf::is_quantized(&t.dtype);
@@ -278,7 +281,7 @@ pub fn load_model(
     for t in transfers {
         let range = t.first_layer..t.last_layer.saturating_add(1);
         let all = model.layers.get(range.clone()).is_some_and(|ls| !ls.is_empty() && ls.iter().all(to_pack));
-        if !all || t.from != "cpu" {
+        if !all || t.from != PlanDevice::Cpu {
             packed.push(None);
             continue;
         }
@@ -318,7 +321,7 @@ pub fn load_model(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+#[expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 mod tests {
     use std::path::Path;
 
@@ -343,7 +346,7 @@ mod tests {
         let mapping = start..start + files[0].map.len();
         let mut resident = 0;
         for (layer, planned) in loaded.layers.iter().zip(&plan.models[0].layers) {
-            if planned.home == "cpu" && !planned.streamed {
+            if planned.home == PlanDevice::Cpu && !planned.streamed {
                 for w in &layer.tensors {
                     assert!(mapping.contains(&(w.tensor.data_ptr() as usize)), "`{}` was copied", w.name);
                     resident += 1;

@@ -73,8 +73,7 @@ impl Session {
         let load_started = Instant::now();
         let mut models = Vec::new();
         for (index, model) in plan.models.iter().enumerate() {
-            let transfers: Vec<&mgc_plan::Transfer> = plan.transfers.iter().filter(|t| t.model == index).collect();
-            models.push(load::load_model(model, &transfers, &files, progress)?);
+            models.push(load::load_model(model, &transfers_of(&plan, index), &files, progress)?);
             memory::sample();
         }
         Ok(Self { plan, models, baseline, load_seconds: load_started.elapsed().as_secs_f64() })
@@ -83,19 +82,16 @@ impl Session {
     /// Runs every model's steps as the plan schedules them.
     pub fn run(&self, options: &Options, started: Instant) -> Result<Report, RunError> {
         let mut runs = Vec::new();
-        for (model, loaded) in self.plan.models.iter().zip(&self.models) {
-            let steps = if model.role == "diffusion" { options.steps.max(1) } else { 1 };
-            runs.push(step::run_model(
-                &self.plan,
-                model,
-                loaded,
-                steps,
-                options.progress,
-                options.copies,
-                &self.baseline,
-            )?);
+        for (index, (model, loaded)) in self.plan.models.iter().zip(&self.models).enumerate() {
+            let steps = if model.role == mgc_plan::Role::Diffusion { options.steps.max(1) } else { 1 };
+            let transfers = self.transfers_of(index);
+            runs.push(step::run_model(model, &transfers, loaded, steps, options.progress, options.copies)?);
         }
         Ok(report::report(&self.plan, &runs, &self.baseline, self.load_seconds, started.elapsed().as_secs_f64()))
+    }
+
+    fn transfers_of(&self, model: usize) -> Vec<&mgc_plan::Transfer> {
+        transfers_of(&self.plan, model)
     }
 
     /// The same arithmetic as a run, as a plain loop over each model's weights where they are:
@@ -112,4 +108,9 @@ impl Session {
         }
         Ok(started.elapsed().as_secs_f64())
     }
+}
+
+/// The copies of model `model`, in the order the plan issues them.
+fn transfers_of(plan: &mgc_plan::Plan, model: usize) -> Vec<&mgc_plan::Transfer> {
+    plan.transfers.iter().filter(|t| t.model == model).collect()
 }

@@ -1,6 +1,6 @@
 //! Measured against predicted.
 
-use mgc_plan::Plan;
+use mgc_plan::{Device, Plan};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -14,15 +14,15 @@ pub struct StepReport {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DeviceReport {
-    pub name: String,
+    pub name: Device,
     pub peak_bytes_measured: Option<u64>,
     pub peak_bytes_predicted: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct LinkReport {
-    pub from: String,
-    pub to: String,
+    pub from: Device,
+    pub to: Device,
     pub bytes: u64,
     pub seconds: f64,
     pub gbps: f64,
@@ -140,13 +140,7 @@ pub fn report(plan: &Plan, runs: &[ModelRun], baseline: &Baseline, load_seconds:
                     l.bytes += c.bytes;
                     l.seconds += seconds;
                 }
-                None => links.push(LinkReport {
-                    from: c.from.clone(),
-                    to: c.to.clone(),
-                    bytes: c.bytes,
-                    seconds,
-                    gbps: 0.0,
-                }),
+                None => links.push(LinkReport { from: c.from, to: c.to, bytes: c.bytes, seconds, gbps: 0.0 }),
             }
         }
     }
@@ -158,13 +152,11 @@ pub fn report(plan: &Plan, runs: &[ModelRun], baseline: &Baseline, load_seconds:
         .devices
         .iter()
         .map(|d| DeviceReport {
-            name: d.name.clone(),
-            peak_bytes_measured: match d.name.as_str() {
-                "cpu" => Some(cpu_peak),
-                "disk" => Some(0),
-                name => {
-                    runs.iter().filter_map(|r| r.device_peak.as_ref()).filter(|(n, _)| n == name).map(|(_, b)| *b).max()
-                }
+            name: d.name,
+            peak_bytes_measured: match d.name {
+                Device::Cpu => Some(cpu_peak),
+                Device::Disk => Some(0),
+                name => runs.iter().filter_map(|r| r.device_peak).filter(|(n, _)| *n == name).map(|(_, b)| b).max(),
             },
             peak_bytes_predicted: d.peak_bytes,
         })

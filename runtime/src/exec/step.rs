@@ -2,25 +2,25 @@
 //! plan's order and as far ahead as its prefetch allows, while this thread computes layer after
 //! layer, waiting only for copies that are not there yet.
 
-use std::sync::mpsc::{channel, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use mgc_plan::{ModelPlan, Plan};
+use mgc_plan::{Device as PlanDevice, ModelPlan, Transfer};
 use tch::Device;
 
 use super::compute::{self, Inputs};
 use super::error::RunError;
 use super::load::{LoadedModel, Weight};
-use super::memory::{self, Baseline};
+use super::memory;
 use super::streams::{self, Copier, Gpu};
 use cudarc::driver::CudaEvent;
 
 /// One copy as it happened.
 #[derive(Clone, Debug)]
 pub struct CopyRecord {
-    pub from: String,
-    pub to: String,
+    pub from: PlanDevice,
+    pub to: PlanDevice,
     pub bytes: u64,
     pub start: f64,
     pub end: f64,
@@ -37,7 +37,7 @@ pub struct ModelRun {
     /// Seconds the compute thread waited for copies.
     pub waited: f64,
     /// Peak memory in use on a CUDA compute device, when there is one.
-    pub device_peak: Option<(String, u64)>,
+    pub device_peak: Option<(PlanDevice, u64)>,
 }
 
 /// A transfer's layers on the compute device: which transfer, its weights there, and on CUDA the
@@ -61,70 +61,35 @@ pub enum Copies {
     Torch,
 }
 
+/// Runs `steps` steps of one model: `transfers` are the plan's copies of this model, in order.
 pub fn run_model(
-    plan: &Plan,
     model: &ModelPlan,
+    transfers: &[&Transfer],
     loaded: &LoadedModel,
     steps: usize,
     progress: bool,
     copies: Copies,
-    _baseline: &Baseline,
 ) -> Result<ModelRun, RunError> {
-    let index = plan.models.iter().position(|m| std::ptr::eq(m, model)).unwrap_or(0);
-    let transfers: Vec<&mgc_plan::Transfer> = plan.transfers.iter().filter(|t| t.model == index).collect();
     let compute_device = loaded.compute;
     let cuda = match compute_device {
         Device::Cuda(n) => Some(n),
         _ => None,
     };
     let cuda_before = cuda.and_then(memory::cuda_memory).map(|(free, _)| free);
-    // On the CPU the copy thread needs a core of its own: libtorch's threads would otherwise
-    // contend with it and every small op would wait on the thread pool.
-    let threads_before = tch::get_num_threads();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if compute_device == Device::Cpu && !transfers.is_empty() && cores > 1 {
-        tch::set_num_threads(i32::try_from(cores - 1).unwrap_or(1));
-    }
-    let mut device_low = cuda_before;
+    let threads_before = leave_a_core_for_copies(compute_device, transfers);
     let clock = Instant::now();
     // Ring of `prefetch + 1` buffers: the one computing, the one being copied, and the rest queued.
     let queue = (model.prefetch as usize).saturating_sub(1);
     let (tx, rx) = sync_channel::<Result<Delivery, RunError>>(queue);
-    let bar = if progress { ProgressBar::new((steps * model.layers.len()) as u64) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("running {msg:<12} [{bar:30}] step {pos}/{len} layers, {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(model.name.clone());
-
-    // The copy thread gets its own handles on the streamed layers' weights (tensors are not
-    // shared between threads; handles on the same storage are).
-    let sources: Vec<Vec<Weight>> = loaded
-        .layers
-        .iter()
-        .map(|l| if l.streamed { l.tensors.iter().map(Weight::handle).collect() } else { Vec::new() })
-        .collect();
+    let bar = progress_bar(model, steps, progress);
+    let sources = copy_sources(loaded);
     // On CUDA, a copy stream with its ring of slots: one computing, `prefetch` in flight.
     let gpu = match (cuda, copies) {
         (Some(n), Copies::Streams) if !transfers.is_empty() => Some(Gpu::open(n)?),
         _ => None,
     };
     let copier = match &gpu {
-        Some(gpu) => {
-            let mut slot_bytes = 0;
-            let mut staging_bytes = 0;
-            for (k, t) in transfers.iter().enumerate() {
-                let group = sources.get(t.first_layer..t.last_layer.saturating_add(1)).unwrap_or_default();
-                let total = streams::layout(group.iter().map(Vec::as_slice)).total;
-                slot_bytes = slot_bytes.max(total);
-                let packed = loaded.packed.get(k).is_some_and(Option::is_some);
-                if !packed && group.iter().flatten().any(|w| w.tensor.device() == Device::Cpu) {
-                    staging_bytes = staging_bytes.max(total);
-                }
-            }
-            let slots = (model.prefetch as usize).max(1) + 1;
-            Some(Copier::new(gpu, compute_device, slots, slot_bytes, staging_bytes)?)
-        }
+        Some(gpu) => Some(open_copier(gpu, model, transfers, loaded, &sources)?),
         None => None,
     };
     let (free_tx, free_rx) = channel::<(usize, Option<CudaEvent>)>();
@@ -135,125 +100,235 @@ pub fn run_model(
     }
     let packed: Vec<Option<tch::Tensor>> =
         loaded.packed.iter().map(|p| p.as_ref().map(tch::Tensor::shallow_clone)).collect();
+    let feed = CopyFeed { transfers, sources, packed, copier, compute: compute_device, clock, steps };
     std::thread::scope(|scope| -> Result<ModelRun, RunError> {
-        let transfers = &transfers;
-        let copy_thread = scope.spawn(move || {
-            let mut records = Vec::new();
-            'steps: for _ in 0..steps {
-                for (k, t) in transfers.iter().enumerate() {
-                    if let Some(copier) = &copier {
-                        let Ok((slot, release)) = free_rx.recv() else { break 'steps };
-                        let group = sources.get(t.first_layer..t.last_layer.saturating_add(1)).unwrap_or_default();
-                        let message = copier
-                            .copy(slot, release.as_ref(), group, packed.get(k).and_then(Option::as_ref))
-                            .map(|c| {
-                                let end = clock.elapsed().as_secs_f64();
-                                records.push(CopyRecord {
-                                    from: t.from.clone(),
-                                    to: t.to.clone(),
-                                    bytes: t.bytes,
-                                    start: end - c.seconds,
-                                    end,
-                                });
-                                memory::sample();
-                                Delivery { transfer: k, layers: c.layers, ready: Some(c.ready), slot: Some(c.slot) }
-                            });
-                        let failed = message.is_err();
-                        if tx.send(message).is_err() || failed {
-                            break 'steps;
-                        }
-                        continue;
+        let copy_thread = scope.spawn(move || feed.run(&tx, &free_rx));
+        let mut computed = Computed::new(model.layers.len());
+        // `rx` and `free_tx` move into the loop, so that an early return drops them and the copy
+        // thread, blocked on either, ends before the scope joins it.
+        let stepper = Stepper { model, transfers, loaded, gpu: gpu.as_ref(), clock, bar: progress.then_some(&bar) };
+        let device_low = stepper.steps(steps, rx, free_tx, cuda, cuda_before, &mut computed)?;
+        let copies = copy_thread.join().map_err(|_| RunError::Torch("the copy thread panicked".into()))?;
+        bar.finish_and_clear();
+        tch::set_num_threads(threads_before);
+        let device_peak = match (cuda_before, device_low) {
+            (Some(before), Some(low)) => Some((model.compute, before.saturating_sub(low))),
+            _ => None,
+        };
+        Ok(ModelRun {
+            steps: computed.step_times,
+            checksums: computed.checksums,
+            copies,
+            compute: computed.intervals,
+            waited: computed.waited,
+            device_peak,
+        })
+    })
+}
+
+/// On the CPU the copy thread needs a core of its own: libtorch's threads would otherwise contend
+/// with it and every small op would wait on the thread pool. Returns the thread count before.
+fn leave_a_core_for_copies(compute: Device, transfers: &[&Transfer]) -> i32 {
+    let before = tch::get_num_threads();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if compute == Device::Cpu && !transfers.is_empty() && cores > 1 {
+        tch::set_num_threads(i32::try_from(cores - 1).unwrap_or(1));
+    }
+    before
+}
+
+fn progress_bar(model: &ModelPlan, steps: usize, progress: bool) -> ProgressBar {
+    let bar = if progress { ProgressBar::new((steps * model.layers.len()) as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("running {msg:<12} [{bar:30}] step {pos}/{len} layers, {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(model.name.clone());
+    bar
+}
+
+/// The copy thread's own handles on the streamed layers' weights (tensors are not shared between
+/// threads; handles on the same storage are); none for resident layers.
+fn copy_sources(loaded: &LoadedModel) -> Vec<Vec<Weight>> {
+    loaded
+        .layers
+        .iter()
+        .map(|l| if l.streamed { l.tensors.iter().map(Weight::handle).collect() } else { Vec::new() })
+        .collect()
+}
+
+/// The layers a transfer carries, `first..=last`.
+fn carried<'a>(sources: &'a [Vec<Weight>], t: &Transfer) -> Result<&'a [Vec<Weight>], RunError> {
+    sources
+        .get(t.first_layer..t.last_layer.saturating_add(1))
+        .ok_or_else(|| RunError::Torch(format!("transfer {} carries layers the model does not have", t.id)))
+}
+
+/// The copy stream's ring of device slots, each as large as the largest transfer, and a staging
+/// buffer for transfers from RAM that were not packed into a pinned buffer at load.
+fn open_copier(
+    gpu: &Gpu,
+    model: &ModelPlan,
+    transfers: &[&Transfer],
+    loaded: &LoadedModel,
+    sources: &[Vec<Weight>],
+) -> Result<Copier, RunError> {
+    let mut slot_bytes = 0;
+    let mut staging_bytes = 0;
+    for (k, t) in transfers.iter().enumerate() {
+        let group = carried(sources, t)?;
+        let total = streams::layout(group.iter().map(Vec::as_slice)).total;
+        slot_bytes = slot_bytes.max(total);
+        let packed = loaded.packed.get(k).is_some_and(Option::is_some);
+        if !packed && group.iter().flatten().any(|w| w.tensor.device() == Device::Cpu) {
+            staging_bytes = staging_bytes.max(total);
+        }
+    }
+    let slots = (model.prefetch as usize).max(1) + 1;
+    Copier::new(gpu, loaded.compute, slots, slot_bytes, staging_bytes)
+}
+
+/// What the copy thread works from: the model's transfers, its own handles on their weights, and
+/// on CUDA the copy stream.
+struct CopyFeed<'a> {
+    transfers: &'a [&'a Transfer],
+    sources: Vec<Vec<Weight>>,
+    packed: Vec<Option<tch::Tensor>>,
+    copier: Option<Copier>,
+    compute: Device,
+    clock: Instant,
+    steps: usize,
+}
+
+impl CopyFeed<'_> {
+    /// Every step's transfers in order, each handed over as soon as it is there; stops when the
+    /// compute side hangs up or a copy fails. Returns the copies as they happened.
+    fn run(
+        &self,
+        tx: &SyncSender<Result<Delivery, RunError>>,
+        free: &Receiver<(usize, Option<CudaEvent>)>,
+    ) -> Vec<CopyRecord> {
+        let mut records = Vec::new();
+        for _ in 0..self.steps {
+            for (k, t) in self.transfers.iter().enumerate() {
+                let message = match &self.copier {
+                    Some(copier) => {
+                        let Ok((slot, release)) = free.recv() else { return records };
+                        self.on_stream(copier, k, t, slot, release.as_ref(), &mut records)
                     }
-                    let start = clock.elapsed().as_secs_f64();
-                    let mut buffer = Vec::new();
-                    let mut failed = None;
-                    for layer in sources.iter().take(t.last_layer + 1).skip(t.first_layer) {
-                        let mut moved = Vec::new();
-                        for w in layer {
-                            let copy = if compute_device == Device::Cpu {
-                                w.tensor.f_detach_copy()
-                            } else {
-                                w.tensor.f_to_device(compute_device)
-                            };
-                            match copy {
-                                Ok(c) => moved.push(w.with(c)),
-                                Err(e) => failed = Some(RunError::from(e)),
-                            }
-                        }
-                        buffer.push(moved);
-                    }
-                    if let Device::Cuda(n) = compute_device {
-                        tch::Cuda::synchronize(n as i64);
-                    }
-                    let end = clock.elapsed().as_secs_f64();
-                    records.push(CopyRecord { from: t.from.clone(), to: t.to.clone(), bytes: t.bytes, start, end });
-                    memory::sample();
-                    let message = match failed {
-                        Some(e) => Err(e),
-                        None => Ok(Delivery { transfer: k, layers: buffer, ready: None, slot: None }),
-                    };
-                    if tx.send(message).is_err() {
-                        break 'steps;
-                    }
+                    None => self.with_torch(k, t, &mut records),
+                };
+                let failed = message.is_err();
+                if tx.send(message).is_err() || failed {
+                    return records;
                 }
             }
-            drop(tx);
-            records
-        });
+        }
+        records
+    }
 
-        // Owned here, so that an early return drops them and the copy thread, blocked on either,
-        // ends before the scope joins it.
-        let rx = rx;
-        let free_tx = free_tx;
-        let mut inputs = Inputs::new(model.tokens, compute_device);
-        let mut step_times = Vec::new();
-        let mut checksums = vec![0u64; model.layers.len()];
-        let mut intervals = Vec::new();
-        let mut waited = 0.0;
-        let last_of: Vec<usize> = transfers.iter().map(|t| t.last_layer).collect();
-        for _ in 0..steps {
-            let step_start = clock.elapsed().as_secs_f64();
-            let mut current: Option<Delivery> = None;
-            for (l, layer) in loaded.layers.iter().enumerate() {
-                let value = if layer.streamed {
-                    if current.as_ref().is_none_or(|d| last_of.get(d.transfer).is_none_or(|last| *last < l)) {
-                        let wait = clock.elapsed().as_secs_f64();
-                        let delivery = rx.recv().map_err(|_| RunError::Torch("the copy thread stopped".into()))??;
-                        if let (Some(gpu), Some(ready)) = (&gpu, &delivery.ready) {
-                            gpu.torch_wait(ready)?;
-                        }
-                        current = Some(delivery);
-                        waited += clock.elapsed().as_secs_f64() - wait;
-                    }
-                    let delivery =
-                        current.as_ref().ok_or_else(|| RunError::Torch("no copy for a streamed layer".into()))?;
-                    let first = transfers.get(delivery.transfer).map_or(l, |t| t.first_layer);
-                    let tensors = delivery
-                        .layers
-                        .get(l - first)
-                        .ok_or_else(|| RunError::Torch("copy and layer disagree".into()))?;
-                    let start = clock.elapsed().as_secs_f64();
-                    let v = compute::layer(tensors, &mut inputs)?;
-                    intervals.push((start, clock.elapsed().as_secs_f64()));
-                    if last_of.get(delivery.transfer) == Some(&l) {
-                        // Release the buffer: on CUDA, hand its slot back once the kernels
-                        // launched so far (the last readers) are done.
-                        if let (Some(gpu), Some(slot)) = (&gpu, delivery.slot) {
-                            let _ = free_tx.send((slot, Some(gpu.torch_event()?)));
-                        }
-                        current = None;
-                    }
-                    v
+    /// A copy on the driver's copy stream into a device slot, once the slot's last readers are done.
+    fn on_stream(
+        &self,
+        copier: &Copier,
+        k: usize,
+        t: &Transfer,
+        slot: usize,
+        release: Option<&CudaEvent>,
+        records: &mut Vec<CopyRecord>,
+    ) -> Result<Delivery, RunError> {
+        let group = carried(&self.sources, t)?;
+        let c = copier.copy(slot, release, group, self.packed.get(k).and_then(Option::as_ref))?;
+        let end = self.clock.elapsed().as_secs_f64();
+        records.push(CopyRecord { from: t.from, to: t.to, bytes: t.bytes, start: end - c.seconds, end });
+        memory::sample();
+        Ok(Delivery { transfer: k, layers: c.layers, ready: Some(c.ready), slot: Some(c.slot) })
+    }
+
+    /// libtorch's own copies, waited for before they are handed over.
+    fn with_torch(&self, k: usize, t: &Transfer, records: &mut Vec<CopyRecord>) -> Result<Delivery, RunError> {
+        let start = self.clock.elapsed().as_secs_f64();
+        let mut buffer = Vec::new();
+        let mut failed = None;
+        for layer in self.sources.iter().take(t.last_layer + 1).skip(t.first_layer) {
+            let mut moved = Vec::new();
+            for w in layer {
+                let copy = if self.compute == Device::Cpu {
+                    w.tensor.f_detach_copy()
                 } else {
-                    let start = clock.elapsed().as_secs_f64();
-                    let v = compute::layer(&layer.tensors, &mut inputs)?;
-                    intervals.push((start, clock.elapsed().as_secs_f64()));
-                    v
+                    w.tensor.f_to_device(self.compute)
                 };
-                if let Some(c) = checksums.get_mut(l) {
+                match copy {
+                    Ok(c) => moved.push(w.with(c)),
+                    Err(e) => failed = Some(RunError::from(e)),
+                }
+            }
+            buffer.push(moved);
+        }
+        if let Device::Cuda(n) = self.compute {
+            tch::Cuda::synchronize(n as i64);
+        }
+        let end = self.clock.elapsed().as_secs_f64();
+        records.push(CopyRecord { from: t.from, to: t.to, bytes: t.bytes, start, end });
+        memory::sample();
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(Delivery { transfer: k, layers: buffer, ready: None, slot: None }),
+        }
+    }
+}
+
+/// What the compute side measured.
+struct Computed {
+    step_times: Vec<f64>,
+    checksums: Vec<u64>,
+    intervals: Vec<(f64, f64)>,
+    waited: f64,
+}
+
+impl Computed {
+    fn new(layers: usize) -> Self {
+        Self { step_times: Vec::new(), checksums: vec![0; layers], intervals: Vec::new(), waited: 0.0 }
+    }
+}
+
+/// The compute side of a model's run.
+struct Stepper<'a> {
+    model: &'a ModelPlan,
+    transfers: &'a [&'a Transfer],
+    loaded: &'a LoadedModel,
+    gpu: Option<&'a Gpu>,
+    clock: Instant,
+    bar: Option<&'a ProgressBar>,
+}
+
+impl Stepper<'_> {
+    /// Computes every step, layer after layer, taking streamed layers from the copy thread.
+    /// Returns the lowest free memory seen on a CUDA compute device.
+    fn steps(
+        &self,
+        steps: usize,
+        rx: Receiver<Result<Delivery, RunError>>,
+        free_tx: Sender<(usize, Option<CudaEvent>)>,
+        cuda: Option<usize>,
+        cuda_before: Option<u64>,
+        computed: &mut Computed,
+    ) -> Result<Option<u64>, RunError> {
+        let mut inputs = Inputs::new(self.model.tokens, self.loaded.compute);
+        let mut device_low = cuda_before;
+        for _ in 0..steps {
+            let step_start = self.clock.elapsed().as_secs_f64();
+            let mut current: Option<Delivery> = None;
+            for (l, layer) in self.loaded.layers.iter().enumerate() {
+                let value = if layer.streamed {
+                    self.streamed_layer(l, &mut current, &rx, &free_tx, &mut inputs, computed)?
+                } else {
+                    self.timed(&layer.tensors, &mut inputs, computed)?
+                };
+                if let Some(c) = computed.checksums.get_mut(l) {
                     *c = value.to_bits();
                 }
-                if progress {
+                if let Some(bar) = self.bar {
                     bar.inc(1);
                 }
             }
@@ -263,18 +338,54 @@ pub fn run_model(
                     device_low = Some(device_low.map_or(free, |low| low.min(free)));
                 }
             }
-            step_times.push(clock.elapsed().as_secs_f64() - step_start);
+            computed.step_times.push(self.clock.elapsed().as_secs_f64() - step_start);
             memory::sample();
         }
-        drop(rx);
-        drop(free_tx);
-        let copies = copy_thread.join().map_err(|_| RunError::Torch("the copy thread panicked".into()))?;
-        bar.finish_and_clear();
-        tch::set_num_threads(threads_before);
-        let device_peak = match (cuda, cuda_before, device_low) {
-            (Some(n), Some(before), Some(low)) => Some((format!("cuda:{n}"), before.saturating_sub(low))),
-            _ => None,
-        };
-        Ok(ModelRun { steps: step_times, checksums, copies, compute: intervals, waited, device_peak })
-    })
+        Ok(device_low)
+    }
+
+    /// Layer `l`, streamed: from the current delivery, or the next one when it has none of it;
+    /// after a delivery's last layer, its buffer goes back to the copy thread.
+    fn streamed_layer(
+        &self,
+        l: usize,
+        current: &mut Option<Delivery>,
+        rx: &Receiver<Result<Delivery, RunError>>,
+        free_tx: &Sender<(usize, Option<CudaEvent>)>,
+        inputs: &mut Inputs,
+        computed: &mut Computed,
+    ) -> Result<f64, RunError> {
+        let last_of = |d: &Delivery| self.transfers.get(d.transfer).map(|t| t.last_layer);
+        if current.as_ref().is_none_or(|d| last_of(d).is_none_or(|last| last < l)) {
+            let wait = self.clock.elapsed().as_secs_f64();
+            let delivery = rx.recv().map_err(|_| RunError::Torch("the copy thread stopped".into()))??;
+            if let (Some(gpu), Some(ready)) = (self.gpu, &delivery.ready) {
+                gpu.torch_wait(ready)?;
+            }
+            *current = Some(delivery);
+            computed.waited += self.clock.elapsed().as_secs_f64() - wait;
+        }
+        let delivery = current.as_ref().ok_or_else(|| RunError::Torch("no copy for a streamed layer".into()))?;
+        let first = self.transfers.get(delivery.transfer).map_or(l, |t| t.first_layer);
+        let tensors =
+            delivery.layers.get(l - first).ok_or_else(|| RunError::Torch("copy and layer disagree".into()))?;
+        let value = self.timed(tensors, inputs, computed)?;
+        if last_of(delivery) == Some(l) {
+            // Release the buffer: on CUDA, hand its slot back once the kernels launched so far
+            // (the last readers) are done.
+            if let (Some(gpu), Some(slot)) = (self.gpu, delivery.slot) {
+                let _ = free_tx.send((slot, Some(gpu.torch_event()?)));
+            }
+            *current = None;
+        }
+        Ok(value)
+    }
+
+    /// One layer's compute, its interval recorded.
+    fn timed(&self, tensors: &[Weight], inputs: &mut Inputs, computed: &mut Computed) -> Result<f64, RunError> {
+        let start = self.clock.elapsed().as_secs_f64();
+        let value = compute::layer(tensors, inputs)?;
+        computed.intervals.push((start, self.clock.elapsed().as_secs_f64()));
+        Ok(value)
+    }
 }

@@ -151,7 +151,7 @@ impl Copier {
     /// Copies a transfer's layers into `slot`, once `release` (the slot's last reader) is done.
     /// `packed` is the transfer's pinned host buffer, when it has one. Waits for the copy to end,
     /// so that its time is known; the compute thread is not waiting on this thread meanwhile.
-    #[allow(unsafe_code, reason = "driver copies between buffers whose sizes are checked here")]
+    #[expect(unsafe_code, reason = "driver copies between buffers whose sizes are checked here")]
     pub fn copy(
         &self,
         slot: usize,
@@ -202,7 +202,7 @@ impl Copier {
 
     /// A transfer without a packed buffer: host tensors through the staging buffer, then device
     /// tensors one by one (after it, so that the staged copies do not overwrite them).
-    #[allow(unsafe_code, reason = "driver copies between buffers whose sizes are checked here")]
+    #[expect(unsafe_code, reason = "driver copies between buffers whose sizes are checked here")]
     fn copy_each(
         &self,
         dst: u64,
@@ -266,7 +266,7 @@ impl Copier {
     }
 
     /// Copies `from..to` of the staging buffer to the same range of the slot at `dst`.
-    #[allow(unsafe_code, reason = "a driver copy between buffers whose sizes are checked here")]
+    #[expect(unsafe_code, reason = "a driver copy between buffers whose sizes are checked here")]
     fn send(&self, dst: u64, from: u64, to: u64, stream: sys::CUstream) -> Result<(), RunError> {
         let staging = self.staging.as_ref().ok_or_else(|| RunError::Cuda("no staging buffer".into()))?;
         if to > tensor_bytes(staging) || from > to {
@@ -290,7 +290,7 @@ impl Copier {
 /// Copies `src` into `dst` as the staging buffer is filled (on a few threads when it is large).
 pub fn gather_into(src: &[u8], dst: &mut [u8]) {
     let len = src.len().min(dst.len());
-    #[allow(unsafe_code, reason = "two distinct slices of at least `len` bytes")]
+    #[expect(unsafe_code, reason = "two distinct slices of at least `len` bytes")]
     // SAFETY: both slices hold at least `len` bytes, and a `&mut` slice overlaps no other.
     unsafe {
         gather(src.as_ptr(), dst.as_mut_ptr(), len);
@@ -305,7 +305,7 @@ const CHUNK: u64 = 16 << 20;
 ///
 /// # Safety
 /// `src` and `dst` are valid for `len` bytes and do not overlap.
-#[allow(unsafe_code, reason = "raw copies whose bounds the caller guarantees")]
+#[expect(unsafe_code, reason = "raw copies whose bounds the caller guarantees")]
 unsafe fn gather(src: *const u8, dst: *mut u8, len: usize) {
     const PIECE: usize = 8 << 20;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -330,7 +330,7 @@ unsafe fn gather(src: *const u8, dst: *mut u8, len: usize) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+#[expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 mod tests {
     use super::*;
 

@@ -1,14 +1,49 @@
 //! `mgc-run` with real libtorch on the CPU: a small generated model (real random weights) run under
 //! different plans — all resident, streamed from the file with prefetch, batched — computes the
-//! same bits; stale plans, missing devices, too little memory and unknown versions are refused.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+//! same bits; stale plans, missing devices, too little memory and unknown versions are refused; a
+//! GGUF model runs quantized under any plan. On CUDA too, where the driver finds a GPU.
+#![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mgc_compiler::compile::toml_to_plan;
 use mgc_compiler::inventory::synth::{Fill, InventoryFixture, write_model};
 use mgc_core::Hardware;
+
+/// `mgc-run`; `MGC_RUN` names another build of it (this test run where it was not built).
+fn mgc_run() -> String {
+    std::env::var("MGC_RUN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mgc-run").to_owned())
+}
+
+/// CUDA devices, as the driver sees them (this test process does not load libtorch).
+fn cuda_count() -> usize {
+    mgc_devices::detect().devices.iter().filter(|f| matches!(f.device, mgc_core::Device::Cuda(_))).count()
+}
+
+fn has_cuda() -> bool {
+    cuda_count() > 0
+}
+
+fn python() -> PathBuf {
+    // `MGC_PYTHON` names another Python with `gguf` (this test run where it was not built).
+    if let Ok(python) = std::env::var("MGC_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(venv.exists(), "{} is missing: run `scripts/setup-python.sh` first", venv.display());
+    venv
+}
+
+/// A small GGUF model with quantized weights, written by llama.cpp's reference writer.
+fn gguf_fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let script = Path::new(&root).join("../tests/gguf/dequant_fixture.py");
+    let out = Command::new(python()).arg(script).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
 
 fn model(dir: &Path) {
     let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny_flux.json");
@@ -38,7 +73,7 @@ fn plan_on(dir: &Path, name: &str, compute: &str, allocation: &str, prefetch: &s
 
 fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
     // `MGC_RUN` names another build of the binary (this test run where it was not built).
-    let binary = std::env::var("MGC_RUN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mgc-run").to_owned());
+    let binary = mgc_run();
     let output = Command::new(binary).args(args).current_dir(dir).output().unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
@@ -84,7 +119,7 @@ fn every_plan_of_a_model_computes_the_same_bits() {
 /// same bits as the all-resident plan; so do libtorch's own copies.
 #[test]
 fn on_cuda_every_plan_and_copy_engine_computes_the_same_bits() {
-    if !tch::Cuda::is_available() {
+    if !has_cuda() {
         eprintln!("skipped: no CUDA device here; this test runs where there is one");
         return;
     }
@@ -144,13 +179,13 @@ fn stale_or_foreign_plans_are_refused() {
     refuse("huge.json", huge.to_json(), "short");
     let mut gpu = mgc_plan::Plan::from_json(&text).unwrap();
     let mut device = gpu.devices[0].clone();
-    device.name = "cuda:3".into();
+    device.name = mgc_plan::Device::Cuda(3);
     gpu.devices.push(device);
-    if !tch::Cuda::is_available() || tch::Cuda::device_count() < 4 {
+    if cuda_count() < 4 {
         refuse("gpu.json", gpu.to_json(), "the plan needs `cuda:3`");
     }
     let mut mps = mgc_plan::Plan::from_json(&text).unwrap();
-    mps.devices[0].name = "mps".into();
+    mps.devices[0].name = mgc_plan::Device::Mps;
     refuse("mps.json", mps.to_json(), "this runtime drives `cpu` and `cuda:N`");
 
     // The model file changes after compile: a byte more, then a header byte changed.
@@ -179,9 +214,60 @@ fn probe_writes_a_profile_the_compiler_reads() {
     let cpu = profile.flops(mgc_core::Device::Cpu).unwrap();
     assert!(cpu > 1e8, "a CPU does more than 0.1 GFLOP/s: {cpu}");
     assert!(profile.disk_read().unwrap() > 1e6);
-    if tch::Cuda::is_available() {
+    if has_cuda() {
         assert!(profile.rate(mgc_core::Device::Cpu, mgc_core::Device::Cuda(0)).is_some());
     } else {
         eprintln!("no CUDA device: probed the CPU only (GPU figures skipped)");
     }
+}
+
+#[test]
+fn a_gguf_model_runs_quantized_under_any_plan() {
+    runs_under_plans("cpu", &[("resident", "cpu,*"), ("streamed", "cpu,30%;disk,*")]);
+}
+
+#[test]
+fn on_cuda_a_gguf_model_runs_quantized_under_any_plan() {
+    if !has_cuda() {
+        eprintln!("skipped: no CUDA device here; this test runs where there is one");
+        return;
+    }
+    runs_under_plans(
+        "cuda:0",
+        &[("resident", "cuda:0,*"), ("streamed", "cuda:0,30%;cpu,*"), ("file", "cuda:0,30%;disk,*")],
+    );
+}
+
+fn runs_under_plans(compute: &str, plans: &[(&str, &str)]) {
+    let dir = gguf_fixture();
+    let mut checksums = Vec::new();
+    let gpu = if compute == "cpu" { "" } else { "[[device]]\nname = \"cuda:0\"\nmemory = \"2gb\"\n" };
+    for &(name, allocation) in plans {
+        let workflow = format!(
+            "[[device]]\nname = \"cpu\"\nmemory = \"2gb\"\n{gpu}[[model]]\nname = \"q\"\nfile = \"quant.gguf\"\ncompute = \"{compute}\"\nallocation = \"{allocation}\"\n[workload]\ntokens = 16\n[schedule]\nprefetch = 1\nbatch_below = \"1kb\"\n"
+        );
+        let plan = toml_to_plan(&workflow, dir.path(), &Hardware::default).unwrap();
+        let text = plan.to_json().replace(&dir.path().join("quant.gguf").display().to_string(), "quant.gguf");
+        std::fs::write(dir.path().join(format!("{name}.json")), text).unwrap();
+        let binary = mgc_run();
+        let out = Command::new(binary)
+            .args(["run", &format!("{name}.json"), "--steps", "2", "--format", "json"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if name != "resident" {
+            // Quantized on the wire: the bytes copied are the file's, not dequantized ones.
+            let plan =
+                mgc_plan::Plan::from_json(&std::fs::read_to_string(dir.path().join(format!("{name}.json"))).unwrap())
+                    .unwrap();
+            let copied: u64 = report["links"].as_array().unwrap().iter().map(|l| l["bytes"].as_u64().unwrap()).sum();
+            let steps = report["models"][0]["steps"].as_array().unwrap().len() as u64;
+            assert_eq!(copied, steps * plan.transfers.iter().map(|t| t.bytes).sum::<u64>());
+            assert!(copied > 0);
+        }
+        checksums.push(report["models"][0]["checksum"].as_str().unwrap().to_owned());
+    }
+    assert!(checksums.windows(2).all(|w| w[0] == w[1]), "outputs differ between plans: {checksums:?}");
 }

@@ -1,3 +1,0 @@
-fn main() -> std::process::ExitCode {
-    mgc_runtime::cli::main()
-}
