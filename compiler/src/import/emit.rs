@@ -75,15 +75,19 @@ fn devices(imported: &Imported) -> String {
             _ => Vec::new(),
         };
         for name in std::iter::once(model.compute.clone()).chain(donors) {
-            if !names.contains(&name) {
+            // The CPU's memory is always detected, declared GPUs or not.
+            if name != "cpu" && !names.contains(&name) {
                 names.push(name);
             }
         }
     }
+    if names.is_empty() {
+        return "\n# Devices: detected on the machine that runs `mgc`.\n".into();
+    }
     let mut text = String::from(
         "\n# Devices: detected on the machine that runs `mgc`. To plan for another machine, declare\n\
-         # every device with its memory (a GPU must be declared with `memory`; the placeholders\n\
-         # below are not this machine's figures):\n",
+         # every GPU with its memory (once one is declared, all must be; the CPU is always detected).\n\
+         # The memory below is a placeholder, not this machine's figure:\n",
     );
     for name in names {
         text.push_str(&format!("#\n# [[device]]\n# name = {}\n# memory = \"24gb\"\n", quoted(&name)));

@@ -241,9 +241,10 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Whether a node type loads a model, so that one mgc cannot map is reported, not ignored.
+/// Whether a node type loads a model (or moves one, as block swap does), so that one mgc cannot
+/// map is reported, not ignored; samplers, encoders and the like are not.
 fn looks_like_a_loader(class: &str) -> bool {
-    class.ends_with("MultiGPU") || class.contains("Loader") || class.starts_with("Load")
+    class.contains("Load") || class.contains("BlockSwap")
 }
 
 /// Maps every ComfyUI-MultiGPU loader of `comfy` to models; other loaders are listed as skipped,

@@ -63,10 +63,11 @@ fn unmappable_loaders_are_listed_and_other_nodes_ignored() {
     let imported = import(
         r#"{"nodes": [
             {"id": 1, "type": "CheckpointLoaderSimple", "widgets_values": ["sd15.safetensors"]},
-            {"id": 2, "type": "WanVideoSamplerMultiGPU", "widgets_values": []},
+            {"id": 2, "type": "WanVideoBlockSwapMultiGPU", "widgets_values": []},
             {"id": 9, "type": "UnetLoaderGGUFMultiGPU", "mode": 4, "widgets_values": ["a.gguf", "cuda:0"]},
             {"id": 10, "type": "UNETLoaderMultiGPU", "widgets_values": ["a.safetensors", "default", "tpu:0"]},
-            {"id": 11, "type": "SaveImage", "widgets_values": ["out"]}
+            {"id": 11, "type": "SaveImage", "widgets_values": ["out"]},
+            {"id": 12, "type": "WanVideoSamplerMultiGPU", "widgets_values": []}
         ]}"#,
     );
     assert!(imported.models.is_empty());
