@@ -41,6 +41,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Import a saved ComfyUI workflow: each ComfyUI-MultiGPU loader becomes a `[[model]]`
+    Import(ImportArgs),
     /// Write a header-only model file from a tensor inventory (JSON), to try mgc without the weights
     SynthModel(SynthArgs),
 }
@@ -130,6 +132,21 @@ pub struct CompileArgs {
     pub output: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A workflow saved by ComfyUI (JSON, the UI or the API format)
+    pub workflow: PathBuf,
+    /// Where to write the mgc workflow, `-` for stdout [default: the input's name with `.toml`]
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// ComfyUI's `models` folder, where the model files are looked for (`diffusion_models`, `vae`, ...)
+    #[arg(long, value_name = "DIR")]
+    pub models: Option<PathBuf>,
+    /// Also compile the imported workflow into this plan (every model file must be found)
+    #[arg(long, value_name = "PLAN")]
+    pub compile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

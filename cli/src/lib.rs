@@ -66,6 +66,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Status {
     let result = match cli.command {
         Command::Check(args) => commands::check::run(&args, out, err),
         Command::Inspect(args) => commands::inspect::run(&args, out, err),
+        Command::Import(args) => commands::import::run(&args, out, err),
         Command::SynthModel(args) => commands::synth::run(&args, out, err),
         Command::Compile(args) => commands::compile::run(&args, out, err),
         Command::Explain(args) => commands::explain::run(&args, out, err),

@@ -19,29 +19,42 @@ pub fn run(args: &CompileArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
         Ok(source) => source,
         Err(error) => return fail(error, args.format, out, err),
     };
-    let dir = args.workflow.parent().unwrap_or(Path::new("."));
     let output = args.output.clone().unwrap_or_else(|| args.workflow.with_extension("plan.json"));
-    let mut plan = match toml_to_plan(&source, dir, &mgc_devices::detect) {
+    source_to_plan_file(&args.workflow, &source, &output, args.format, out, err)
+}
+
+/// Compiles the text of the workflow at `workflow` (its folder resolves the model paths) and
+/// writes the plan to `output`.
+pub(crate) fn source_to_plan_file(
+    workflow: &Path,
+    source: &str,
+    output: &Path,
+    format: Format,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<Status> {
+    let dir = workflow.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut plan = match toml_to_plan(source, dir, &mgc_devices::detect) {
         Ok(plan) => plan,
         Err(errors) => {
-            let name = args.workflow.display().to_string();
-            render::report(args.format, Some(Source { name: &name, text: &source }), &errors, out, err)?;
+            let name = workflow.display().to_string();
+            render::report(format, Some(Source { name: &name, text: source }), &errors, out, err)?;
             return Ok(Status::InputProblem);
         }
     };
     let plan_dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     relative_paths(&mut plan, plan_dir);
     let text = plan.to_json();
-    match mgc_core::write_output(&output, out, text.as_bytes()) {
+    match mgc_core::write_output(output, out, text.as_bytes()) {
         // The plan is what stdout holds; a summary after it would spoil it.
         Ok(Output::Stdout) => return Ok(Status::Ok),
         Ok(_) => {}
         Err(error) => {
             let error = CliError::WritePlan { path: output.display().to_string(), message: error.to_string() };
-            return fail(error, args.format, out, err);
+            return fail(error, format, out, err);
         }
     }
-    match args.format {
+    match format {
         Format::Json => {
             let summary = serde_json::json!({ "plan": output.display().to_string(), "predicted": plan.predicted });
             out.write_all(render::json_text(&summary).as_bytes())?;
@@ -71,7 +84,7 @@ fn relative_paths(plan: &mut Plan, plan_dir: &Path) {
     }
 }
 
-fn relative(path: &Path, base: &Path) -> PathBuf {
+pub(crate) fn relative(path: &Path, base: &Path) -> PathBuf {
     let path: Vec<Component> = path.components().collect();
     let base: Vec<Component> = base.components().collect();
     let common = path.iter().zip(&base).take_while(|(a, b)| a == b).count();

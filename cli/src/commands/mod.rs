@@ -2,6 +2,7 @@ pub mod check;
 pub mod compile;
 pub mod explain;
 pub mod handover;
+pub mod import;
 pub mod inspect;
 pub mod sweep;
 pub mod synth;
