@@ -168,7 +168,7 @@ impl SpecErrorKind {
                     .join(", ")
             ),
             Self::ComputeMismatch { written, compute, .. } => {
-                format!("write `#{compute}` after the entries, or `compute = \"{written}\"`")
+                format!("write `#{compute}` in the allocation, or `compute = \"{written}\"`")
             }
             Self::AllocationAndVirtualVram { .. } => {
                 "`virtual_vram` and `donor` say what `allocation = \"#cuda:0;4.0;cpu\"` says: keep one".into()
