@@ -362,9 +362,7 @@ fn entry(text: &str, pair: Pair<'_, Rule>, errors: &mut Vec<AllocationError>) ->
         return None;
     };
     let amount_span = span_of(&amount);
-    let Some(inner) = amount.into_inner().next() else {
-        return None;
-    };
+    let inner = amount.into_inner().next()?;
     let (value, unused) = if inner.as_rule() == Rule::marked {
         // `5gb*`: the device takes the rest; the amount is read, checked, and not used.
         let quantity = inner.into_inner().next()?;
