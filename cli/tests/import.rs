@@ -80,7 +80,7 @@ fn expert_and_whole_model_allocations_check_clean() {
 }
 
 #[test]
-#[ignore = "needs DisTorch full strings in the grammar"]
+
 fn virtual_vram_allocations_check_clean() {
     for name in ["flux-distorch2.json", "wan22-two-unets_api.json"] {
         let (code, out, err) = import_and_check(name);

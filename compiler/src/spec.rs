@@ -55,6 +55,10 @@ pub struct RawModel {
     pub file: Spanned<String>,
     pub compute: Spanned<String>,
     pub allocation: Option<Spanned<String>>,
+    /// DisTorch's `virtual_vram_gb`: how much of the model the donors hold, as a size (`"4gb"`).
+    pub virtual_vram: Option<Spanned<String>>,
+    /// The donor device, or a list of them filled in order (default `cpu`).
+    pub donor: Option<Spanned<toml::Value>>,
     pub placement: Option<Spanned<String>>,
 }
 

@@ -55,6 +55,16 @@ impl Decimal {
         u64::try_from(product / 10u128.pow(self.scale)).ok()
     }
 
+    /// `floor(total * self / whole)`: this part's bytes when parts are read against `whole`, as
+    /// ratios are; `None` past `u128` or when `whole` is zero.
+    pub fn part_of_floor(self, total: u64, whole: Self) -> Option<u64> {
+        let scale = self.scale.max(whole.scale);
+        let part = u128::from(self.mantissa).checked_mul(10u128.checked_pow(scale - self.scale)?)?;
+        let whole = u128::from(whole.mantissa).checked_mul(10u128.checked_pow(scale - whole.scale)?)?;
+        let product = part.checked_mul(u128::from(total))?;
+        u64::try_from(product.checked_div(whole)?).ok()
+    }
+
     pub fn to_f64(self) -> f64 {
         // Display is exact and `f64::from_str` rounds correctly.
         self.to_string().parse().unwrap_or(f64::NAN)

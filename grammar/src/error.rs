@@ -114,10 +114,20 @@ pub enum AllocationErrorKind {
     MultipleRest { first: Span },
     #[error("{this} mixed with {first}")]
     MixedModes { this: Mode, first: Mode, first_span: Span },
-    #[error("shares add up to {sum}%, not 100%")]
-    SharesNot100 { sum: String },
     #[error("shares add up to {sum}%, leaving nothing for `*`")]
     SharesLeaveNothing { sum: String },
+    #[error("no compute device after `#`")]
+    MissingCompute,
+    #[error("nothing before `#` and no virtual vram after the compute device")]
+    NothingAroundHash,
+    #[error("no virtual vram amount")]
+    MissingVirtualVram,
+    #[error("no donor device for the virtual vram")]
+    MissingDonor,
+    #[error("donor `{device}` is the compute device")]
+    DonorIsCompute { device: String },
+    #[error("virtual vram `{text}` is not an amount of memory")]
+    BadVirtualVram { text: String },
     #[error("a `*` entry has no share to take in a bare fraction")]
     BareWithRest,
     #[error("cannot read `{text}` as a bandwidth")]
@@ -164,7 +174,13 @@ impl AllocationErrorKind {
             Self::DuplicateDevice { .. } => "given again here".into(),
             Self::MultipleRest { .. } => "second `*`".into(),
             Self::MixedModes { this, .. } => format!("{this} here"),
-            Self::SharesNot100 { .. } | Self::SharesLeaveNothing { .. } => "these shares".into(),
+            Self::SharesLeaveNothing { .. } => "these shares".into(),
+            Self::MissingCompute => "which device computes?".into(),
+            Self::NothingAroundHash => "a compute device alone".into(),
+            Self::MissingVirtualVram => "how many gigabytes?".into(),
+            Self::MissingDonor => "which device holds them?".into(),
+            Self::DonorIsCompute { .. } => "this donor".into(),
+            Self::BadVirtualVram { .. } => "this amount".into(),
             Self::BareWithRest => "here".into(),
             Self::BadBandwidth { .. } | Self::BadSize { .. } => "here".into(),
             Self::UnknownRateUnit { .. } => "not a bandwidth unit".into(),
@@ -209,7 +225,16 @@ impl AllocationErrorKind {
             Self::MixedModes { .. } => {
                 "one string uses one kind of amount: bytes (`8gb`), shares of the model (`25%`) or fractions of device memory (`0.5`); `*` goes with any".into()
             }
-            Self::SharesNot100 { .. } => "make the shares add up to 100%, or give one device `*` to take the rest".into(),
+            Self::MissingCompute => "write the device the model computes on after `#`, as in `cuda:0,8gb;cpu,*#cuda:0`".into(),
+            Self::NothingAroundHash => {
+                "write entries before `#`, as in `cuda:0,8gb;cpu,*#cuda:0`, or virtual vram after it, as in `#cuda:0;4.0;cpu`".into()
+            }
+            Self::MissingVirtualVram => {
+                "write the gigabytes to move off the compute device, as in `#cuda:0;4.0;cpu`".into()
+            }
+            Self::MissingDonor => "write the devices that hold the virtual vram, in order, as in `#cuda:0;4.0;cpu`".into(),
+            Self::DonorIsCompute { .. } => "the donors hold what the compute device gives up: name other devices".into(),
+            Self::BadVirtualVram { .. } => "write gigabytes, as in `4.0`, or a size, as in `4gb`".into(),
             Self::SharesLeaveNothing { .. } => "lower a share, or remove the `*` entry".into(),
             Self::BareWithRest => return None,
             Self::BadBandwidth { .. } | Self::UnknownRateUnit { .. } => {

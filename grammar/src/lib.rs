@@ -14,6 +14,6 @@ mod ast;
 mod error;
 mod parser;
 
-pub use ast::{Allocation, Amount, Entry, Mode, Target};
+pub use ast::{Allocation, Amount, Entry, Mode, Note, Target, VirtualVram};
 pub use error::{AllocationError, AllocationErrorKind};
 pub use parser::{parse_allocation, parse_bandwidth, parse_device, parse_size};

@@ -3,7 +3,7 @@
 use pest::Parser as _;
 use pest::iterators::Pair;
 
-use crate::ast::{Allocation, Amount, Entry, Mode, Target};
+use crate::ast::{Allocation, Amount, Entry, Mode, Target, VirtualVram};
 use crate::error::{AllocationError, AllocationErrorKind as Kind};
 use mgc_core::{Bandwidth, ByteUnit, Bytes, Decimal, Device, DeviceKind, Span, Spanned};
 
@@ -28,13 +28,17 @@ pub fn parse_allocation(text: &str) -> Result<Allocation, Vec<AllocationError>> 
     }
     let top = AllocationParser::parse(Rule::allocation, text)
         .map_err(|_| vec![AllocationError::new(Kind::Stray { text: text.to_owned() }, Span::new(0, text.len()))])?
-        .next()
-        .and_then(|allocation| allocation.into_inner().next());
+        .next();
     let mut errors = Vec::new();
-    let allocation = match top {
-        Some(pair) if pair.as_rule() == Rule::bare => bare(pair, &mut errors),
-        Some(pair) => entries(text, pair, &mut errors),
-        None => None,
+    let mut parts = top.into_iter().flat_map(Pair::into_inner).filter(|p| p.as_rule() != Rule::EOI);
+    let allocation = match (parts.next(), parts.next()) {
+        (Some(pair), _) if pair.as_rule() == Rule::bare => bare(pair, &mut errors),
+        (Some(pair), full_pair) => {
+            let full_pair = full_pair.filter(|p| p.as_rule() == Rule::full);
+            let full_string = full_pair.map(|p| full(p, &mut errors));
+            entries(text, pair, full_string, &mut errors)
+        }
+        (None, _) => None,
     };
     match allocation {
         Some(allocation) if errors.is_empty() => Ok(allocation),
@@ -114,27 +118,186 @@ fn bare(pair: Pair<'_, Rule>, errors: &mut Vec<AllocationError>) -> Option<Alloc
         }
     };
     let entries = vec![
-        Entry { target: Spanned::new(Target::Compute, span), amount: Spanned::new(value, span), span },
+        Entry { target: Spanned::new(Target::Compute, span), amount: Spanned::new(value, span), unused: None, span },
         Entry {
             target: Spanned::new(Target::Device(Device::Cpu), span),
             amount: Spanned::new(Amount::Rest, span),
+            unused: None,
             span,
         },
     ];
-    Some(Allocation { mode: Mode::Fraction, bare: true, entries })
+    Some(Allocation {
+        mode: Mode::Fraction,
+        bare: true,
+        entries,
+        compute: None,
+        virtual_vram: None,
+        ignored_virtual_vram: None,
+    })
 }
 
-fn entries(text: &str, pair: Pair<'_, Rule>, errors: &mut Vec<AllocationError>) -> Option<Allocation> {
+/// What follows `#` in a DisTorch full string: the compute device, then maybe virtual VRAM.
+struct FullString {
+    /// Where the `#` and all after it were written.
+    span: Span,
+    compute: Option<Spanned<Device>>,
+    virtual_vram: Option<VirtualVram>,
+    /// Where the virtual VRAM part (`;4.0;cpu`) was written.
+    virtual_span: Option<Span>,
+}
+
+fn full(pair: Pair<'_, Rule>, errors: &mut Vec<AllocationError>) -> FullString {
+    let span = span_of(&pair);
+    let mut string = FullString { span, compute: None, virtual_vram: None, virtual_span: None };
+    let mut named_compute = false;
+    for part in pair.into_inner() {
+        match part.as_rule() {
+            Rule::device => {
+                named_compute = true;
+                let device_span = span_of(&part);
+                match device_of(part.as_str()) {
+                    Ok(device) => string.compute = Some(Spanned::new(device, device_span)),
+                    Err(kind) => errors.push(AllocationError::new(kind, device_span)),
+                }
+            }
+            Rule::vram_part => {
+                string.virtual_span = Some(span_of(&part));
+                string.virtual_vram = virtual_vram(part, string.compute.as_ref(), errors);
+            }
+            _ => errors.push(AllocationError::new(Kind::Stray { text: part.as_str().to_owned() }, span_of(&part))),
+        }
+    }
+    if !named_compute {
+        errors.push(AllocationError::new(Kind::MissingCompute, Span::new(span.start, span.start + 1)));
+    }
+    string
+}
+
+/// `;4.0;cuda:0,cpu`: the bytes to move (GB when no unit is given, as DisTorch reads them) and
+/// the donors, distinct and other than the compute device.
+fn virtual_vram(
+    pair: Pair<'_, Rule>,
+    compute: Option<&Spanned<Device>>,
+    errors: &mut Vec<AllocationError>,
+) -> Option<VirtualVram> {
+    let span = span_of(&pair);
+    let (mut amount, mut donors_pair) = (None, None);
+    for part in pair.into_inner() {
+        match part.as_rule() {
+            Rule::quantity => amount = Some(part),
+            _ => donors_pair = Some(part),
+        }
+    }
+    let amount = match amount {
+        None => {
+            errors.push(AllocationError::new(Kind::MissingVirtualVram, span));
+            None
+        }
+        Some(quantity) => virtual_amount(quantity).map_err(|error| errors.push(error)).ok(),
+    };
+    let Some(donors_pair) = donors_pair else {
+        errors.push(AllocationError::new(Kind::MissingDonor, Span::new(span.end, span.end)));
+        return None;
+    };
+    let mut donors: Vec<Spanned<Device>> = Vec::new();
+    let mut ok = true;
+    for device in donors_pair.into_inner() {
+        let device_span = span_of(&device);
+        let donor = match device_of(device.as_str()) {
+            Ok(donor) => donor,
+            Err(kind) => {
+                errors.push(AllocationError::new(kind, device_span));
+                ok = false;
+                continue;
+            }
+        };
+        if let Some(first) = donors.iter().find(|d| d.value == donor) {
+            let kind = Kind::DuplicateDevice { device: donor.to_string(), first: first.span };
+            errors.push(AllocationError::new(kind, device_span));
+            ok = false;
+        } else if compute.is_some_and(|c| c.value == donor) {
+            errors.push(AllocationError::new(Kind::DonorIsCompute { device: donor.to_string() }, device_span));
+            ok = false;
+        } else {
+            donors.push(Spanned::new(donor, device_span));
+        }
+    }
+    (ok && !donors.is_empty()).then_some(VirtualVram { amount: amount?, donors })
+}
+
+/// The amount of virtual VRAM: `4.0` is gigabytes, as DisTorch's `virtual_vram_gb`; a unit may
+/// be written.
+fn virtual_amount(quantity: Pair<'_, Rule>) -> Result<Spanned<Bytes>, AllocationError> {
+    let span = span_of(&quantity);
+    let text = quantity.as_str().trim().to_owned();
+    let mut inner = quantity.clone().into_inner();
+    let (Some(number), suffix) = (inner.next(), inner.next()) else {
+        return Err(AllocationError::new(Kind::Stray { text }, span));
+    };
+    if suffix.is_some() {
+        return match amount_of(quantity, false)? {
+            Amount::Bytes(bytes) => Ok(Spanned::new(bytes, span)),
+            Amount::Percent(_) | Amount::Fraction(_) | Amount::Rest => {
+                Err(AllocationError::new(Kind::BadVirtualVram { text }, span))
+            }
+        };
+    }
+    let value = number_of(&number)?;
+    if value.is_zero() {
+        return Err(AllocationError::new(Kind::NotPositive { text }, span));
+    }
+    match value.times_floor(ByteUnit::Gib.bytes()) {
+        Some(bytes) => Ok(Spanned::new(Bytes(bytes), span)),
+        None => Err(AllocationError::new(Kind::TooLarge { text }, span)),
+    }
+}
+
+fn entries(
+    text: &str,
+    pair: Pair<'_, Rule>,
+    full: Option<FullString>,
+    errors: &mut Vec<AllocationError>,
+) -> Option<Allocation> {
     let before = errors.len();
+    let mut entry_pairs: Vec<Pair<'_, Rule>> = pair.into_inner().collect();
+    // DisTorch skips an empty last entry: `cuda:0,2.5gb;cpu,*;` is the string without the `;`.
+    // Before `#`, an empty string of entries is virtual VRAM's.
+    if entry_pairs.len() > 1 || full.is_some() {
+        entry_pairs.pop_if(|last| last.as_str().trim().is_empty());
+    }
     let mut parsed = Vec::new();
-    for entry_pair in pair.into_inner() {
+    for entry_pair in entry_pairs {
         if let Some(entry) = entry(text, entry_pair, errors) {
             parsed.push(entry);
         }
     }
     check_whole(&parsed, errors);
     let mode = parsed.iter().find_map(|e| e.amount.value.mode()).unwrap_or(Mode::Bytes);
-    (errors.len() == before).then_some(Allocation { mode, bare: false, entries: parsed })
+    let mut allocation = Allocation {
+        mode,
+        bare: false,
+        entries: parsed,
+        compute: None,
+        virtual_vram: None,
+        ignored_virtual_vram: None,
+    };
+    if let Some(full) = full {
+        allocation.compute = full.compute;
+        if allocation.entries.is_empty() && errors.len() == before {
+            // `#cuda:0;4.0;cpu`: virtual VRAM alone.
+            match (full.virtual_vram, full.virtual_span) {
+                (Some(virtual_vram), _) => {
+                    allocation.mode = Mode::VirtualVram;
+                    allocation.virtual_vram = Some(virtual_vram);
+                }
+                (None, Some(_)) => {}
+                (None, None) => errors.push(AllocationError::new(Kind::NothingAroundHash, full.span)),
+            }
+        } else {
+            allocation.ignored_virtual_vram = full.virtual_span;
+        }
+    }
+    (errors.len() == before).then_some(allocation)
 }
 
 fn entry(text: &str, pair: Pair<'_, Rule>, errors: &mut Vec<AllocationError>) -> Option<Entry> {
@@ -198,18 +361,20 @@ fn entry(text: &str, pair: Pair<'_, Rule>, errors: &mut Vec<AllocationError>) ->
         return None;
     };
     let amount_span = span_of(&amount);
-    let value = amount.into_inner().next().map(|quantity| amount_of(quantity, false));
-    let value = match value {
-        Some(Ok(value)) => value,
-        Some(Err(error)) => {
-            errors.push(error);
-            return None;
-        }
-        None => return None,
+    let inner = amount.into_inner().next()?;
+    let (value, unused) = if inner.as_rule() == Rule::marked {
+        // `5gb*`: the device takes the rest; the amount is read, checked, and not used.
+        let quantity = inner.into_inner().next()?;
+        let quantity_span = span_of(&quantity);
+        let written = amount_of(quantity, false).map_err(|error| errors.push(error)).ok()?;
+        (Amount::Rest, Some(Spanned::new(written, quantity_span)))
+    } else {
+        (amount_of(inner, false).map_err(|error| errors.push(error)).ok()?, None)
     };
     Some(Entry {
         target: Spanned::new(Target::Device(target.ok()?), device_span),
         amount: Spanned::new(value, amount_span),
+        unused,
         span: whole,
     })
 }
@@ -255,11 +420,10 @@ fn check_whole(entries: &[Entry], errors: &mut Vec<AllocationError>) {
         return;
     };
     let span = Span::new(first.span.start, last.span.end);
-    let hundred = Decimal::from_int(100);
-    if rest.is_some() && sum >= hundred {
+    // Without `*`, shares are ratios normalised by their sum, as DisTorch reads them
+    // (`8%;8%;4%` is 8:8:4); with `*`, they are percents and `*` takes what is left of 100.
+    if rest.is_some() && sum >= Decimal::from_int(100) {
         errors.push(AllocationError::new(Kind::SharesLeaveNothing { sum: sum.to_string() }, span));
-    } else if rest.is_none() && sum != hundred {
-        errors.push(AllocationError::new(Kind::SharesNot100 { sum: sum.to_string() }, span));
     }
 }
 

@@ -6,6 +6,10 @@ use mgc_grammar::{
     Allocation, AllocationErrorKind as Kind, Amount, Mode, Target, parse_allocation, parse_bandwidth, parse_size,
 };
 
+fn notes(text: &str) -> Vec<String> {
+    ok(text).notes().into_iter().map(|n| n.text).collect()
+}
+
 fn ok(text: &str) -> Allocation {
     match parse_allocation(text) {
         Ok(a) => a,
@@ -111,13 +115,14 @@ fn every_error_is_reported_at_once_with_its_span() {
 #[test]
 fn mistakes_by_kind() {
     assert!(matches!(kinds("cuda:0,4gb;;cpu,*")[..], [Kind::EmptyEntry]));
-    assert!(matches!(kinds("cuda:0,4gb;cpu,*;")[..], [Kind::EmptyEntry]));
+    assert!(matches!(kinds(";cuda:0,4gb")[..], [Kind::EmptyEntry]));
     assert!(matches!(kinds("cuda:0,4gb;cuda:0,2gb")[..], [Kind::DuplicateDevice { .. }]));
     assert!(matches!(
         kinds("cuda:0,4gb;cpu,50%")[..],
         [Kind::MixedModes { this: Mode::Ratio, first: Mode::Bytes, .. }]
     ));
-    assert!(matches!(kinds("cuda:0,25%;cpu,50%")[..], [Kind::SharesNot100 { .. }]));
+    assert!(matches!(kinds("cuda:0,150%;cpu,*")[..], [Kind::PercentOver100 { .. }]));
+    assert!(matches!(kinds("cuda:0,60%;cuda:1,50%;cpu,*")[..], [Kind::SharesLeaveNothing { .. }]));
     assert!(matches!(kinds("cuda:0,60%;cuda:1,40%;cpu,*")[..], [Kind::SharesLeaveNothing { .. }]));
     assert!(matches!(kinds("cuda:0,0gb;cpu,*")[..], [Kind::NotPositive { .. }]));
     assert!(matches!(kinds("cuda:0,0.1b;cpu,*")[..], [Kind::LessThanOneByte { .. }]));
@@ -136,9 +141,96 @@ fn mistakes_by_kind() {
     assert!(matches!(kinds("cuda:0,20000000000tb")[..], [Kind::TooLarge { .. }]));
 }
 
+/// DisTorch's own examples (its README, its log lines) and the strings its nodes build, read as
+/// DisTorch reads them.
+#[test]
+fn distorch_forms() {
+    // `*` anywhere in an amount makes the device take the rest; the amount is not used.
+    let a = ok("cuda:0,500mb;cuda:1,3.0g;cpu,5gb*");
+    assert_eq!(a.mode, Mode::Bytes);
+    assert_eq!(
+        bytes_of(&a),
+        vec![("cuda:0".into(), Some(500 << 20)), ("cuda:1".into(), Some(3 << 30)), ("cpu".into(), None)]
+    );
+    assert_eq!(a.rest().unwrap().unused.as_ref().unwrap().value, Amount::Bytes(Bytes(5 << 30)));
+    assert_eq!(
+        notes("cuda:0,500mb;cuda:1,3.0g;cpu,5gb*"),
+        ["`5gb` before `*` is not used: `cpu` takes the rest of the model"]
+    );
+    assert_eq!(a.to_string(), "cuda:0,500mb;cuda:1,3gb;cpu,*");
+    assert!(matches!(kinds("cuda:0,4gb;cpu,5gb*;disk,*")[..], [Kind::MultipleRest { .. }]));
+    assert!(matches!(kinds("cuda:0,4gb;cpu,5tbs*")[..], [Kind::UnknownUnit { .. }]));
+
+    // Ratios are normalised by their sum; 100 in all reads as before.
+    let a = ok("cuda:0,8%;cuda:1,8%;cpu,4%");
+    assert_eq!(a.ratio_sum(), Some(Decimal::from_int(20)));
+    assert_eq!(notes("cuda:0,8%;cuda:1,8%;cpu,4%"), ["shares add up to 20%: read as 8:8:4 → 40% / 40% / 20%"]);
+    assert_eq!(ok("cuda:0,25%;cpu,75%").ratio_sum(), None);
+    assert!(notes("cuda:0,25%;cpu,75%").is_empty());
+    assert_eq!(notes("cuda:0,1%;cuda:1,1%;cpu,1%"), ["shares add up to 3%: read as 1:1:1 → 33.33% / 33.33% / 33.33%"]);
+    // With `*`, shares stay percents of the model and `*` takes what is left of 100.
+    assert_eq!(ok("cuda:0,60%;cpu,*").ratio_sum(), None);
+
+    // A trailing `;` is nothing.
+    assert!(ok("cuda:0,2.5gb;cpu,*;").same_meaning(&ok("cuda:0,2.5gb;cpu,*")));
+    assert!(ok("cuda:0,2.5gb;cpu,*; ").same_meaning(&ok("cuda:0,2.5gb;cpu,*")));
+
+    // `<expert>#<compute>`: the entries, for that compute device.
+    let a = ok("cuda:0,2.5gb;cpu,*#cuda:0");
+    assert_eq!(a.mode, Mode::Bytes);
+    assert_eq!(a.compute.as_ref().unwrap().value, Device::Cuda(0));
+    assert_eq!(bytes_of(&a), vec![("cuda:0".into(), Some(2_684_354_560)), ("cpu".into(), None)]);
+    assert_eq!(a.to_string(), "cuda:0,2560mb;cpu,*#cuda:0");
+    // DisTorch's nodes append the virtual VRAM too when it is set; the entries decide.
+    let a = ok("cuda:0,2.5gb;cpu,*#cuda:0;4.0;cpu");
+    assert!(a.virtual_vram.is_none());
+    assert_eq!(
+        notes("cuda:0,2.5gb;cpu,*#cuda:0;4.0;cpu"),
+        ["the virtual vram after the compute device is not used: the entries before `#` decide"]
+    );
+
+    // `#<compute>;<GB>;<donors>`: virtual VRAM, donors in order.
+    let a = ok("#cuda:0;4.0;cpu");
+    assert_eq!(a.mode, Mode::VirtualVram);
+    assert!(a.entries.is_empty());
+    let v = a.virtual_vram.as_ref().unwrap();
+    assert_eq!(v.amount.value, Bytes(4 << 30));
+    assert_eq!(v.donors.iter().map(|d| d.value).collect::<Vec<_>>(), [Device::Cpu]);
+    assert_eq!(a.to_string(), "#cuda:0;4gb;cpu");
+    let a = ok("#cuda:1;8.0;cuda:0,cpu");
+    let v = a.virtual_vram.as_ref().unwrap();
+    assert_eq!(v.amount.value, Bytes(8 << 30));
+    assert_eq!(v.donors.iter().map(|d| d.value).collect::<Vec<_>>(), [Device::Cuda(0), Device::Cpu]);
+    assert_eq!(a.devices().map(|d| d.value).collect::<Vec<_>>(), [Device::Cuda(1), Device::Cuda(0), Device::Cpu]);
+    assert_eq!(ok("#cuda:0;1.5;cpu").virtual_vram.unwrap().amount.value, Bytes(3 << 29));
+    assert_eq!(ok("#cuda:0;512mb;cpu").virtual_vram.unwrap().amount.value, Bytes(512 << 20));
+
+    assert!(matches!(kinds("#cuda:0")[..], [Kind::NothingAroundHash]));
+    assert!(matches!(kinds("cuda:0,4gb;cpu,*#")[..], [Kind::MissingCompute]));
+    assert!(matches!(kinds("#cuda:0;;cpu")[..], [Kind::MissingVirtualVram]));
+    assert!(matches!(kinds("#cuda:0;4.0")[..], [Kind::MissingDonor]));
+    assert!(matches!(kinds("#cuda:0;4.0;")[..], [Kind::MissingDonor]));
+    assert!(matches!(kinds("#cuda:0;4.0;cuda:0")[..], [Kind::DonorIsCompute { .. }]));
+    assert!(matches!(kinds("#cuda:0;4.0;cpu,cpu")[..], [Kind::DuplicateDevice { .. }]));
+    assert!(matches!(kinds("#cuda:0;0;cpu")[..], [Kind::NotPositive { .. }]));
+    assert!(matches!(kinds("#cuda:0;50%;cpu")[..], [Kind::BadVirtualVram { .. }]));
+    assert!(matches!(kinds("#gpu:0;4.0;cpu")[..], [Kind::UnknownDevice { .. }]));
+    assert!(matches!(kinds("cuda:0,4gb;cpu,*#cuda:0#cuda:1")[..], [Kind::Stray { .. }]));
+}
+
 #[test]
 fn canonical_text_parses_back_to_the_same_meaning() {
-    for text in ["cuda:0,2.5gb;cuda:1,3g;cpu,*", "cuda:0,33.3%;cpu,66.7%", "cuda:0,0.25;cpu,*", "0.8", "cpu,1.3g"] {
+    for text in [
+        "cuda:0,2.5gb;cuda:1,3g;cpu,*",
+        "cuda:0,33.3%;cpu,66.7%",
+        "cuda:0,0.25;cpu,*",
+        "0.8",
+        "cpu,1.3g",
+        "cuda:0,8%;cuda:1,8%;cpu,4%",
+        "cuda:0,500mb;cpu,5gb*",
+        "cuda:0,2.5gb;cpu,*#cuda:0",
+        "#cuda:1;8.3;cuda:0,cpu",
+    ] {
         let a = ok(text);
         let again = ok(&a.to_string());
         assert!(a.same_meaning(&again), "{text} -> {a} -> {again:?}");
@@ -174,7 +266,7 @@ fn decimals_are_exact() {
 /// error must point inside the string, on character boundaries.
 #[test]
 fn random_strings_never_panic_and_spans_stay_inside() {
-    let alphabet: Vec<char> = "cuda:0,1;.*%gbkmtiB -+=pxnhrsk9\té".chars().collect();
+    let alphabet: Vec<char> = "cuda:0,1;.*%gbkmtiB -+=pxnhrsk9\té#".chars().collect();
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
         state ^= state << 13;

@@ -21,7 +21,10 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
 
 fn allocation(text: &str, format: Format, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<Status> {
     match (parse_allocation(text), format) {
-        (Ok(allocation), Format::Json) => out.write_all(render::json_text(&allocation).as_bytes())?,
+        (Ok(allocation), Format::Json) => {
+            let notes: Vec<String> = allocation.notes().into_iter().map(|n| n.text).collect();
+            out.write_all(render::json_text(&Checked { allocation: &allocation, notes }).as_bytes())?;
+        }
         (Ok(allocation), Format::Human) => out.write_all(allocation_table(&allocation).as_bytes())?,
         (Err(errors), format) => {
             render::report(format, Some(Source { name: "allocation", text }), &errors, out, err)?;
@@ -31,16 +34,42 @@ fn allocation(text: &str, format: Format, out: &mut dyn Write, err: &mut dyn Wri
     Ok(Status::Ok)
 }
 
+/// An allocation as `--format json` shows it: its meaning, and how it was read.
+#[derive(serde::Serialize)]
+struct Checked<'a> {
+    #[serde(flatten)]
+    allocation: &'a Allocation,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
+}
+
 fn allocation_table(allocation: &Allocation) -> String {
     let mut text = format!("{} mode{}\n", allocation.mode, if allocation.bare { " (a bare fraction)" } else { "" });
+    let ratio_sum = allocation.ratio_sum();
     for entry in &allocation.entries {
         let amount = match entry.amount.value {
             Amount::Bytes(bytes) => format!("{bytes} ({} bytes)", bytes.get()),
+            Amount::Percent(p) if ratio_sum.is_some() => format!("{p} parts of the model"),
             Amount::Percent(p) => format!("{p}% of the model"),
             Amount::Fraction(f) => format!("{f} of the device's memory"),
             Amount::Rest => "the rest of the model".into(),
         };
         text.push_str(&format!("  {:<12} {amount}\n", entry.target.value.to_string()));
+    }
+    if let Some(virtual_vram) = &allocation.virtual_vram {
+        let amount = virtual_vram.amount.value;
+        let donors: Vec<String> = virtual_vram.donors.iter().map(|d| format!("`{}`", d.value)).collect();
+        text.push_str(&format!(
+            "  {amount} ({} bytes) of the model moved off the compute device onto {}, filled in order\n",
+            amount.get(),
+            donors.join(", then ")
+        ));
+    }
+    if let Some(compute) = &allocation.compute {
+        text.push_str(&format!("  compute on   {}\n", compute.value));
+    }
+    for note in allocation.notes() {
+        text.push_str(&format!("note: {}\n", note.text));
     }
     text
 }

@@ -58,6 +58,21 @@ fn model_budgets(model: &GraphModel, workflow: &Workflow) -> Result<Vec<BudgetEn
     let total = model.bytes;
     let usable = |device: Device| workflow.devices.iter().find(|d| d.device == device).map(|d| d.usable().get());
     let mut entries = Vec::new();
+    if let Some(virtual_vram) = &spec.allocation.virtual_vram {
+        // DisTorch's virtual VRAM: the donors hold `amount` between them, filled in order, each up
+        // to what it can hold and the last one whatever is left; the compute device keeps the rest.
+        entries.push(BudgetEntry { device: spec.compute, bytes: 0, absorbs: true });
+        let mut left = virtual_vram.amount.value.get();
+        for (i, donor) in virtual_vram.donors.iter().enumerate() {
+            let last = i + 1 == virtual_vram.donors.len();
+            let bytes = if last { left } else { left.min(usable(donor.value).unwrap_or(0)) };
+            left -= bytes;
+            if bytes > 0 {
+                entries.push(BudgetEntry { device: donor.value, bytes, absorbs: false });
+            }
+        }
+    }
+    let ratio_sum = spec.allocation.ratio_sum();
     for entry in &spec.allocation.entries {
         let device = match entry.target.value {
             Target::Device(device) => device,
@@ -65,7 +80,11 @@ fn model_budgets(model: &GraphModel, workflow: &Workflow) -> Result<Vec<BudgetEn
         };
         let bytes = match entry.amount.value {
             Amount::Bytes(bytes) => bytes.get(),
-            Amount::Percent(p) => p.times_floor(total).map_or(u64::MAX, |b| b / 100),
+            // Ratios without `*` are parts of their sum (8:8:4), as DisTorch reads them.
+            Amount::Percent(p) => match ratio_sum {
+                Some(sum) => p.part_of_floor(total, sum).unwrap_or(u64::MAX),
+                None => p.times_floor(total).map_or(u64::MAX, |b| b / 100),
+            },
             Amount::Fraction(f) => {
                 if device == Device::Disk {
                     return Err(Problem::new(ProblemKind::FractionOfDisk { model: spec.name.clone() }, span));

@@ -85,6 +85,16 @@ pub enum SpecErrorKind {
     UnreadableProfile { path: String, error: mgc_core::ReadError },
     #[error("cannot read the hardware profile `{path}`: {error}")]
     BadProfile { path: String, error: mgc_core::profile::ProfileError },
+    #[error(
+        "the allocation of model `{model}` is for compute device `{written}`, but the model computes on `{compute}`"
+    )]
+    ComputeMismatch { model: String, written: String, compute: String },
+    #[error("model `{model}` has both `allocation` and `virtual_vram`")]
+    AllocationAndVirtualVram { model: String },
+    #[error("`donor` without `virtual_vram`")]
+    DonorWithoutVirtualVram,
+    #[error("`donor` is a device or a list of devices")]
+    BadDonor,
 }
 
 impl SpecErrorKind {
@@ -99,6 +109,7 @@ impl SpecErrorKind {
             Self::NotDetected { .. } => "not detected".into(),
             Self::MissingFile { .. } | Self::NotAFile { .. } => "this path".into(),
             Self::UnknownLinkKind { .. } => "not a link kind".into(),
+            Self::ComputeMismatch { .. } => "this compute device".into(),
             _ => "here".into(),
         }
     }
@@ -158,6 +169,18 @@ impl SpecErrorKind {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            Self::ComputeMismatch { written, compute, .. } => {
+                format!("write `#{compute}` in the allocation, or `compute = \"{written}\"`")
+            }
+            Self::AllocationAndVirtualVram { .. } => {
+                "`virtual_vram` and `donor` say what `allocation = \"#cuda:0;4.0;cpu\"` says: keep one".into()
+            }
+            Self::DonorWithoutVirtualVram => {
+                "add `virtual_vram = \"4gb\"`, the part of the model the donors hold, or remove `donor`".into()
+            }
+            Self::BadDonor => {
+                "write `donor = \"cpu\"`, or `donor = [\"cuda:1\", \"cpu\"]` to fill them in order".into()
+            }
             Self::UnreadableProfile { .. } | Self::BadProfile { .. } => {
                 "`mgc probe -o FILE` writes a profile; paths are relative to the workflow file".into()
             }

@@ -6,8 +6,8 @@ use std::path::Path;
 use mgc_core::profile::Profile;
 use mgc_core::{Bytes, Device, Hardware, Span, Spanned};
 use mgc_grammar::{
-    Allocation, AllocationError, Amount, Entry, Mode, Target, parse_allocation, parse_bandwidth, parse_device,
-    parse_size,
+    Allocation, AllocationError, AllocationErrorKind, Amount, Entry, Mode, Target, VirtualVram, parse_allocation,
+    parse_bandwidth, parse_device, parse_size,
 };
 use toml::Spanned as TomlSpanned;
 
@@ -426,12 +426,24 @@ impl Resolver<'_> {
                         let span = offset.map_or(span_of(value), |o| used.span.shifted(o));
                         all_known &= self.known(used.value, span, devices, declared);
                     }
-                    all_known
+                    all_known && self.same_compute(&name, allocation, compute, value, offset)
                 });
+                if let Some(virtual_vram) = &item.virtual_vram {
+                    self.push(Kind::AllocationAndVirtualVram { model: name.clone() }, span_of(virtual_vram));
+                }
                 (allocation, span_of(value), offset)
             }
-            None => (compute.map(everything_on), compute_span, None),
+            None => match &item.virtual_vram {
+                Some(amount) => {
+                    let allocation = self.virtual_vram(amount, item.donor.as_ref(), compute, devices, declared);
+                    (allocation, span_of(amount), None)
+                }
+                None => (compute.map(everything_on), compute_span, None),
+            },
         };
+        if let (Some(donor), None) = (&item.donor, &item.virtual_vram) {
+            self.push(Kind::DonorWithoutVirtualVram, span_of(donor));
+        }
         if !ok {
             return None;
         }
@@ -511,6 +523,103 @@ impl Resolver<'_> {
     }
 }
 
+/// DisTorch's full strings name their compute device: it must be the model's.
+impl Resolver<'_> {
+    fn same_compute(
+        &mut self,
+        model: &str,
+        allocation: &Allocation,
+        compute: Option<Device>,
+        value: &TomlSpanned<String>,
+        offset: Option<usize>,
+    ) -> bool {
+        match (&allocation.compute, compute) {
+            (Some(written), Some(compute)) if written.value != compute => {
+                let span = offset.map_or(span_of(value), |o| written.span.shifted(o));
+                let kind = Kind::ComputeMismatch {
+                    model: model.to_owned(),
+                    written: written.value.to_string(),
+                    compute: compute.to_string(),
+                };
+                self.push(kind, span);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// `virtual_vram = "4gb"` with `donor = "cpu"` or a list: the allocation
+    /// `#<compute>;4gb;<donors>`, DisTorch's virtual VRAM.
+    fn virtual_vram(
+        &mut self,
+        amount: &TomlSpanned<String>,
+        donor: Option<&TomlSpanned<toml::Value>>,
+        compute: Option<Device>,
+        devices: &[DeviceSpec],
+        declared: bool,
+    ) -> Option<Allocation> {
+        let bytes = self.size(amount).filter(|bytes| {
+            let positive = bytes.get() > 0;
+            if !positive {
+                self.push(Kind::NotPositive { key: "virtual_vram" }, span_of(amount));
+            }
+            positive
+        });
+        let names: Vec<TomlSpanned<String>> = match donor {
+            None => vec![TomlSpanned::new(0..0, "cpu".to_owned())],
+            Some(value) => {
+                let range = value.span();
+                let strings = match value.get_ref() {
+                    toml::Value::String(name) => Some(vec![name.clone()]),
+                    toml::Value::Array(items) if !items.is_empty() => {
+                        items.iter().map(|item| item.as_str().map(str::to_owned)).collect()
+                    }
+                    _ => None,
+                };
+                let Some(strings) = strings else {
+                    self.push(Kind::BadDonor, span_of(value));
+                    return None;
+                };
+                strings.into_iter().map(|name| TomlSpanned::new(range.clone(), name)).collect()
+            }
+        };
+        let span = donor.map_or(span_of(amount), span_of);
+        let mut donors: Vec<Spanned<Device>> = Vec::new();
+        let mut ok = true;
+        for name in &names {
+            let Some(device) = self.device_name(name) else {
+                ok = false;
+                continue;
+            };
+            let problem = if donors.iter().any(|d| d.value == device) {
+                Some(AllocationErrorKind::DuplicateDevice { device: device.to_string(), first: span })
+            } else if compute == Some(device) {
+                Some(AllocationErrorKind::DonorIsCompute { device: device.to_string() })
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                self.push(Kind::Value { error: AllocationError::new(problem, span) }, span);
+                ok = false;
+            } else if self.known(device, span, devices, declared) {
+                donors.push(Spanned::new(device, span));
+            } else {
+                ok = false;
+            }
+        }
+        let compute = compute?;
+        let amount = Spanned::new(bytes?, span_of(amount));
+        ok.then(|| Allocation {
+            mode: Mode::VirtualVram,
+            bare: false,
+            entries: Vec::new(),
+            compute: Some(Spanned::new(compute, span)),
+            virtual_vram: Some(VirtualVram { amount, donors }),
+            ignored_virtual_vram: None,
+        })
+    }
+}
+
 /// The allocation of a model that names none: all of it on its compute device.
 fn everything_on(compute: Device) -> Allocation {
     let span = Span::new(0, 0);
@@ -520,7 +629,11 @@ fn everything_on(compute: Device) -> Allocation {
         entries: vec![Entry {
             target: Spanned::new(Target::Device(compute), span),
             amount: Spanned::new(Amount::Rest, span),
+            unused: None,
             span,
         }],
+        compute: None,
+        virtual_vram: None,
+        ignored_virtual_vram: None,
     }
 }
