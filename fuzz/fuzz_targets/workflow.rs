@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mgc_compiler::hardware::Hardware;
+use mgc_core::Hardware;
 
 fuzz_target!(|text: &str| {
     let dir = std::env::temp_dir();
