@@ -5,11 +5,9 @@ The work is done by ``core`` (plain torch); this layer only finds files and mode
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import shutil
-import subprocess
-import tempfile
 
 from . import core
 
@@ -358,7 +356,7 @@ def gguf_installed() -> bool:
 
 
 class CompileAllocation:
-    """Runs `mgc compile` on a one-model workflow made from a model file and an allocation string."""
+    """Compiles a one-model workflow made from a model file and an allocation string (the `mgc` package)."""
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -381,25 +379,32 @@ class CompileAllocation:
         return (compile_allocation(path, compute, allocation),)
 
 
-def compile_allocation(path: str, compute: str, allocation: str, mgc: str | None = None) -> dict:
-    """A plan for one model file from an allocation string, by the `mgc` binary; mgc's own
-    diagnostic when the string is wrong."""
-    binary = mgc or shutil.which("mgc")
-    if not binary:
-        raise core.PlanError("`mgc` is not on PATH: install it (cargo build --release -p mgc) or add it to PATH")
-    with tempfile.TemporaryDirectory() as tmp:
-        workflow = os.path.join(tmp, "workflow.toml")
-        with open(workflow, "w", encoding="utf-8") as f:
-            f.write(
-                "[[model]]\nname = \"model\"\n"
-                f"file = {_toml_string(os.path.abspath(path))}\ncompute = {_toml_string(compute)}\n"
-                f"allocation = {_toml_string(allocation)}\n"
-            )
-        plan_path = os.path.join(tmp, "workflow.plan.json")
-        result = subprocess.run([binary, "compile", workflow, "-o", plan_path], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise core.PlanError(result.stderr.strip() or result.stdout.strip())
-        return core.load_plan(plan_path)
+def compile_allocation(path: str, compute: str, allocation: str) -> dict:
+    """A plan for one model file from an allocation string, compiled in-process by the `mgc`
+    package; mgc's own diagnostic when the string is wrong."""
+    mgc = _mgc()
+    workflow = (
+        "[[model]]\nname = \"model\"\n"
+        f"file = {_toml_string(os.path.abspath(path))}\ncompute = {_toml_string(compute)}\n"
+        f"allocation = {_toml_string(allocation)}\n"
+    )
+    try:
+        plan = mgc.compile(workflow)
+    except mgc.MgcError as e:
+        raise core.PlanError(str(e)) from None
+    return core.load_plan(json.dumps(plan))
+
+
+def _mgc():
+    """The compiler: the `mgc` Python package, built from this repository."""
+    try:
+        import mgc
+    except ImportError:
+        raise core.PlanError(
+            "the mgc compiler (Python package `mgc`) is not installed: run `pip install -r requirements.txt` "
+            "in this node pack's folder with ComfyUI's Python"
+        ) from None
+    return mgc
 
 
 def _toml_string(value: str) -> str:

@@ -31,7 +31,7 @@ cat "$out/gpu.txt"
 # Python packages the tests need beyond torch and pytest, where this Python lacks them.
 site="$work/site"
 py="${PYTHON:-python3}"
-if [ -d "$here/wheels" ] && ! "$py" -c 'import jsonschema, av, torchsde, gguf' 2>/dev/null; then
+if [ -d "$here/wheels" ] && ! "$py" -c 'import jsonschema, av, torchsde, gguf, mgc' 2>/dev/null; then
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$here"/wheels/*.whl \
         >> "$out/log.txt" 2>&1
 fi
@@ -48,7 +48,7 @@ for t in run gguf; do
 done
 
 step "node pack core"
-if (cd "$repo" && PYTHONPATH="$site" MGC="$mgc" "$py" -m pytest -q -rs -p no:cacheprovider comfyui/tests/test_core.py) \
+if (cd "$repo" && PYTHONPATH="$site" "$py" -m pytest -q -rs -p no:cacheprovider comfyui/tests/test_core.py) \
     > "$out/pytest.txt" 2>&1; then
     echo "node pack tests passed" | tee -a "$out/log.txt"
 else
@@ -65,7 +65,7 @@ if [ -f "$here/comfyui.tgz" ]; then
     fi
     device="cpu"
     "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null && device="cuda:0"
-    if (cd "$repo" && PYTHONPATH="$site" MGC="$mgc" MGC_COMFYUI="$work/ComfyUI" MGC_COMFYUI_GGUF="$gguf_nodes" \
+    if (cd "$repo" && PYTHONPATH="$site" MGC_COMFYUI="$work/ComfyUI" MGC_COMFYUI_GGUF="$gguf_nodes" \
         MGC_COMFYUI_DEVICE="$device" MGC_TINY="$work/no-fixtures" \
         "$py" -m pytest -q -rs -p no:cacheprovider comfyui/tests/test_comfyui.py) > "$out/pytest-comfyui.txt" 2>&1; then
         echo "node pack tests inside ComfyUI ($device) passed" | tee -a "$out/log.txt"

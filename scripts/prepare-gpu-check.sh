@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds what scripts/gpu-check.sh needs into device-run/ (git-ignored): the release binaries, the
 # runtime's test binary, the inventory it synthesises a model from, the Python wheels the node
-# pack's tests need beyond torch and pytest (for Python 3.12), and the script itself.
+# pack's tests need beyond torch and pytest (for Python 3.12; the `mgc` package among them), and the script itself.
 # With MGC_COMFYUI (a ComfyUI checkout) and optionally MGC_COMFYUI_GGUF (a ComfyUI-GGUF checkout)
 # set, those are packed too, with the wheels ComfyUI imports that a plain torch machine may lack,
 # so that the node pack's ComfyUI tests run on the GPU.
@@ -27,6 +27,8 @@ cp "$gguf_tests" device-run/gguf-tests
 # Without their line tables the binaries travel in a fraction of the space.
 strip --strip-debug device-run/mgc device-run/mgc-run device-run/run-tests device-run/gguf-tests
 cp tests/fixtures/models/wan2.1_t2v_1.3B_bf16.json device-run/inventories/
+# The compiler as the Python package the node pack imports (abi3: any Python >= 3.10).
+.venv-mgc/bin/maturin build --quiet --release --locked -m python/Cargo.toml -o device-run/wheels
 .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d device-run/wheels jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 \

@@ -1,6 +1,7 @@
 //! The `mgc` command line. Argument types live in [`args`], one file per command in `commands/`,
 //! and diagnostics are rendered only here, in [`render`].
 
+pub mod api;
 pub mod args;
 mod commands;
 pub mod error;
@@ -31,9 +32,15 @@ impl From<Status> for ExitCode {
 
 /// Runs `mgc` with the process's arguments.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    ExitCode::from(main_with_args(std::env::args_os().collect()))
+}
+
+/// Runs `mgc` with `args` (the program's name first), printing on this process's stdout and
+/// stderr, and returns the exit code. The Python package's `mgc` command calls this.
+pub fn main_with_args(args: Vec<std::ffi::OsString>) -> u8 {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(error) if error.use_stderr() && format_of(&std::env::args_os().collect::<Vec<_>>()) == Format::Json => {
+        Err(error) if error.use_stderr() && format_of(&args) == Format::Json => {
             // Programs that asked for JSON get JSON, even about the arguments.
             let rendered = error.render().to_string();
             let first: Vec<&str> = rendered.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
@@ -45,11 +52,11 @@ pub fn main() -> ExitCode {
                 &mut std::io::stdout(),
                 &mut std::io::stderr(),
             );
-            return Status::ToolFailed.into();
+            return Status::ToolFailed as u8;
         }
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() { Status::ToolFailed.into() } else { Status::Ok.into() };
+            return if error.use_stderr() { Status::ToolFailed as u8 } else { Status::Ok as u8 };
         }
     };
     let stdout = std::io::stdout();
@@ -58,7 +65,8 @@ pub fn main() -> ExitCode {
     let mut err = stderr.lock();
     let status = run(cli, &mut out, &mut err);
     let _ = out.flush();
-    status.into()
+    let _ = err.flush();
+    status as u8
 }
 
 /// Runs one command, writing results to `out` and diagnostics to `err`.
@@ -73,7 +81,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Status {
         Command::Sweep(args) => commands::sweep::run(&args, out, err),
         Command::Run { args } => commands::handover::run("run", &args, out, err),
         Command::Probe { args } => commands::handover::run("probe", &args, out, err),
-        Command::Schema => out.write_all(render::json_text(&mgc_plan::schema()).as_bytes()).map(|()| Status::Ok),
+        Command::Schema => out.write_all(api::schema().as_bytes()).map(|()| Status::Ok),
     };
     match result {
         Ok(status) => status,

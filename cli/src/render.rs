@@ -28,22 +28,33 @@ pub fn report<D: Diagnostic + PartialEq>(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<()> {
-    let mut unique: Vec<&D> = Vec::new();
-    for error in errors {
-        if !unique.contains(&error) {
-            unique.push(error);
-        }
-    }
-    let errors: Vec<&dyn Diagnostic> = unique.into_iter().map(|e| e as &dyn Diagnostic).collect();
+    let errors: Vec<&dyn Diagnostic> = unique(errors).into_iter().map(|e| e as &dyn Diagnostic).collect();
     match format {
         Format::Json => out.write_all(json_text(&json_errors(source, &errors)).as_bytes()),
         Format::Human => err.write_all(human(source, &errors).as_bytes()),
     }
 }
 
-/// Renders each diagnostic against its source text, as a person reads it.
+/// Renders each diagnostic against its source text, as a person reads it: in colour when stderr
+/// is a terminal and `NO_COLOR` is unset.
 pub fn human(source: Option<Source<'_>>, errors: &[&dyn Diagnostic]) -> String {
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    human_in(source, errors, colour)
+}
+
+/// Errors that are equal, once each, in their order.
+pub fn unique<D: PartialEq>(errors: &[D]) -> Vec<&D> {
+    let mut unique: Vec<&D> = Vec::new();
+    for error in errors {
+        if !unique.contains(&error) {
+            unique.push(error);
+        }
+    }
+    unique
+}
+
+/// [`human`], with or without colour as asked.
+pub fn human_in(source: Option<Source<'_>>, errors: &[&dyn Diagnostic], colour: bool) -> String {
     let theme = if colour { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
     let mut text = String::new();

@@ -10,6 +10,7 @@ without the plan, and that the plan's placement survives ComfyUI's own model loa
 - MGC_COMFYUI_GGUF: a ComfyUI-GGUF checkout, for the GGUF loader.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,8 @@ COMFYUI = os.environ.get("MGC_COMFYUI")
 GGUF_NODES = os.environ.get("MGC_COMFYUI_GGUF")
 DEVICE = os.environ.get("MGC_COMFYUI_DEVICE", "cpu")
 TINY = os.environ.get("MGC_TINY", os.path.join(os.path.dirname(ROOT), "shared", "fixtures", "tiny"))
-MGC = os.environ.get("MGC", os.path.join(ROOT, "target", "debug", "mgc"))
+# The `mgc` command of the `mgc` package, run with this Python.
+MGC = [sys.executable, "-m", "mgc"]
 
 pytestmark = pytest.mark.skipif(
     not COMFYUI or not os.path.isdir(os.path.join(COMFYUI, "comfy")),
@@ -48,7 +50,7 @@ def _tiny_wan(tmp_path):
         return fixture, load_file(os.path.join(TINY, "io", "tiny_wan21_io.safetensors"))
     made = tmp_path / "tiny_wan21.safetensors"
     inventory = os.path.join(ROOT, "tests", "fixtures", "models", "tiny_wan21.json")
-    out = subprocess.run([MGC, "synth-model", inventory, "-o", str(made), "--random"], capture_output=True, text=True)
+    out = subprocess.run([*MGC, "synth-model", inventory, "-o", str(made), "--random"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     g = torch.Generator().manual_seed(1000)
     io = {"in.x": torch.randn(1, 16, 2, 16, 16, generator=g), "in.sigma": torch.tensor([0.5]),
@@ -64,9 +66,9 @@ def _plan(tmp_path, model_file, allocation, name="model", batch_below="64kb"):
         f'[[model]]\nname = "{name}"\nfile = "{model_file}"\ncompute = "{DEVICE}"\nallocation = "{allocation}"\n'
         f'[schedule]\nprefetch = 1\nbatch_below = "{batch_below}"\n'
     )
-    out = subprocess.run([MGC, "compile", str(workflow), "-o", str(tmp_path / f"{name}.plan.json")],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    import mgc
+
+    (tmp_path / f"{name}.plan.json").write_text(json.dumps(mgc.compile(workflow), separators=(",", ":")))
     from comfyui import nodes
 
     return nodes.LoadPlan().load(str(tmp_path / f"{name}.plan.json"))[0]
@@ -223,7 +225,7 @@ def test_clip_loader_node_finds_the_plans_keys_inside_comfyuis_text_encoder(tmp_
 
     model_file = tmp_path / "clip_l.safetensors"
     inventory = os.path.join(ROOT, "tests", "fixtures", "models", "clip_l.json")
-    made = subprocess.run([MGC, "synth-model", inventory, "-o", str(model_file)], capture_output=True, text=True)
+    made = subprocess.run([*MGC, "synth-model", inventory, "-o", str(model_file)], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     plan = _plan(tmp_path, model_file, _allocation("cpu,30%;disk,*"), "clip")
     monkeypatch.setattr(folder_paths, "get_full_path_or_raise", lambda kind, name: str(model_file))

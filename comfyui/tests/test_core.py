@@ -5,7 +5,6 @@ sit where the plan says between forwards, and wrong plans are refused."""
 import json
 import os
 import struct
-import subprocess
 import sys
 
 import pytest
@@ -17,11 +16,10 @@ sys.path.insert(0, ROOT)
 from comfyui import core, nodes  # noqa: E402  (the package as ComfyUI imports it)
 
 
-def mgc() -> str:
-    for candidate in (os.environ.get("MGC"), f"{ROOT}/target/debug/mgc", f"{ROOT}/target/release/mgc"):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    pytest.fail("no `mgc` binary: build it with `cargo build -p mgc` (scripts/test.sh does)")
+try:
+    import mgc
+except ImportError:
+    pytest.fail("no `mgc` package: `pip install ./python` (scripts/test.sh builds it into .venv-mgc)", pytrace=False)
 
 
 class Block(nn.Module):
@@ -75,9 +73,7 @@ def compile_plan(tmp_path, name, allocation, batch_below="1kb", prefetch="1", co
         f'[[model]]\nname = "tiny"\nfile = "tiny.safetensors"\ncompute = "{compute}"\nallocation = "{allocation}"\n'
         f'[workload]\ntokens = 8\n[schedule]\nprefetch = {prefetch}\nbatch_below = "{batch_below}"\n'
     )
-    out = subprocess.run([mgc(), "compile", str(workflow), "-o", str(tmp_path / f"{name}.plan.json")],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    (tmp_path / f"{name}.plan.json").write_text(json.dumps(mgc.compile(workflow), separators=(",", ":")))
     return core.load_plan(str(tmp_path / f"{name}.plan.json"))
 
 
@@ -204,17 +200,19 @@ def test_wrong_plans_are_refused(model_file, tmp_path):
 
 
 def test_the_schema_is_the_one_mgc_writes():
-    out = subprocess.run([mgc(), "schema"], capture_output=True, text=True, check=True)
     with open(core._SCHEMA_PATH, encoding="utf-8") as f:
-        assert json.loads(out.stdout) == json.load(f), "run `mgc schema > comfyui/plan.schema.json`"
+        assert mgc.schema() == json.load(f), "run `mgc schema > comfyui/plan.schema.json`"
 
 
-def test_compile_allocation_node_uses_mgc_and_says_what_is_wrong(model_file):
+def test_compile_allocation_node_uses_the_mgc_package_and_says_what_is_wrong(model_file, monkeypatch):
     _, tmp = model_file
-    plan = nodes.compile_allocation(str(tmp / "tiny.safetensors"), "cpu", "cpu,50%;disk,*", mgc=mgc())
+    plan = nodes.compile_allocation(str(tmp / "tiny.safetensors"), "cpu", "cpu,50%;disk,*")
     assert plan["models"][0]["allocation"] == "cpu,50%;disk,*"
     with pytest.raises(core.PlanError, match="unknown unit `tbs`"):
-        nodes.compile_allocation(str(tmp / "tiny.safetensors"), "cpu", "cpu,4tbs;disk,*", mgc=mgc())
+        nodes.compile_allocation(str(tmp / "tiny.safetensors"), "cpu", "cpu,4tbs;disk,*")
+    monkeypatch.setitem(sys.modules, "mgc", None)  # as if the package were not installed
+    with pytest.raises(core.PlanError, match="pip install -r requirements.txt"):
+        nodes.compile_allocation(str(tmp / "tiny.safetensors"), "cpu", "cpu,50%;disk,*")
     assert set(nodes.NODE_DISPLAY_NAME_MAPPINGS.values()) >= {"Load mgc plan", "UNETLoader (mgc)", "Compile allocation (mgc)"}
 
 

@@ -68,7 +68,7 @@ pub(crate) fn source_to_plan_file(
 }
 
 /// Model paths in the plan, relative to the folder the plan is written to.
-fn relative_paths(plan: &mut Plan, plan_dir: &Path) {
+pub fn relative_paths(plan: &mut Plan, plan_dir: &Path) {
     let base = fs_err::canonicalize(plan_dir).unwrap_or_else(|_| plan_dir.to_owned());
     let rel = |path: &str| -> String {
         let Ok(full) = fs_err::canonicalize(path) else {

@@ -1,6 +1,7 @@
 //! `mgc inspect`: what a model file holds, from its header alone.
 
 use std::io::Write;
+use std::path::Path;
 
 use mgc_compiler::inventory::{FileFormat, Inventory, Layer, Model, file_to_inventory, inventory_to_models};
 use serde::Serialize;
@@ -33,23 +34,26 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
     };
     let models = inventory_to_models(&inventory);
     match args.format {
-        Format::Json => {
-            let report = Report {
-                file: args.file.display().to_string(),
-                format: inventory.format,
-                version: inventory.version,
-                file_bytes: inventory.file_size,
-                header_bytes: inventory.header_size,
-                tensor_count: inventory.tensors.len(),
-                bytes: inventory.data_bytes(),
-                metadata: &inventory.metadata,
-                models: &models,
-            };
-            out.write_all(render::json_text(&report).as_bytes())?;
-        }
+        Format::Json => out.write_all(json(&args.file, &inventory, &models).as_bytes())?,
         Format::Human => out.write_all(human(&args.file.display().to_string(), &inventory, &models).as_bytes())?,
     }
     Ok(Status::Ok)
+}
+
+/// What `--format json` prints about a model file.
+pub fn json(file: &Path, inventory: &Inventory, models: &[Model]) -> String {
+    let report = Report {
+        file: file.display().to_string(),
+        format: inventory.format,
+        version: inventory.version,
+        file_bytes: inventory.file_size,
+        header_bytes: inventory.header_size,
+        tensor_count: inventory.tensors.len(),
+        bytes: inventory.data_bytes(),
+        metadata: &inventory.metadata,
+        models,
+    };
+    render::json_text(&report)
 }
 
 /// `23802816640` → `23,802,816,640`.

@@ -1,0 +1,16 @@
+import os
+from typing import Any, Optional, Sequence, Union
+
+__version__: str
+
+class MgcError(Exception):
+    diagnostics: list[dict[str, Any]]
+    status: int
+
+def check_allocation(s: str) -> dict[str, Any]: ...
+def compile(
+    workflow: Union[str, os.PathLike[str]], *, hardware: Optional[Union[dict[str, Any], list[dict[str, Any]]]] = None
+) -> dict[str, Any]: ...
+def inspect(path: Union[str, os.PathLike[str]]) -> dict[str, Any]: ...
+def schema() -> dict[str, Any]: ...
+def main_with_args(args: Sequence[str]) -> int: ...
