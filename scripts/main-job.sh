@@ -27,6 +27,12 @@ for workflow in examples/*.toml; do
     "$mgc" explain "examples/plans/$name.plan.json" --svg "examples/plans/$name.svg" | tail -n 1
 done
 echo
+echo "== mgc explain examples/wan22-high-low-noise.toml --stage budgets"
+"$mgc" explain examples/wan22-high-low-noise.toml --stage budgets
+echo
+echo "== mgc sweep examples/flux-dev-two-gpus.toml --model flux --svg examples/plans/flux-sweep.svg"
+"$mgc" sweep examples/flux-dev-two-gpus.toml --model flux --svg examples/plans/flux-sweep.svg
+echo
 echo "== mgc check --allocation 'cuda:0,2.5gb;cuda:1,3g;cpu,*'"
 "$mgc" check --allocation 'cuda:0,2.5gb;cuda:1,3g;cpu,*'
 
