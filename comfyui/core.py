@@ -479,22 +479,38 @@ class _Streamer:
             self.ready.pop(layer.transfer, None)
 
 
+# Every tensor starts on a multiple of this many bytes in a staging buffer, so that a view of any
+# dtype over it is aligned (a GGUF weight of an odd number of 34-byte blocks may precede an F32).
+_ALIGN = 16
+
+
+def _offsets(sources: List[torch.Tensor]) -> tuple:
+    """Each source's byte offset in a staging buffer, and the buffer's size."""
+    offsets, end = [], 0
+    for s in sources:
+        start = -(-end // _ALIGN) * _ALIGN
+        offsets.append(start)
+        end = start + s.numel() * s.element_size()
+    return offsets, end
+
+
 def _stage(sources: List[torch.Tensor], pin: bool) -> torch.Tensor:
-    """The bytes of ``sources``, one after another, in one new buffer."""
-    flat = [s.reshape(-1).view(torch.uint8) for s in sources]
-    staging = torch.empty(sum(f.numel() for f in flat), dtype=torch.uint8, pin_memory=pin)
-    torch.cat(flat, out=staging)
+    """The bytes of ``sources``, one after another (each aligned), in one new buffer."""
+    offsets, size = _offsets(sources)
+    staging = torch.empty(size, dtype=torch.uint8, pin_memory=pin)
+    for s, offset in zip(sources, offsets):
+        flat = s.reshape(-1).view(torch.uint8)
+        staging[offset:offset + flat.numel()].copy_(flat)
     return staging
 
 
 def _unstage(buffer: torch.Tensor, sources: List[torch.Tensor]) -> List[torch.Tensor]:
     """Views into ``buffer`` (as ``_stage`` filled it) with the dtype and size of each source."""
-    views, offset = [], 0
-    for s in sources:
+    views = []
+    for s, offset in zip(sources, _offsets(sources)[0]):
         n = s.numel() * s.element_size()
         # `size()`, not `.shape`: a GGUF weight's `.shape` is the shape it dequantizes to.
         views.append(buffer[offset:offset + n].view(s.dtype).reshape(s.size()))
-        offset += n
     return views
 
 

@@ -322,9 +322,19 @@ def test_staging_keeps_each_tensors_dtype_size_and_bytes():
     sources = [torch.arange(4, dtype=torch.int64).reshape(2, 2), torch.randn(3, 4),
                torch.randn(5, dtype=torch.bfloat16), torch.tensor([1, 2, 3], dtype=torch.uint8)]
     staging = core._stage(sources, pin=False)
-    assert staging.numel() == sum(s.numel() * s.element_size() for s in sources)
+    data = sum(s.numel() * s.element_size() for s in sources)
+    assert data <= staging.numel() < data + core._ALIGN * len(sources), "only alignment is added"
     for source, view in zip(sources, core._unstage(staging, sources)):
         assert view.dtype == source.dtype and view.size() == source.size() and torch.equal(view, source)
+
+
+def test_staging_aligns_a_wide_dtype_after_an_odd_number_of_bytes():
+    # A GGUF Q8_0 weight of 3 blocks (34 bytes each, stored as uint8) before an F32 norm.
+    sources = [torch.randint(0, 255, (3, 34), dtype=torch.uint8), torch.randn(7), torch.randn(2, dtype=torch.float64)]
+    staging = core._stage(sources, pin=False)
+    for source, view in zip(sources, core._unstage(staging, sources)):
+        assert view.data_ptr() % source.element_size() == 0
+        assert torch.equal(view, source)
 
 
 def test_a_transfer_is_copied_for_its_first_layer_and_released_after_its_last(model_file):
