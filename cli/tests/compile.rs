@@ -4,18 +4,10 @@
 
 mod common;
 
-use common::mgc;
+use common::{mgc, with_flux};
 use mgc_plan::Device;
 use std::path::Path;
 use std::process::Command;
-
-fn with_flux() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/flux1-dev.json");
-    let (code, _, err) = mgc(&["synth-model", inventory.to_str().unwrap(), "-o", "flux.safetensors"], dir.path());
-    assert_eq!(code, 0, "{err}");
-    dir
-}
 
 fn workflow(gpu_memory: &str, reserve: &str, allocation: &str) -> String {
     format!(

@@ -7,21 +7,13 @@
 
 mod common;
 
-use common::mgc;
+use common::{mgc, with_flux};
 use std::path::Path;
 
 /// The bytes of the synthetic Flux's tensors: DisTorch's `total_model_memory`.
 const FLUX: u64 = 23_802_816_640;
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
-
-fn with_flux() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/flux1-dev.json");
-    let (code, _, err) = mgc(&["synth-model", inventory.to_str().unwrap(), "-o", "flux.safetensors"], dir.path());
-    assert_eq!(code, 0, "{err}");
-    dir
-}
 
 /// Two 24 GiB GPUs and 64 GiB of RAM, no reserve: DisTorch's `get_total_memory` figures.
 fn workflow(compute: &str, model_keys: &str) -> String {

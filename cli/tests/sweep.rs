@@ -3,14 +3,11 @@
 
 mod common;
 
-use common::mgc;
-use std::path::Path;
+use common::{mgc, with_flux};
 
-fn with_flux() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/flux1-dev.json");
-    let (code, _, err) = mgc(&["synth-model", inventory.to_str().unwrap(), "-o", "flux.safetensors"], dir.path());
-    assert_eq!(code, 0, "{err}");
+/// A Flux and a workflow that puts 8 GiB of it on a 24 GB GPU, the rest in RAM.
+fn flux_workflow() -> tempfile::TempDir {
+    let dir = with_flux();
     std::fs::write(
         dir.path().join("flux.toml"),
         "[[device]]\nname = \"cuda:0\"\nmemory = \"24gb\"\nreserve = \"1gb\"\n\n[[device]]\nname = \"cpu\"\nmemory = \"64gb\"\n\n\
@@ -22,7 +19,7 @@ fn with_flux() -> tempfile::TempDir {
 
 #[test]
 fn a_sweep_goes_from_nothing_to_the_whole_model_and_names_its_knee() {
-    let dir = with_flux();
+    let dir = flux_workflow();
     let (code, out, err) = mgc(&["sweep", "flux.toml", "--model", "flux", "--format", "json"], dir.path());
     assert_eq!(code, 0, "{err}");
     let sweep: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -65,7 +62,7 @@ fn a_sweep_goes_from_nothing_to_the_whole_model_and_names_its_knee() {
 
 #[test]
 fn a_sweep_between_given_sizes_and_its_mistakes() {
-    let dir = with_flux();
+    let dir = flux_workflow();
     let (code, out, err) = mgc(
         &["sweep", "flux.toml", "-m", "flux", "--from", "4gb", "--to", "8gb", "--points", "3", "--format", "json"],
         dir.path(),

@@ -93,7 +93,7 @@ fn each_stage_annotates_the_graph_the_next_one_reads() {
     let peaks = schedule_to_peaks(schedule, &workflow, &cost).unwrap();
     let gpu = peaks.devices.iter().find(|d| d.device == Device::Cuda(0)).unwrap();
     assert_eq!(gpu.resident, resident);
-    assert_eq!(gpu.peak, resident + timing.inflight_peak + activations);
+    assert_eq!(gpu.peak, resident + timing.step.inflight_peak + activations);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use mgc_compiler::compile::{CompileError, workflow_to_plan, workflow_to_stage};
+use mgc_compiler::compile::{CompileError, toml_to_plan, workflow_to_stage};
 use mgc_compiler::workflow::toml_to_workflow;
 use mgc_core::{Bytes, Device, Output};
 use mgc_plan::{ModelPlan, Plan};
@@ -35,7 +35,8 @@ pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
             Err(error) => return fail(error, Format::Human, out, err),
         }
     } else {
-        match compile(&args.plan, &text) {
+        let dir = args.plan.parent().unwrap_or(Path::new("."));
+        match toml_to_plan(&text, dir, &mgc_devices::detect) {
             Ok(plan) => plan,
             Err(errors) => {
                 let name = args.plan.display().to_string();
@@ -66,14 +67,6 @@ pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
         }
     }
     Ok(Status::Ok)
-}
-
-/// A workflow's plan, compiled in memory.
-fn compile(path: &Path, source: &str) -> Result<Plan, Vec<CompileError>> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let workflow = toml_to_workflow(source, dir, &mgc_devices::detect)
-        .map_err(|errors| errors.into_iter().map(CompileError::Spec).collect::<Vec<_>>())?;
-    workflow_to_plan(&workflow)
 }
 
 /// One stage's form of a workflow, as JSON.

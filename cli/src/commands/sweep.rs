@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use mgc_compiler::compile::CompileError;
-use mgc_compiler::compile::sweep::{Sweep, budgets_between, workflow_to_sweep};
+use mgc_compiler::compile::sweep::{Range, Sweep, workflow_to_sweep};
 use mgc_compiler::workflow::toml_to_workflow;
 use mgc_core::{Bytes, Output};
 
@@ -26,10 +26,9 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
     let result = toml_to_workflow(&source, dir, &mgc_devices::detect)
         .map_err(|errors| errors.into_iter().map(CompileError::Spec).collect::<Vec<_>>())
         .and_then(|workflow| {
-            let total = workflow_model_bytes(&workflow, &args.model)?;
-            let to = args.to.map_or(total, Bytes::get);
-            let budgets = budgets_between(args.from.map_or(0, Bytes::get), to, args.points);
-            workflow_to_sweep(&workflow, &args.model, &budgets)
+            let range =
+                Range { from: args.from.map_or(0, Bytes::get), to: args.to.map(Bytes::get), points: args.points };
+            workflow_to_sweep(&workflow, &args.model, range)
         });
     let sweep = match result {
         Ok(Some(sweep)) => sweep,
@@ -57,13 +56,6 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
         }
     }
     Ok(Status::Ok)
-}
-
-/// The model's size, read from its file's header: the default end of the sweep. A model the
-/// workflow does not have is left for the sweep to report.
-fn workflow_model_bytes(workflow: &mgc_compiler::workflow::Workflow, model: &str) -> Result<u64, Vec<CompileError>> {
-    let graph = mgc_compiler::compile::graph::workflow_to_graph(workflow)?;
-    Ok(graph.models.iter().find(|m| m.spec.name == model).map_or(0, |m| m.bytes))
 }
 
 /// The sweep as a table, with the knee in words.

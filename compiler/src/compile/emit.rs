@@ -125,18 +125,18 @@ fn model_plan(schedule: &Schedule, m: usize, model: &GraphModel, timing: &ModelT
             Placement::Head => mgc_plan::Placement::Head,
         },
         placement_reason: schedule.reasons.get(m).cloned().unwrap_or_default(),
-        prefetch: timing.prefetch,
+        prefetch: timing.step.prefetch,
         tokens: model.tokens,
         budgets,
         activation_bytes: model.activation_bytes,
         bytes: model.bytes,
         layers: layer_plans(model, &homes, timing),
         predicted: Predicted {
-            step_seconds: ns(timing.step_seconds),
-            lower_bound_seconds: ns(timing.lower_bound_seconds),
-            compute_seconds: ns(timing.compute_seconds),
-            copy_seconds: ns(timing.copy_seconds),
-            hidden_copy_fraction: (timing.hidden_copy_fraction * 1e6).round() / 1e6,
+            step_seconds: ns(timing.step.step_seconds),
+            lower_bound_seconds: ns(timing.step.lower_bound_seconds),
+            compute_seconds: ns(timing.step.compute_seconds),
+            copy_seconds: ns(timing.step.copy_seconds),
+            hidden_copy_fraction: (timing.step.hidden_copy_fraction * 1e6).round() / 1e6,
         },
     }
 }
@@ -146,7 +146,7 @@ fn layer_plans(model: &GraphModel, homes: &[Device], timing: &ModelTiming) -> Ve
         .layers
         .iter()
         .zip(homes)
-        .zip(&timing.layers)
+        .zip(&timing.step.layers)
         .enumerate()
         .map(|(index, ((layer, home), &(seconds, start, end)))| LayerPlan {
             index,

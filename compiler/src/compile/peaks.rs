@@ -129,16 +129,16 @@ fn device_peak(schedule: &Schedule, groups: &[Vec<usize>], device: Device) -> De
                 continue;
             };
             if model.spec.compute == device {
-                here += timing.inflight_peak + model.activation_bytes;
+                here += timing.step.inflight_peak + model.activation_bytes;
                 parts.push(format!(
                     "{} in flight and {} of activations while `{}` runs",
-                    Bytes(timing.inflight_peak),
+                    Bytes(timing.step.inflight_peak),
                     Bytes(model.activation_bytes),
                     model.spec.name
                 ));
             }
             if device == Device::Cpu {
-                group_staging += timing.staging;
+                group_staging += timing.step.staging;
             }
         }
         if here > transient {

@@ -144,7 +144,7 @@ fn place_model(
         Policy::Auto => {
             let times = layer_times(model, budgets, cost);
             let step =
-                |homes: &[Device]| simulate_model(model, &times, homes, workflow, cost, max_prefetch).step_seconds;
+                |homes: &[Device]| simulate_model(model, &times, homes, workflow, cost, max_prefetch).step.step_seconds;
             fastest(model, budgets, &step)
         }
     }

@@ -12,6 +12,7 @@ use super::budgets::Budgets;
 use super::cost::CostModel;
 use super::graph::{CopyNode, LayerGraph};
 use super::placement::{Placement, layer_times, simulate_model};
+use super::simulate::Step;
 use crate::workflow::Workflow;
 
 /// The graph with its copies, and each model's predicted step.
@@ -29,18 +30,8 @@ pub struct Schedule {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ModelTiming {
     pub model: String,
-    pub prefetch: u32,
-    /// Per layer: compute seconds, start and end within the step.
-    pub layers: Vec<(f64, f64, f64)>,
-    pub step_seconds: f64,
-    pub lower_bound_seconds: f64,
-    pub compute_seconds: f64,
-    pub copy_seconds: f64,
-    pub hidden_copy_fraction: f64,
-    /// Most bytes of copies in flight at once on the compute device.
-    pub inflight_peak: u64,
-    /// Pinned host memory the model's copies need (on `cpu`).
-    pub staging: u64,
+    #[serde(flatten)]
+    pub step: Step,
 }
 
 /// A copy as `mgc explain --stage schedule` prints it: the copy node and its edges.
@@ -93,18 +84,7 @@ pub fn placement_to_schedule(placement: Placement, workflow: &Workflow, cost: &C
         let times = layer_times(model, budgets.of(m), cost);
         let simulation = simulate_model(model, &times, &homes, workflow, cost, max_prefetch);
         let compute = model.spec.compute;
-        timings.push(ModelTiming {
-            model: model.spec.name.clone(),
-            prefetch: simulation.prefetch,
-            layers: simulation.layers,
-            step_seconds: simulation.step_seconds,
-            lower_bound_seconds: simulation.lower_bound_seconds,
-            compute_seconds: simulation.compute_seconds,
-            copy_seconds: simulation.copy_seconds,
-            hidden_copy_fraction: simulation.hidden_copy_fraction,
-            inflight_peak: simulation.inflight_peak,
-            staging: simulation.staging,
-        });
+        timings.push(ModelTiming { model: model.spec.name.clone(), step: simulation.step });
         for copy in simulation.copies {
             let node = CopyNode {
                 model: m,

@@ -10,6 +10,7 @@
 //! start, so that its first copies overlap the end of the step before.
 
 use mgc_core::Device;
+use serde::Serialize;
 
 use super::cost::CostModel;
 use super::graph::GraphLayer;
@@ -30,11 +31,17 @@ pub struct SimulatedCopy {
     pub end: f64,
 }
 
-/// What one model's steady-state step looks like.
+/// What one model's steady-state step looks like: its copies, and its timings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Simulation {
-    pub prefetch: u32,
     pub copies: Vec<SimulatedCopy>,
+    pub step: Step,
+}
+
+/// One model's steady-state step, timed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Step {
+    pub prefetch: u32,
     /// Per layer: compute seconds, start and end within the step.
     pub layers: Vec<(f64, f64, f64)>,
     pub step_seconds: f64,
@@ -230,16 +237,18 @@ pub fn simulate(model: &Model<'_>, cost: &CostModel, prefetch: u32) -> Simulatio
     let inflight_peak = report.inflight_peak(&copies);
     let staging = staging(model.compute, &copies);
     Simulation {
-        prefetch,
         copies,
-        layers,
-        step_seconds,
-        lower_bound_seconds,
-        compute_seconds,
-        copy_seconds,
-        hidden_copy_fraction,
-        inflight_peak,
-        staging,
+        step: Step {
+            prefetch,
+            layers,
+            step_seconds,
+            lower_bound_seconds,
+            compute_seconds,
+            copy_seconds,
+            hidden_copy_fraction,
+            inflight_peak,
+            staging,
+        },
     }
 }
 
@@ -370,6 +379,6 @@ fn overlap(busy: &[(f64, f64)], start: f64, end: f64) -> f64 {
 /// step time.
 pub fn simulate_auto(model: &Model<'_>, cost: &CostModel, max: u32) -> Simulation {
     let tries: Vec<Simulation> = (1..=max.max(1)).map(|p| simulate(model, cost, p)).collect();
-    let best = tries.iter().map(|s| s.step_seconds).fold(f64::INFINITY, f64::min);
-    tries.into_iter().find(|s| s.step_seconds <= best * 1.01 + 1e-12).unwrap_or_else(|| simulate(model, cost, 1))
+    let best = tries.iter().map(|s| s.step.step_seconds).fold(f64::INFINITY, f64::min);
+    tries.into_iter().find(|s| s.step.step_seconds <= best * 1.01 + 1e-12).unwrap_or_else(|| simulate(model, cost, 1))
 }

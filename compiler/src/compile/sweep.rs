@@ -55,23 +55,29 @@ pub fn budgets_between(from: u64, to: u64, points: u32) -> Vec<u64> {
     out
 }
 
-/// The sweep of one model over the given budgets on its compute device; `None` when the workflow
-/// has no model of that name.
-pub fn workflow_to_sweep(
-    workflow: &Workflow,
-    model: &str,
-    budgets: &[u64],
-) -> Result<Option<Sweep>, Vec<CompileError>> {
+/// Which budgets a sweep tries: `points` of them, evenly spaced from `from` to `to` (the whole
+/// model when `None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub from: u64,
+    pub to: Option<u64>,
+    pub points: u32,
+}
+
+/// The sweep of one model over a range of budgets on its compute device; `None` when the
+/// workflow has no model of that name.
+pub fn workflow_to_sweep(workflow: &Workflow, model: &str, range: Range) -> Result<Option<Sweep>, Vec<CompileError>> {
     let cost = CostModel::new(workflow);
     let graph = workflow_to_graph(workflow)?;
     let base = graph_to_budgets(&graph, workflow)?;
     let Some((m, target)) = graph.models.iter().enumerate().find(|(_, g)| g.spec.name == model) else {
         return Ok(None);
     };
+    let budgets = budgets_between(range.from, range.to.unwrap_or(target.bytes), range.points);
     let compute = target.spec.compute;
     let rest = rest_device(base.of(m), compute);
     let mut points = Vec::new();
-    for &budget in budgets {
+    for budget in budgets {
         let varied = with_compute_budget(&base, m, compute, rest, budget, target.bytes);
         points.push(match budgets_to_peaks(&graph, &varied, workflow, &cost) {
             Ok(peaks) => point(&peaks, m, compute, budget),
@@ -130,9 +136,9 @@ fn point(peaks: &Peaks, m: usize, compute: Device, budget: u64) -> SweepPoint {
     SweepPoint {
         budget_bytes: budget,
         resident_bytes: resident,
-        step_seconds: timing.map(|t| t.step_seconds),
-        lower_bound_seconds: timing.map(|t| t.lower_bound_seconds),
-        hidden_copy_fraction: timing.map(|t| t.hidden_copy_fraction),
+        step_seconds: timing.map(|t| t.step.step_seconds),
+        lower_bound_seconds: timing.map(|t| t.step.lower_bound_seconds),
+        hidden_copy_fraction: timing.map(|t| t.step.hidden_copy_fraction),
         peak_bytes: peaks.devices.iter().find(|d| d.device == compute).map(|d| d.peak),
         problem: None,
     }
