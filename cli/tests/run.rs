@@ -4,8 +4,13 @@
 //! GGUF model runs quantized under any plan. On CUDA too, where the driver finds a GPU.
 #![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
-use std::path::{Path, PathBuf};
+#[path = "../../runtime/tests/common/gguf_fixture.rs"]
+mod gguf_fixture;
+
+use std::path::Path;
 use std::process::Command;
+
+use gguf_fixture::gguf_fixture;
 
 use mgc_compiler::compile::toml_to_plan;
 use mgc_compiler::inventory::synth::{Fill, InventoryFixture, write_model};
@@ -23,26 +28,6 @@ fn cuda_count() -> usize {
 
 fn has_cuda() -> bool {
     cuda_count() > 0
-}
-
-fn python() -> PathBuf {
-    // `MGC_PYTHON` names another Python with `gguf` (this test run where it was not built).
-    if let Ok(python) = std::env::var("MGC_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(venv.exists(), "{} is missing: run `scripts/setup-python.sh` first", venv.display());
-    venv
-}
-
-/// A small GGUF model with quantized weights, written by llama.cpp's reference writer.
-fn gguf_fixture() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
-    let script = Path::new(&root).join("../tests/gguf/dequant_fixture.py");
-    let out = Command::new(python()).arg(script).arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    dir
 }
 
 fn model(dir: &Path) {

@@ -3,30 +3,13 @@
 //! models run under plans by `mgc-run`: `cli/tests/run.rs`.)
 #![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "common/gguf_fixture.rs"]
+mod gguf_fixture;
+
+use gguf_fixture::gguf_fixture;
 
 use mgc_compiler::inventory::file_to_inventory;
 use tch::{Kind, Tensor};
-
-fn python() -> PathBuf {
-    // `MGC_PYTHON` names another Python with `gguf` (this test run where it was not built).
-    if let Ok(python) = std::env::var("MGC_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(venv.exists(), "{} is missing: run `scripts/setup-python.sh` first", venv.display());
-    venv
-}
-
-fn fixture() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
-    let script = Path::new(&root).join("../tests/gguf/dequant_fixture.py");
-    let out = Command::new(python()).arg(script).arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    dir
-}
 
 #[test]
 fn dequantized_values_equal_the_reference_readers() {
@@ -43,7 +26,7 @@ fn on_cuda_dequantized_values_equal_the_reference_readers() {
 }
 
 fn dequantized_on(device: tch::Device) {
-    let dir = fixture();
+    let dir = gguf_fixture();
     let file = dir.path().join("quant.gguf");
     let inventory = file_to_inventory(&file).unwrap();
     let bytes = std::fs::read(&file).unwrap();
