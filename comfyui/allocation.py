@@ -79,7 +79,14 @@ def allocation_string(compute_device: str, virtual_vram_gb: float, donor_device:
         logging.info("mgc: the donor `%s` is the compute device: nothing is moved off it, the whole model stays there",
                      donor_device)
         return f"{compute_device},*"
-    return f"#{compute_device};{amount!r};{donor_device}"
+    return f"#{compute_device};{_gib_text(amount)};{donor_device}"
+
+
+def _gib_text(amount: float) -> str:
+    """An amount of GiB as DisTorch's strings write it (`4.0`), to the byte: at most nine decimals,
+    never an exponent."""
+    text = f"{amount:.9f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def plan_for_files(
