@@ -1,0 +1,295 @@
+"""The DisTorch-shaped loaders inside a real ComfyUI (runs when MGC_COMFYUI names a checkout; see
+test_comfyui.py): every loader ComfyUI-MultiGPU's DisTorch2 wraps has an mgc node with the stock
+inputs and DisTorch2's; a loader compiles its plan from its inputs and gives the stock loader's
+output with part of the model on another tier (`disk`: views of the model file); bad inputs,
+a plan for another file or another machine are refused before any weight is read; a device with
+less free memory than planned gets a recompiled plan; *Load mgc plan* reads `models/mgc_plans`.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from comfyui.tests.test_comfyui import COMFYUI, DEVICE, MGC, ROOT, _comfy, _forward, _homes, _model_folder, _plan, _tiny_wan
+
+pytestmark = pytest.mark.skipif(
+    not COMFYUI or not os.path.isdir(os.path.join(COMFYUI or "", "comfy")),
+    reason="set MGC_COMFYUI to a ComfyUI checkout to run the nodes inside ComfyUI",
+)
+
+ALLOCATION_INPUTS = {"compute_device", "virtual_vram_gb", "donor_device", "expert_mode_allocations"}
+# The stock loaders ComfyUI-MultiGPU wraps with DisTorch2 (and with a plain device input).
+STOCK = ["UNETLoader", "CheckpointLoaderSimple", "CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader",
+         "QuadrupleCLIPLoader", "VAELoader", "CLIPVisionLoader", "ControlNetLoader", "DiffControlNetLoader"]
+
+
+def _inputs(compute=DEVICE, virtual_vram_gb=0.0, donor="cpu", expert="", **inputs):
+    return {"compute_device": compute, "virtual_vram_gb": virtual_vram_gb, "donor_device": donor,
+            "expert_mode_allocations": expert, **inputs}
+
+
+def _reads(monkeypatch):
+    """Counts the model files ComfyUI reads (`comfy.utils.load_torch_file`)."""
+    import comfy.utils
+
+    calls = []
+    real = comfy.utils.load_torch_file
+
+    def counted(*args, **kwargs):
+        calls.append(args[0] if args else kwargs.get("ckpt"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(comfy.utils, "load_torch_file", counted)
+    return calls
+
+
+def _stock_unet(model_file):
+    import comfy.model_management
+    import nodes as comfy_nodes
+
+    (plain,) = comfy_nodes.UNETLoader().load_unet(os.path.basename(model_file), "default")
+    comfy.model_management.load_models_gpu([plain])
+    return plain
+
+
+def _f32(model_file, tmp_path):
+    """The model in F32, the dtype ComfyUI computes in on the CPU: its loader then keeps the file's
+    weights as they are, so those homed on `disk` can be views of the file."""
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "f32" / os.path.basename(model_file)
+    path.parent.mkdir(exist_ok=True)
+    save_file({k: v.float() for k, v in load_file(model_file).items()}, str(path))
+    return str(path)
+
+
+def test_every_distorch2_loader_has_an_mgc_node_with_the_stock_and_distorch_inputs(monkeypatch):
+    _comfy(monkeypatch)
+    import nodes as comfy_nodes
+
+    import comfyui
+    from comfyui import loaders
+
+    # ComfyUI's own loading of the extra nodes that define the triple and quadruple CLIP loaders.
+    for extra in ("nodes_sd3.py", "nodes_hidream.py"):
+        asyncio.run(comfy_nodes.load_custom_node(os.path.join(COMFYUI, "comfy_extras", extra), module_parent="comfy_extras"))
+    for stock in STOCK:
+        node = comfyui.NODE_CLASS_MAPPINGS[f"{stock}MGC"]
+        assert comfyui.NODE_DISPLAY_NAME_MAPPINGS[f"{stock}MGC"] == f"{stock} (mgc)"
+        inputs = node.INPUT_TYPES()
+        stock_inputs = comfy_nodes.NODE_CLASS_MAPPINGS[stock].INPUT_TYPES()
+        assert set(stock_inputs["required"]) | ALLOCATION_INPUTS == set(inputs["required"]), stock
+        assert "plan" in inputs["optional"], stock
+        device = comfyui.NODE_CLASS_MAPPINGS[f"{stock}DeviceMGC"].INPUT_TYPES()
+        assert set(stock_inputs["required"]) | {"device"} == set(device["required"]), stock
+        assert comfyui.NODE_DISPLAY_NAME_MAPPINGS[f"{stock}DeviceMGC"] == f"{stock} on a device (mgc)"
+        assert node.RETURN_TYPES == tuple(comfy_nodes.NODE_CLASS_MAPPINGS[stock].RETURN_TYPES), stock
+    assert loaders.UNETLoaderMGC.INPUT_TYPES()["required"]["weight_dtype"] == \
+        comfy_nodes.UNETLoader.INPUT_TYPES()["required"]["weight_dtype"]
+
+
+def test_unet_loader_compiles_distorchs_virtual_vram_onto_disk_and_keeps_comfyuis_output(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import comfy.model_management
+
+    from comfyui import core, loaders
+
+    model_file, io = _tiny_wan(tmp_path)
+    model_file = _f32(model_file, tmp_path) if DEVICE == "cpu" else model_file
+    _model_folder(monkeypatch, "diffusion_models", model_file)
+    expected = _forward(_stock_unet(model_file), io)
+    comfy.model_management.unload_all_models()
+
+    # 60% of the model moved off the compute device onto `disk`, as DisTorch2's inputs say it.
+    virtual = 0.6 * os.path.getsize(model_file) / (1 << 30)
+    (patcher,) = loaders.UNETLoaderMGC().load(**_inputs(virtual_vram_gb=virtual, donor="disk",
+                                                        unet_name=os.path.basename(model_file), weight_dtype="default"))
+    entry = patcher.mgc_plan.model
+    assert entry["allocation"].startswith(f"#{DEVICE};") and entry["allocation"].endswith(";disk")
+    on_disk = [layer for layer in entry["layers"] if layer["home"] == "disk"]
+    assert on_disk and all(layer["streamed"] for layer in on_disk)
+    assert core.placement(patcher.model.diffusion_model, entry) == _homes(entry)
+    # Weights homed on `disk` are views of the model file, read each step, no RAM of their own.
+    assert patcher.mgc_plan.stats.mapped == sum(len(layer["tensors"]) for layer in on_disk)
+    got = _forward(patcher, io)
+    assert torch.equal(got, expected), (got - expected).abs().max()
+    assert patcher.mgc_plan.stats.copies > 0
+
+
+def test_device_loader_puts_the_whole_model_on_its_device(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import comfy.model_management
+
+    from comfyui import loaders
+
+    model_file, io = _tiny_wan(tmp_path)
+    _model_folder(monkeypatch, "diffusion_models", model_file)
+    expected = _forward(_stock_unet(model_file), io)
+    comfy.model_management.unload_all_models()
+    (patcher,) = loaders.UNETLoaderDeviceMGC().load(device=DEVICE, unet_name=os.path.basename(model_file), weight_dtype="default")
+    entry = patcher.mgc_plan.model
+    assert {layer["home"] for layer in entry["layers"]} == {DEVICE}
+    assert not any(layer["streamed"] for layer in entry["layers"])
+    assert torch.equal(_forward(patcher, io), expected)
+
+
+def _synth(tmp_path, inventory, name):
+    path = tmp_path / name
+    out = subprocess.run([*MGC, "synth-model", os.path.join(ROOT, "tests", "fixtures", "models", inventory), "-o",
+                          str(path), "--random"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return path
+
+
+def test_vae_loader_with_an_expert_string_decodes_as_comfyuis_vae_loader(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import nodes as comfy_nodes
+
+    from comfyui import core, loaders
+
+    vae_file = _synth(tmp_path, "wan_2.1_vae.json", "wan_2.1_vae.safetensors")
+    _model_folder(monkeypatch, "vae", vae_file)
+    latent = torch.randn(1, 16, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    (plain,) = comfy_nodes.VAELoader().load_vae(vae_file.name)
+    expected = plain.decode(latent)
+    del plain
+
+    expert = "cpu,50%;disk,*" if DEVICE == "cpu" else f"{DEVICE},50%;cpu,*"
+    (vae,) = loaders.VAELoaderMGC().load(**_inputs(expert=expert, vae_name=vae_file.name))
+    entry = vae.mgc_plan.model
+    assert entry["role"] == "vae" and entry["allocation"] == expert
+    assert any(layer["streamed"] for layer in entry["layers"])
+    assert core.placement(vae.first_stage_model, entry) == _homes(entry)
+    got = vae.decode(latent)
+    assert torch.equal(got, expected), (got - expected).abs().max()
+    assert vae.mgc_plan.stats.copies > 0
+
+
+def test_clip_loader_with_distorch_inputs_encodes_as_comfyuis_clip_loader(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import nodes as comfy_nodes
+
+    from comfyui import loaders
+
+    clip_file = _synth(tmp_path, "clip_l.json", "clip_l.safetensors")
+    _model_folder(monkeypatch, "text_encoders", clip_file)
+    (plain,) = comfy_nodes.CLIPLoader().load_clip(clip_file.name, "stable_diffusion")
+    tokens = plain.tokenize("a photo of a cat")
+    expected = plain.encode_from_tokens(tokens)
+    del plain
+
+    virtual = 0.7 * os.path.getsize(clip_file) / (1 << 30)
+    (clip,) = loaders.CLIPLoaderMGC().load(**_inputs(virtual_vram_gb=virtual, donor="disk", clip_name=clip_file.name,
+                                                     type="stable_diffusion"))
+    entry = clip.mgc_plan.model
+    assert any(layer["home"] == "disk" for layer in entry["layers"])
+    got = clip.encode_from_tokens(clip.tokenize("a photo of a cat"))
+    assert torch.equal(got, expected), (got - expected).abs().max()
+    assert clip.mgc_plan.stats.copies > 0
+
+
+def test_a_bad_string_is_mgcs_diagnostic_before_any_weight_is_read(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    from comfyui import core, loaders
+
+    model_file, _ = _tiny_wan(tmp_path)
+    _model_folder(monkeypatch, "diffusion_models", model_file)
+    reads = _reads(monkeypatch)
+    with pytest.raises(core.PlanError) as e:
+        loaders.UNETLoaderMGC().load(**_inputs(expert=f"{DEVICE},4tbs;disk,*", unet_name=os.path.basename(model_file),
+                                               weight_dtype="default"))
+    message = str(e.value)
+    assert "`expert_mode_allocations`" in message and "unknown unit `tbs`" in message and "did you mean `tb`?" in message
+    assert "Traceback" not in message
+    with pytest.raises(core.PlanError, match="no such model file `missing.safetensors`"):
+        loaders.UNETLoaderMGC().load(**_inputs(unet_name="missing.safetensors", weight_dtype="default"))
+    assert reads == []
+
+
+def test_a_plan_for_another_file_or_another_machine_is_refused_before_loading(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    from comfyui import core, loaders
+
+    model_file, _ = _tiny_wan(tmp_path)
+    plan = _plan(tmp_path, model_file, "cpu,50%;disk,*", "wan")
+    other = tmp_path / "other" / "tiny_wan21.safetensors"
+    other.parent.mkdir()
+    shutil.copyfile(model_file, other)
+    with open(other, "ab") as f:
+        f.write(b"\0" * 8)
+    _model_folder(monkeypatch, "diffusion_models", other)
+    reads = _reads(monkeypatch)
+    with pytest.raises(core.PlanError, match="is not the file the plan was compiled for"):
+        loaders.UNETLoaderMGC().load(**_inputs(plan=plan, unet_name=other.name, weight_dtype="default", model_name="wan"))
+
+    workflow = tmp_path / "elsewhere.toml"
+    workflow.write_text('[[device]]\nname = "cuda:15"\nmemory = "8gb"\n[[model]]\nname = "wan"\n'
+                        f'file = "{model_file}"\ncompute = "cuda:15"\nallocation = "cuda:15,50%;cpu,*"\n')
+    import mgc
+
+    (tmp_path / "elsewhere.plan.json").write_text(json.dumps(mgc.compile(workflow)))
+    plan = core.load_plan(str(tmp_path / "elsewhere.plan.json"))
+    _model_folder(monkeypatch, "diffusion_models", model_file)
+    with pytest.raises(core.PlanError, match=r"plan `.*elsewhere\.plan\.json` puts model `wan` on `cuda:15`, which this machine does not have"):
+        loaders.UNETLoaderMGC().load(**_inputs(plan=plan, unet_name=os.path.basename(model_file), weight_dtype="default"))
+    assert reads == []
+
+
+def test_less_free_memory_than_planned_recompiles_spilling_in_allocation_order(tmp_path, monkeypatch, caplog):
+    _comfy(monkeypatch)
+    import comfy.model_management
+
+    from comfyui import loaders
+
+    model_file, io = _tiny_wan(tmp_path)
+    _model_folder(monkeypatch, "diffusion_models", model_file)
+    expected = _forward(_stock_unet(model_file), io)
+    comfy.model_management.unload_all_models()
+    free = int(os.path.getsize(model_file) * 0.3)
+    # Other models hold the compute device's memory: 30% of this model is free there now.
+    monkeypatch.setattr(loaders, "free_bytes", lambda device: free if device == DEVICE else None)
+    with caplog.at_level(logging.WARNING):
+        (patcher,) = loaders.UNETLoaderMGC().load(**_inputs(virtual_vram_gb=0.0, unet_name=os.path.basename(model_file),
+                                                            weight_dtype="default"))
+    assert any("recompiled" in r.getMessage() and DEVICE in r.getMessage() for r in caplog.records), caplog.text
+    entry = patcher.mgc_plan.model
+    kept = {b["device"]: b["used_bytes"] for b in entry["budgets"]}
+    assert kept[DEVICE] <= free and kept.get("disk", 0) > 0, kept
+    assert entry["allocation"] == f"{DEVICE},{free}b;disk,*"
+    assert torch.equal(_forward(patcher, io), expected)
+
+
+def test_load_plan_reads_models_mgc_plans_and_reloads_an_edited_plan(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import folder_paths
+
+    from comfyui import core, nodes
+
+    nodes.register_plans_folder()
+    assert folder_paths.folder_names_and_paths["mgc_plans"][0][0] == os.path.join(folder_paths.models_dir, "mgc_plans")
+    plans = tmp_path / "mgc_plans"
+    plans.mkdir()
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "mgc_plans", ([str(plans)], {".json"}))
+    model_file, _ = _tiny_wan(tmp_path)
+    plan = _plan(tmp_path, model_file, "cpu,50%;disk,*", "wan")
+    (plans / "wan.plan.json").write_text(json.dumps(dict(plan)))
+    assert nodes.LoadPlan.INPUT_TYPES()["required"]["plan_name"][0] == ["wan.plan.json"]
+    (read,) = nodes.LoadPlan().load(plan_name="wan.plan.json")
+    assert read["models"][0]["name"] == "wan" and core.plan_source(read) == str(plans / "wan.plan.json")
+    before = nodes.LoadPlan.IS_CHANGED(plan_name="wan.plan.json")
+    edited = dict(plan, models=[dict(plan["models"][0], name="wan-edited")])
+    (plans / "wan.plan.json").write_text(json.dumps(edited))
+    assert nodes.LoadPlan.IS_CHANGED(plan_name="wan.plan.json") != before
+    assert nodes.LoadPlan().load(plan_name="wan.plan.json")[0]["models"][0]["name"] == "wan-edited"
+    # An absolute path still works; a missing one says so.
+    assert nodes.LoadPlan().load(plan_name="", plan_path=str(plans / "wan.plan.json"))[0]["models"][0]["name"] == "wan-edited"
+    with pytest.raises(core.PlanError, match="no such plan file `gone.plan.json`"):
+        nodes.LoadPlan().load(plan_name="gone.plan.json")
+    with pytest.raises(core.PlanError, match="no such plan file"):
+        nodes.LoadPlan().load(plan_path=str(tmp_path / "nowhere" / "x.plan.json"))
