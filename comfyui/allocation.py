@@ -68,10 +68,13 @@ def allocation_string(compute_device: str, virtual_vram_gb: float, donor_device:
     """The allocation DisTorch2 builds from its inputs, in mgc's language: the expert string when
     there is one (its `#<compute>` tail dropped: `compute_device` is the compute device), else
     `#<compute>;<GiB>;<donor>`, else (no virtual VRAM, or the donor is the compute device itself)
-    the whole model on the compute device."""
+    the whole model on the compute device. An expert string that is only a virtual VRAM part
+    (`#cuda:0;4.0;cpu`) is kept whole."""
     expert = (expert_mode_allocations or "").strip()
     if expert:
-        return expert.split("#", 1)[0].strip()
+        # A full virtual VRAM string (`#cuda:0;4.0;cpu`) is kept whole: mgc reads it, and checks
+        # that its compute device is `compute_device`.
+        return expert.split("#", 1)[0].strip() or expert
     amount = float(virtual_vram_gb)
     if amount <= 0:
         return f"{compute_device},*"

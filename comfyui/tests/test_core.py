@@ -421,6 +421,7 @@ def test_allocation_inputs_are_distorch2s(model_file):
     (("cpu", 4.0, "cpu", ""), "cpu,*"),
     (("cuda:0", 4.0, "cpu", "cuda:0,2gb;cpu,*"), "cuda:0,2gb;cpu,*"),
     (("cuda:0", 4.0, "cpu", " cuda:0,25%;cpu,75%#cuda:0 "), "cuda:0,25%;cpu,75%"),
+    (("cuda:0", 0.0, "cpu", "#cuda:0;2.0;cpu"), "#cuda:0;2.0;cpu"),
 ])
 def test_allocation_string_is_the_one_distorch2_builds(inputs, expected):
     from comfyui import allocation

@@ -7,6 +7,7 @@ less free memory than planned gets a recompiled plan; *Load mgc plan* reads `mod
 """
 
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -293,3 +294,81 @@ def test_load_plan_reads_models_mgc_plans_and_reloads_an_edited_plan(tmp_path, m
         nodes.LoadPlan().load(plan_name="gone.plan.json")
     with pytest.raises(core.PlanError, match="no such plan file"):
         nodes.LoadPlan().load(plan_path=str(tmp_path / "nowhere" / "x.plan.json"))
+
+
+MULTIGPU = os.environ.get("MGC_COMFYUI_MULTIGPU")
+# Declared devices for the side-by-side check: a GPU and the CPU, as both sides are told of them.
+DECLARED = {"cuda:0": 1 << 30, "cpu": 4 << 30}
+
+
+def _load_multigpu(monkeypatch):
+    """ComfyUI-MultiGPU loaded by ComfyUI's own custom-node loading, told of the declared devices
+    (its device list and ComfyUI's `get_total_memory`, which its allocation reads)."""
+    import sys
+
+    import comfy.model_management
+    import nodes as comfy_nodes
+
+    # ComfyUI's `utils` package, which its server imports (ComfyUI's `nodes` put `comfy/` first on
+    # the path, where `utils.py` would shadow it; ComfyUI's main imports it before `nodes`).
+    if not hasattr(sys.modules.get("utils"), "__path__"):
+        sys.modules.pop("utils", None)
+        monkeypatch.setattr(sys, "path", [COMFYUI] + sys.path)
+        importlib.import_module("utils.install_util")
+
+    for extra in ("nodes_sd3.py", "nodes_hidream.py"):
+        asyncio.run(comfy_nodes.load_custom_node(os.path.join(COMFYUI, "comfy_extras", extra), module_parent="comfy_extras"))
+    assert asyncio.run(comfy_nodes.load_custom_node(MULTIGPU)), "ComfyUI-MultiGPU did not load (it needs `accelerate`)"
+    modules = {name.rsplit(".", 1)[-1]: module for name, module in sys.modules.items() if "MultiGPU" in name}
+    monkeypatch.setattr(modules["device_utils"], "_DEVICE_LIST_CACHE", list(DECLARED)[::-1])
+    monkeypatch.setattr(comfy.model_management, "get_total_memory",
+                        lambda dev=None, torch_total_too=False: DECLARED[str(dev)])
+    return comfy_nodes.NODE_CLASS_MAPPINGS, modules["distorch_2"]
+
+
+def _bytes_by_device(pairs):
+    out = {}
+    for device, size in pairs:
+        out[device] = out.get(device, 0) + size
+    return out
+
+
+@pytest.mark.skipif(not MULTIGPU, reason="set MGC_COMFYUI_MULTIGPU to a ComfyUI-MultiGPU checkout to compare with DisTorch2")
+@pytest.mark.parametrize("virtual_vram_gb,expert", [
+    (0.006, ""), (0.01, ""), (4.0, ""), (0.0, "cuda:0,8mb;cpu,*"), (0.0, "cuda:0,30%;cpu,70%"), (0.0, "cuda:0,0.01;cpu,0.003"),
+])
+def test_distorch2_widgets_place_the_bytes_distorch2_places(tmp_path, monkeypatch, virtual_vram_gb, expert):
+    """The same widgets on ComfyUI-MultiGPU's UNETLoaderDisTorch2MultiGPU and on UNETLoaderMGC,
+    with the same declared devices: DisTorch2's own allocation (`analyze_safetensor_loading`, on
+    the model its node loaded) and mgc's plan put the same bytes on each device, to within one
+    layer of the model (mgc places whole layers; DisTorch2 single modules, and the modules no
+    device share has room for left go to its compute device) and 0.01% of the device's memory
+    (DisTorch2 rounds each device's share to that)."""
+    _comfy(monkeypatch)
+    from comfyui import allocation
+
+    node_classes, distorch = _load_multigpu(monkeypatch)
+    model_file, _ = _tiny_wan(tmp_path)
+    model_file = _f32(model_file, tmp_path)  # the dtype the model is loaded in here, so module sizes are file bytes
+    _model_folder(monkeypatch, "diffusion_models", model_file)
+    widgets = {"compute_device": "cuda:0", "virtual_vram_gb": virtual_vram_gb, "donor_device": "cpu",
+               "expert_mode_allocations": expert}
+
+    (patcher,) = node_classes["UNETLoaderDisTorch2MultiGPU"]().override(
+        unet_name=os.path.basename(model_file), weight_dtype="default", eject_models=False, **widgets)
+    full = patcher.model._distorch_v2_meta["full_allocation"]
+    theirs = distorch.analyze_safetensor_loading(patcher, full, is_clip=False)["block_assignments"]
+    sizes = {name: size for size, name, _, _ in patcher._load_list()}
+    distorch_bytes = _bytes_by_device((device, sizes[name]) for name, device in theirs.items())
+
+    ours = allocation.allocation_string(**widgets)
+    assert ours == (full.split("#", 1)[0] or full), "the allocation string is the one DisTorch2 builds"
+    plan = allocation.plan_for_files([("wan", model_file, "diffusion")], hardware=[
+        {"device": d, "memory": m} for d, m in DECLARED.items()], **widgets)
+    layers = plan["models"][0]["layers"]
+    layer_bytes = [sum(t["bytes"] for t in layer["tensors"]) for layer in layers]
+    mgc_bytes = _bytes_by_device((layer["home"], size) for layer, size in zip(layers, layer_bytes))
+    assert abs(sum(mgc_bytes.values()) - sum(distorch_bytes.values())) <= 0.01 * sum(mgc_bytes.values())
+    for device, memory in DECLARED.items():
+        gap = abs(mgc_bytes.get(device, 0) - distorch_bytes.get(device, 0))
+        assert gap <= max(layer_bytes) + memory // 10_000, (device, mgc_bytes, distorch_bytes, full)
