@@ -140,6 +140,39 @@ def test_device_loader_puts_the_whole_model_on_its_device(tmp_path, monkeypatch)
     assert torch.equal(_forward(patcher, io), expected)
 
 
+def test_checkpoint_loader_plans_the_checkpoints_diffusion_model(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import comfy.model_management
+    import nodes as comfy_nodes
+    from safetensors.torch import load_file, save_file
+
+    from comfyui import core, loaders
+
+    model_file, io = _tiny_wan(tmp_path)
+    dtype = torch.float32 if DEVICE == "cpu" else torch.bfloat16
+    checkpoint = tmp_path / "checkpoints" / "tiny_wan21_checkpoint.safetensors"
+    checkpoint.parent.mkdir()
+    save_file({"model.diffusion_model." + k: v.to(dtype) for k, v in load_file(model_file).items()}, str(checkpoint))
+    _model_folder(monkeypatch, "checkpoints", checkpoint)
+    plain = comfy_nodes.CheckpointLoaderSimple().load_checkpoint(checkpoint.name)[0]
+    comfy.model_management.load_models_gpu([plain])
+    expected = _forward(plain, io)
+    del plain
+    comfy.model_management.unload_all_models()
+
+    virtual = 0.5 * os.path.getsize(checkpoint) / (1 << 30)
+    model, _clip, _vae = loaders.CheckpointLoaderSimpleMGC().load(
+        **_inputs(virtual_vram_gb=virtual, donor="disk", ckpt_name=checkpoint.name))
+    entry = model.mgc_plan.model
+    assert entry["prefix"] == "model.diffusion_model." and entry["role"] == "diffusion"
+    assert any(layer["home"] == "disk" for layer in entry["layers"])
+    assert core.placement(model.model.diffusion_model, entry) == _homes(entry)
+    if DEVICE == "cpu":
+        assert model.mgc_plan.stats.mapped > 0
+    got = _forward(model, io)
+    assert torch.equal(got, expected), (got - expected).abs().max()
+
+
 def _synth(tmp_path, inventory, name):
     path = tmp_path / name
     out = subprocess.run([*MGC, "synth-model", os.path.join(ROOT, "tests", "fixtures", "models", inventory), "-o",
