@@ -119,12 +119,12 @@ def _apply_wrapped(model_attribute: str, patcher_attribute: str):
     return apply
 
 
-def _apply_checkpoint(outputs, pairs, compute):
-    """A checkpoint's models, each where ComfyUI keeps it: the diffusion model in the MODEL, the
-    text encoders in the CLIP, the VAE in the VAE."""
+def _apply_checkpoint(outputs, pairs, _compute):
+    """A checkpoint's planned models, each where ComfyUI keeps it (mgc plans a checkpoint's
+    diffusion model: the MODEL), each on its own compute device."""
     model, clip, vae = (list(outputs) + [None, None, None])[:3]
     for pair in pairs:
-        role = pair[1]["role"]
+        role, compute = pair[1]["role"], pair[1]["compute"]
         if role == "diffusion" and model is not None:
             (model,) = _apply_model((model,), [pair], compute)
         elif role == "text-encoder" and clip is not None:
@@ -395,6 +395,61 @@ def _stock_returns(loader: Loader) -> List[str]:
     return returns.get(loader.stock, ["CLIP"])
 
 
+_CHECKPOINT = LOADERS[1]
+
+
+class CheckpointLoaderAdvancedMGC:
+    """ComfyUI-MultiGPU's advanced DisTorch2 checkpoint loader: the diffusion model placed by its
+    own DisTorch2 inputs (`unet_…`) or a plan, the text encoders and the VAE each whole on their
+    device (mgc plans a checkpoint's diffusion model; the `clip_…` amounts are not used)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        _, folder_paths = _comfy()
+        a = allocation.allocation_inputs()
+        devices, device_options = a["compute_device"]
+        return {
+            "required": {
+                "ckpt_name": (folder_paths.get_filename_list("checkpoints"),),
+                "unet_compute_device": a["compute_device"],
+                "unet_virtual_vram_gb": a["virtual_vram_gb"],
+                "unet_donor_device": a["donor_device"],
+                "clip_compute_device": (devices, {**device_options, "default": "cpu"}),
+                "clip_virtual_vram_gb": ("FLOAT", {**a["virtual_vram_gb"][1], "default": 2.0}),
+                "clip_donor_device": a["donor_device"],
+                "vae_device": a["compute_device"],
+            },
+            "optional": {
+                "unet_expert_mode_allocations": a["expert_mode_allocations"],
+                "clip_expert_mode_allocations": a["expert_mode_allocations"],
+                "plan": (PLAN, {"tooltip": "an mgc plan for the checkpoint: when connected, it places the diffusion model"}),
+            },
+        }
+
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load"
+    CATEGORY = "mgc"
+
+    def load(self, ckpt_name, unet_compute_device, unet_virtual_vram_gb, unet_donor_device, clip_compute_device,
+             clip_virtual_vram_gb, clip_donor_device, vae_device, unet_expert_mode_allocations="",
+             clip_expert_mode_allocations="", plan=None):
+        if (clip_virtual_vram_gb > 0 and clip_donor_device != clip_compute_device) or clip_expert_mode_allocations.strip():
+            logging.info("mgc: `%s`: the text encoders go whole on %s (mgc plans a checkpoint's diffusion model; "
+                         "the clip virtual VRAM and expert string are not used)", ckpt_name, clip_compute_device)
+        choice = {"compute_device": unet_compute_device, "virtual_vram_gb": unet_virtual_vram_gb,
+                  "donor_device": unet_donor_device, "expert_mode_allocations": unet_expert_mode_allocations}
+        path = _full_path("checkpoints", ckpt_name)
+        pairs = plan_and_entries(_CHECKPOINT, [path], choice, plan, [])
+        model, clip, vae = _CHECKPOINT.load({"ckpt_name": ckpt_name}, [path])
+        model, clip, vae = _apply_checkpoint((model, clip, vae), pairs, unet_compute_device)
+        if clip is not None:
+            _compute_on(clip.patcher, clip_compute_device)
+        if vae is not None:
+            _compute_on(getattr(vae, "patcher", None), vae_device)
+            vae.device = core.torch_device(vae_device)
+        return (model, clip, vae)
+
+
 def node_mappings(with_gguf: bool) -> Tuple[Dict[str, type], Dict[str, str]]:
     """The loader nodes and their display names: `<StockName>MGC` (`<StockName> (mgc)`) and
     `<StockName>DeviceMGC` (`<StockName> on a device (mgc)`), the GGUF ones with ComfyUI-GGUF."""
@@ -404,6 +459,8 @@ def node_mappings(with_gguf: bool) -> Tuple[Dict[str, type], Dict[str, str]]:
         names[f"{loader.stock}MGC"] = f"{loader.stock} (mgc)"
         classes[f"{loader.stock}DeviceMGC"] = _node(loader, device_only=True)
         names[f"{loader.stock}DeviceMGC"] = f"{loader.stock} on a device (mgc)"
+    classes["CheckpointLoaderAdvancedMGC"] = CheckpointLoaderAdvancedMGC
+    names["CheckpointLoaderAdvancedMGC"] = "CheckpointLoaderAdvanced (mgc)"
     return classes, names
 
 

@@ -171,6 +171,20 @@ def test_checkpoint_loader_plans_the_checkpoints_diffusion_model(tmp_path, monke
         assert model.mgc_plan.stats.mapped > 0
     got = _forward(model, io)
     assert torch.equal(got, expected), (got - expected).abs().max()
+    del model
+    comfy.model_management.unload_all_models()
+
+    # ComfyUI-MultiGPU's advanced checkpoint loader: the diffusion model by its `unet_…` inputs.
+    inputs = loaders.CheckpointLoaderAdvancedMGC.INPUT_TYPES()
+    assert {"unet_compute_device", "unet_virtual_vram_gb", "unet_donor_device", "clip_compute_device",
+            "clip_virtual_vram_gb", "clip_donor_device", "vae_device"} <= set(inputs["required"])
+    assert inputs["required"]["clip_virtual_vram_gb"][1]["default"] == 2.0
+    model, _clip, _vae = loaders.CheckpointLoaderAdvancedMGC().load(
+        checkpoint.name, DEVICE, 0.0, "cpu", "cpu", 2.0, "cpu", DEVICE, unet_expert_mode_allocations=f"{DEVICE},40%;disk,*")
+    entry = model.mgc_plan.model
+    assert entry["allocation"] == f"{DEVICE},40%;disk,*" and any(layer["home"] == "disk" for layer in entry["layers"])
+    got = _forward(model, io)
+    assert torch.equal(got, expected), (got - expected).abs().max()
 
 
 def _synth(tmp_path, inventory, name):
