@@ -108,7 +108,8 @@ def plan_for_files(
     ``text-encoder``, ``vae``, ...; the compiler reads the role from the file's header). Every
     file gets the same allocation, as DisTorch gives each of a loader's files. ``hardware``
     replaces the devices mgc detects (the format of ``mgc.compile``). A wrong string, or an
-    amount that does not fit, raises ``core.PlanError`` with mgc's own diagnostic.
+    amount that does not fit, raises ``core.PlanError`` with mgc's own diagnostic. The plan is
+    the compiler's own output: it is not validated again (``core.compiled_plan``).
     """
     files = list(files)
     allocation = allocation_string(compute_device, virtual_vram_gb, donor_device, expert_mode_allocations)
@@ -123,7 +124,7 @@ def plan_for_files(
         plan = mgc.compile(workflow, hardware=hardware)
     except mgc.MgcError as e:
         raise core.PlanError(f"the allocation `{allocation}` cannot be planned on this machine:\n{e}") from None
-    return core.load_plan(json.dumps(plan))
+    return core.compiled_plan(plan, f"compiled for `{allocation}`")
 
 
 def _model_table(name: str, path: str, compute: str, allocation: str) -> str:

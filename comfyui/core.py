@@ -62,6 +62,17 @@ def load_plan(path_or_text: str) -> dict:
     return Plan(plan, where)
 
 
+def compiled_plan(plan: dict, source: str = "plan") -> Plan:
+    """A plan the `mgc` package compiled in this process: the compiler's own output, so only its
+    format version is checked (validating it against the schema takes longer than compiling)."""
+    if plan.get("format_version") != PLAN_VERSION:
+        raise PlanError(
+            f"the installed mgc compiler writes plan format version {plan.get('format_version')!r}; this node pack "
+            f"reads version {PLAN_VERSION}: install both from the same repository"
+        )
+    return Plan(plan, source)
+
+
 def plan_source(plan: dict) -> str:
     """Where a plan was read from, for messages."""
     return getattr(plan, "source", "plan")
