@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from . import allocation, core
-from .nodes import PLAN, _classic, _comfy, _gguf_node, _is_dynamic, _keep_plan_on_load, _load, _parameters, _DYNAMIC_HELP, gguf_installed
+from .nodes import (
+    _DYNAMIC_HELP, PLAN, _classic, _comfy, _gguf_node, _is_dynamic, _keep_plan_on_load, _load, _parameters, gguf_installed,
+)
 
 ALLOCATION_KEYS = ("compute_device", "virtual_vram_gb", "donor_device", "expert_mode_allocations")
 
@@ -33,7 +35,6 @@ class Loader:
     inputs: Callable[[], dict]  # the stock loader's inputs, without its own `device`
     load: Callable[[dict, List[str]], tuple]  # (its inputs, the files' paths) -> its outputs
     apply: Callable[[tuple, list, str], tuple]  # outputs, [(plan, entry, path)], compute
-    gguf: bool = False
 
 
 # --- where each kind of output keeps its model ----------------------------------------------
@@ -176,7 +177,7 @@ def _call(name: str, function: str, **fixed):
     """Calls the stock node's function with its inputs (ComfyUI-GGUF's nodes, say)."""
 
     def load(args: dict, _paths: List[str]) -> tuple:
-        node = _gguf_node(name) if name.endswith("GGUF") or "GGUF" in name else _stock(name)
+        node = _gguf_node(name) if "GGUF" in name else _stock(name)
         return tuple(getattr(node(), function)(**args, **fixed))
 
     return load
@@ -190,7 +191,7 @@ def _clip_loader(stock, count, gguf=False, typed=True):
     files = tuple((f"clip_name{i}" if count > 1 else "clip_name", "text_encoders" if not gguf else "clip")
                   for i in range(1, count + 1))
     if gguf:
-        return Loader(stock, files, "text-encoder", _gguf_inputs(stock), _call(stock, "load_clip"), _apply_clip, gguf=True)
+        return Loader(stock, files, "text-encoder", _gguf_inputs(stock), _call(stock, "load_clip"), _apply_clip)
     inputs = _stock_inputs(stock) if typed else _clip_names(count)
     return Loader(stock, files, "text-encoder", inputs, _load_clip, _apply_clip)
 
@@ -215,9 +216,9 @@ LOADERS: List[Loader] = [
 
 GGUF_LOADERS: List[Loader] = [
     Loader("UnetLoaderGGUF", (("unet_name", "unet"),), "diffusion", _gguf_inputs("UnetLoaderGGUF"),
-           _call("UnetLoaderGGUF", "load_unet"), _apply_model, gguf=True),
+           _call("UnetLoaderGGUF", "load_unet"), _apply_model),
     Loader("UnetLoaderGGUFAdvanced", (("unet_name", "unet"),), "diffusion", _gguf_inputs("UnetLoaderGGUFAdvanced"),
-           _call("UnetLoaderGGUFAdvanced", "load_unet"), _apply_model, gguf=True),
+           _call("UnetLoaderGGUFAdvanced", "load_unet"), _apply_model),
     _clip_loader("CLIPLoaderGGUF", 1, gguf=True),
     _clip_loader("DualCLIPLoaderGGUF", 2, gguf=True),
     _clip_loader("TripleCLIPLoaderGGUF", 3, gguf=True),
