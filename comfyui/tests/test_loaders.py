@@ -343,6 +343,43 @@ def test_load_plan_reads_models_mgc_plans_and_reloads_an_edited_plan(tmp_path, m
         nodes.LoadPlan().load(plan_path=str(tmp_path / "nowhere" / "x.plan.json"))
 
 
+@pytest.mark.skipif(not GGUF_NODES or not os.path.isfile(os.path.join(GGUF_NODES or "", "nodes.py")),
+                    reason="set MGC_COMFYUI_GGUF to a ComfyUI-GGUF checkout to run its loaders with DisTorch2's inputs")
+def test_gguf_unet_loaders_with_distorch_inputs_give_comfyui_ggufs_output(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import comfy.model_management
+    import nodes as comfy_nodes
+
+    from comfyui import loaders
+    from comfyui.tests.tiny_gguf import write_gguf
+
+    asyncio.run(comfy_nodes.load_custom_node(GGUF_NODES))
+    loaders = importlib.reload(loaders)
+    source, io = _tiny_wan(tmp_path)
+    model_file = tmp_path / "gguf" / "tiny_wan21_q8.gguf"
+    model_file.parent.mkdir()
+    write_gguf(source, model_file, "wan")
+    _model_folder(monkeypatch, "diffusion_models", model_file)
+    plain = comfy_nodes.NODE_CLASS_MAPPINGS["UnetLoaderGGUF"]().load_unet(model_file.name)[0]
+    comfy.model_management.load_models_gpu([plain])
+    expected = _forward(plain, io)
+    del plain
+    comfy.model_management.unload_all_models()
+
+    virtual = 0.5 * os.path.getsize(model_file) / (1 << 30)
+    donor = "disk" if DEVICE == "cpu" else "cpu"
+    advanced = {"dequant_dtype": "default", "patch_dtype": "default", "patch_on_device": False}
+    for node, extra in ((loaders.UnetLoaderGGUFMGC, {}), (loaders.UnetLoaderGGUFAdvancedMGC, advanced)):
+        (patcher,) = node().load(**_inputs(virtual_vram_gb=virtual, donor=donor, unet_name=model_file.name, **extra))
+        entry = patcher.mgc_plan.model
+        assert entry["allocation"].startswith(f"#{DEVICE};") and entry["allocation"].endswith(f";{donor}")
+        assert any(layer["home"] == donor and layer["streamed"] for layer in entry["layers"])
+        got = _forward(patcher, io)
+        assert torch.equal(got, expected), (node.__name__, (got - expected).abs().max())
+        del patcher
+        comfy.model_management.unload_all_models()
+
+
 MULTIGPU = os.environ.get("MGC_COMFYUI_MULTIGPU")
 # Declared devices for the side-by-side check: a GPU and the CPU, as both sides are told of them.
 DECLARED = {"cuda:0": 1 << 30, "cpu": 4 << 30}
@@ -354,8 +391,17 @@ def _load_multigpu(monkeypatch):
     import sys
 
     import comfy.model_management
+    import comfy.model_patcher
     import nodes as comfy_nodes
 
+    # ComfyUI-MultiGPU replaces some of ComfyUI's functions when it loads or first loads a model:
+    # the test puts ComfyUI's back afterwards.
+    for name in ("get_torch_device", "text_encoder_device", "unet_offload_device", "soft_empty_cache", "load_models_gpu"):
+        monkeypatch.setattr(comfy.model_management, name, getattr(comfy.model_management, name))
+    patcher = comfy.model_patcher.ModelPatcher
+    monkeypatch.setattr(patcher, "partially_load", patcher.partially_load)
+    monkeypatch.setattr(patcher, "_distorch_patched", False, raising=False)
+    monkeypatch.delattr(patcher, "_distorch_patched")
     # ComfyUI's `utils` package, which its server imports (ComfyUI's `nodes` put `comfy/` first on
     # the path, where `utils.py` would shadow it; ComfyUI's main imports it before `nodes`).
     if not hasattr(sys.modules.get("utils"), "__path__"):
@@ -419,40 +465,3 @@ def test_distorch2_widgets_place_the_bytes_distorch2_places(tmp_path, monkeypatc
     for device, memory in DECLARED.items():
         gap = abs(mgc_bytes.get(device, 0) - distorch_bytes.get(device, 0))
         assert gap <= max(layer_bytes) + memory // 10_000, (device, mgc_bytes, distorch_bytes, full)
-
-
-@pytest.mark.skipif(not GGUF_NODES or not os.path.isfile(os.path.join(GGUF_NODES or "", "nodes.py")),
-                    reason="set MGC_COMFYUI_GGUF to a ComfyUI-GGUF checkout to run its loaders with DisTorch2's inputs")
-def test_gguf_unet_loaders_with_distorch_inputs_give_comfyui_ggufs_output(tmp_path, monkeypatch):
-    _comfy(monkeypatch)
-    import comfy.model_management
-    import nodes as comfy_nodes
-
-    from comfyui import loaders
-    from comfyui.tests.tiny_gguf import write_gguf
-
-    asyncio.run(comfy_nodes.load_custom_node(GGUF_NODES))
-    loaders = importlib.reload(loaders)
-    source, io = _tiny_wan(tmp_path)
-    model_file = tmp_path / "gguf" / "tiny_wan21_q8.gguf"
-    model_file.parent.mkdir()
-    write_gguf(source, model_file, "wan")
-    _model_folder(monkeypatch, "diffusion_models", model_file)
-    plain = comfy_nodes.NODE_CLASS_MAPPINGS["UnetLoaderGGUF"]().load_unet(model_file.name)[0]
-    comfy.model_management.load_models_gpu([plain])
-    expected = _forward(plain, io)
-    del plain
-    comfy.model_management.unload_all_models()
-
-    virtual = 0.5 * os.path.getsize(model_file) / (1 << 30)
-    donor = "disk" if DEVICE == "cpu" else "cpu"
-    advanced = {"dequant_dtype": "default", "patch_dtype": "default", "patch_on_device": False}
-    for node, extra in ((loaders.UnetLoaderGGUFMGC, {}), (loaders.UnetLoaderGGUFAdvancedMGC, advanced)):
-        (patcher,) = node().load(**_inputs(virtual_vram_gb=virtual, donor=donor, unet_name=model_file.name, **extra))
-        entry = patcher.mgc_plan.model
-        assert entry["allocation"].startswith(f"#{DEVICE};") and entry["allocation"].endswith(f";{donor}")
-        assert any(layer["home"] == donor and layer["streamed"] for layer in entry["layers"])
-        got = _forward(patcher, io)
-        assert torch.equal(got, expected), (node.__name__, (got - expected).abs().max())
-        del patcher
-        comfy.model_management.unload_all_models()
