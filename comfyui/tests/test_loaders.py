@@ -240,6 +240,11 @@ def test_clip_loader_with_distorch_inputs_encodes_as_comfyuis_clip_loader(tmp_pa
     got = clip.encode_from_tokens(clip.tokenize("a photo of a cat"))
     assert torch.equal(got, expected), (got - expected).abs().max()
     assert clip.mgc_plan.stats.copies > 0
+    del clip
+
+    (clip,) = loaders.CLIPLoaderDeviceMGC().load(device=DEVICE, clip_name=clip_file.name, type="stable_diffusion")
+    assert {layer["home"] for layer in clip.mgc_plan.model["layers"]} == {DEVICE}
+    assert torch.equal(clip.encode_from_tokens(clip.tokenize("a photo of a cat")), expected)
 
 
 def test_a_bad_string_is_mgcs_diagnostic_before_any_weight_is_read(tmp_path, monkeypatch):
