@@ -27,7 +27,7 @@ impl Decimal {
         Self { mantissa: value, scale: 0 }
     }
 
-    /// Reads unsigned `12`, `1.5`, `.5`, `1.`; `None` when it has too many digits.
+    /// Reads unsigned `12`, `1.5`, `.5`, `1.`; `None` when its integer part does not fit `u64`.
     pub fn parse(text: &str) -> Option<Self> {
         let (int, frac) = text.split_once('.').unwrap_or((text, ""));
         if int.is_empty() && frac.is_empty() {
@@ -36,11 +36,19 @@ impl Decimal {
         if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let frac = frac.trim_end_matches('0');
-        let scale = u32::try_from(frac.len()).ok().filter(|s| *s <= MAX_SCALE)?;
         let mut mantissa: u64 = 0;
-        for b in int.bytes().chain(frac.bytes()) {
+        for b in int.bytes() {
             mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        }
+        // Fractional digits past what `MAX_SCALE` or the mantissa holds are dropped: the value
+        // moves by less than 10^-18 of its unit, no byte of any device (a slider's `3.3000000000000003`).
+        let mut scale = 0;
+        for b in frac.trim_end_matches('0').bytes().take(MAX_SCALE as usize) {
+            let Some(next) = mantissa.checked_mul(10).and_then(|m| m.checked_add(u64::from(b - b'0'))) else {
+                break;
+            };
+            mantissa = next;
+            scale += 1;
         }
         Some(Self { mantissa, scale })
     }

@@ -259,7 +259,13 @@ fn decimals_are_exact() {
     assert_eq!(Decimal::parse("0.50").unwrap().to_string(), "0.5");
     assert_eq!(Decimal::parse("007").unwrap().to_string(), "7");
     assert_eq!(Decimal::parse(".").map(|d| d.to_string()), None);
-    assert!(Decimal::parse("1.0000000000000000000001").is_none());
+    // Digits past 10^-18 of the unit cannot move a byte: they are dropped, not refused (a
+    // slider's float printed in full); an integer part past `u64` is refused.
+    assert_eq!(Decimal::parse("1.0000000000000000000001").unwrap(), Decimal::from_int(1));
+    assert_eq!(Decimal::parse("3.14159265358979323846").unwrap().to_string(), "3.141592653589793238");
+    assert!(Decimal::parse("99999999999999999999").is_none());
+    let a = ok("cuda:0,3.3000000000000000000003gb;cpu,*");
+    assert_eq!(bytes_of(&a)[0], ("cuda:0".into(), Some(3_543_348_019)));
 }
 
 /// Strings made of the language's own characters, in random order: none may panic, and every
