@@ -25,7 +25,7 @@ if [ -n "${MGC_WHEEL:-}" ]; then
     cp "$MGC_WHEEL" "$prep/wheels/"
 else
     # The compiler as the Python package (abi3: any Python >= 3.10).
-    .venv-mgc/bin/maturin build --quiet --release --locked -m python/Cargo.toml -o "$prep/wheels"
+    .venv-mgc/bin/maturin build --quiet --release --strip --locked -m python/Cargo.toml -o "$prep/wheels"
 fi
 .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

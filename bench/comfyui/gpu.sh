@@ -25,10 +25,13 @@ fi
     || echo "no nvidia-smi"; } > "$out/gpu.txt"
 cat "$out/gpu.txt"
 
-site="$work/site"
-"$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$prep"/wheels/*.whl \
-    > "$out/pip.txt" 2>&1 || { echo "error: the wheels did not install (see pip.txt)" >&2; exit 1; }
-export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+# The packed wheels, where this Python lacks what they hold.
+if ! "$py" -c 'import jsonschema, av, torchsde, trampoline, gguf, mgc' 2>/dev/null; then
+    site="$work/site"
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$prep"/wheels/*.whl \
+        > "$out/pip.txt" 2>&1 || { echo "error: the wheels did not install (see pip.txt)" >&2; exit 1; }
+    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 for name in ComfyUI ComfyUI-MultiGPU ComfyUI-GGUF; do
     tar xzf "$prep/$name.tgz" -C "$work"
 done

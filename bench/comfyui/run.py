@@ -5,8 +5,9 @@ loading (lowvram) and all resident, each sampling the same model in a real Comfy
         [--models tiny|gpu|NAME,...] [--device cuda:0|cpu] [--steps N] [--out DIR]
 
 For each model (made on the spot with random weights, see ``models.py``) and each amount
-offloaded (``--fractions`` of the model: 0, ¼, ½, ¾ and all of it), each system runs in a process
-of its own (``worker.py``):
+offloaded (``--fractions`` of the model: 0, ¼, ½, ¾ and all of it), each system loads the model
+with its own loader node and samples it (``worker.py``; DisTorch2 in a process of its own, since
+it patches ComfyUI's model management, the others in another):
 
 - **mgc**: the node pack's UNet loader with the plan compiled for that amount from the same
   virtual-VRAM string DisTorch2 gets (``#cuda:0;GB;cpu``; all of it: ``cpu,*``);
@@ -231,33 +232,46 @@ def mgc_runs(spec: ModelSpec, path: str, runs: List[dict], compute: str, machine
     return runs
 
 
-def jobs_for(args, spec: ModelSpec, path: str, total: int, machine: dict) -> List[dict]:
-    """A job per system: which amounts it runs and with what inputs. Resident runs once (nothing
-    offloaded); DisTorch2 and ComfyUI with nothing offloaded are ComfyUI's own full load, the
-    resident run, and are not repeated."""
+def runs_for(args, spec: ModelSpec, path: str, total: int, machine: dict) -> List[dict]:
+    """Every run of a model: a system, an amount offloaded and that system's inputs for it.
+    Resident runs once (nothing offloaded); DisTorch2 and ComfyUI with nothing offloaded are
+    ComfyUI's own full load, the resident run, and are not repeated."""
     compute = args.device
-    cpu = compute == "cpu"
     amounts = sorted({round(f * total) for f in args.fraction_list})
-    jobs = []
+    runs = []
     for system in [s for s in records.SYSTEMS[::-1] if s in args.systems.split(",")]:
-        donor = "disk" if cpu and system == "mgc" else "cpu"
+        donor = "disk" if compute == "cpu" and system == "mgc" else "cpu"
         chosen = [0] if system == "resident" else [a for a in amounts if a > 0 or system == "mgc"]
-        runs = [{"offloaded_bytes": a, "allocation": allocation(compute, donor, a, total),
-                 "virtual_vram_gb": float(_gib(a))} for a in chosen]
+        mine = [{"system": system, "offloaded_bytes": a, "allocation": allocation(compute, donor, a, total),
+                 "virtual_vram_gb": float(_gib(a)), "donor": donor} for a in chosen]
         if system == "mgc":
-            runs = mgc_runs(spec, path, runs, compute, machine, os.path.join(args.work, "plans"))
-        if system == "distorch2" and not args.multigpu:
-            jobs.append({"system": system, "runs": runs, "missing": "no ComfyUI-MultiGPU checkout given (--multigpu)"})
+            mine = mgc_runs(spec, path, mine, compute, machine, os.path.join(args.work, "plans"))
+        runs += mine
+    return runs
+
+
+def jobs_for(args, spec: ModelSpec, runs: List[dict]) -> List[dict]:
+    """The worker processes of a model: DisTorch2 alone (it patches ComfyUI's model management),
+    the other systems together; a job that cannot run says why."""
+    jobs = []
+    for group in (("resident", "comfyui", "mgc"), ("distorch2",)):
+        mine = [r for r in runs if r["system"] in group]
+        if not mine:
             continue
         packs = {"ComfyUI-GGUF": args.gguf if spec.gguf else None,
-                 "ComfyUI-MultiGPU": args.multigpu if system == "distorch2" else None}
-        jobs.append({"system": system, "runs": runs, "packs": packs, "donor": donor})
+                 "ComfyUI-MultiGPU": args.multigpu if "distorch2" in group else None}
+        job = {"name": "-".join(s for s in group if any(r["system"] == s for r in mine)), "runs": mine, "packs": packs}
+        if "distorch2" in group and not args.multigpu:
+            job["missing"] = "no ComfyUI-MultiGPU checkout given (--multigpu)"
+        if spec.gguf and not args.gguf:
+            job["missing"] = "no ComfyUI-GGUF checkout given (--gguf), which loads GGUF models"
+        jobs.append(job)
     return jobs
 
 
 def run_job(args, spec: ModelSpec, path: str, total: int, job: dict, deadline: Optional[float]) -> tuple:
     """Runs one job's worker; returns its records and skipped runs."""
-    name = f"{spec.name}-{job['system']}"
+    name = f"{spec.name}-{job['name']}"
     out = os.path.join(args.work, "jobs", f"{name}.jsonl")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     if os.path.exists(out):
@@ -270,7 +284,7 @@ def run_job(args, spec: ModelSpec, path: str, total: int, job: dict, deadline: O
     with open(job_path, "w", encoding="utf-8") as f:
         json.dump(full, f, indent=1)
     log = os.path.join(args.work, "jobs", f"{name}.log")
-    print(f"== {spec.name} / {job['system']}: {len(job['runs'])} run(s), log in {log}", flush=True)
+    print(f"== {spec.name} / {job['name']}: {len(job['runs'])} run(s), log in {log}", flush=True)
     timeout = None if deadline is None else max(30.0, deadline - time.time() + 30)
     with open(log, "w", encoding="utf-8") as logf:
         try:
@@ -284,10 +298,10 @@ def run_job(args, spec: ModelSpec, path: str, total: int, job: dict, deadline: O
             for line in f:
                 entry = json.loads(line)
                 (got if "record" in entry else skipped).append(entry.get("record") or entry.get("skipped"))
-    done = {r["offloaded_bytes"] for r in got} | {s["offloaded_bytes"] for s in skipped}
-    skipped += [{"model": spec.name, "system": job["system"], "offloaded_bytes": r["offloaded_bytes"],
+    done = {(r["system"], r["offloaded_bytes"]) for r in got + skipped}
+    skipped += [{"model": spec.name, "system": r["system"], "offloaded_bytes": r["offloaded_bytes"],
                  "reason": f"the worker stopped before this run (see {os.path.basename(log)})"}
-                for r in job["runs"] if r["offloaded_bytes"] not in done]
+                for r in job["runs"] if (r["system"], r["offloaded_bytes"]) not in done]
     for r in got:
         print(f"   {r['system']} offloaded {r['offloaded_bytes'] / 1e9:.3g} GB: {r['step_seconds'] * 1e3:.1f} ms/step",
               flush=True)
@@ -313,11 +327,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"== {spec.name}: writing the model (random weights)", flush=True)
         path = make_model(spec, os.path.join(args.work, "models"))
         total = model_bytes(path)
-        for job in jobs_for(args, spec, path, total, machine):
+        for job in jobs_for(args, spec, runs_for(args, spec, path, total, machine)):
             if deadline and time.time() > deadline:
                 job["missing"] = "out of time (the run's time budget was spent)"
             if "missing" in job:
-                skipped += [{"model": spec.name, "system": job["system"], "offloaded_bytes": r["offloaded_bytes"],
+                skipped += [{"model": spec.name, "system": r["system"], "offloaded_bytes": r["offloaded_bytes"],
                              "reason": job["missing"]} for r in job["runs"]]
                 continue
             got, missed = run_job(args, spec, path, total, job, deadline)

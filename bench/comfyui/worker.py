@@ -1,6 +1,7 @@
-"""One model and one system inside a real ComfyUI, in a process of its own (DisTorch2 patches
-ComfyUI's model management when it loads, so no other system may share its process): for each
-amount offloaded, load the model with that system's loader, sample it with ComfyUI's own sampler
+"""One model inside a real ComfyUI, for one or more systems (DisTorch2 patches ComfyUI's model
+management when it loads, so it runs in a process of its own; the others share one): for each run
+(a system and an amount offloaded), load the model with that system's loader node, sample it with
+ComfyUI's own sampler
 (``comfy.sample.sample``, what the KSampler node runs: euler, simple, cfg 1, the model's usual
 latent size), and write one line of JSON per run, a record or why it did not run.
 
@@ -85,7 +86,7 @@ def _detect_flux_width():
 
 def load(job: dict, run: dict, comfy_nodes):
     """The model loaded by the system's own loader node, for this run's amount offloaded."""
-    system, model = job["system"], job["model"]
+    system, model = run["system"], job["model"]
     name, gguf = os.path.basename(model["path"]), model["gguf"]
     if system == "mgc":
         from comfyui import nodes as pack
@@ -97,7 +98,7 @@ def load(job: dict, run: dict, comfy_nodes):
         node = comfy_nodes.NODE_CLASS_MAPPINGS["UnetLoaderGGUFDisTorch2MultiGPU" if gguf else "UNETLoaderDisTorch2MultiGPU"]
         options = {} if gguf else {"weight_dtype": "default"}
         return node().override(unet_name=name, compute_device=job["device"], virtual_vram_gb=run["virtual_vram_gb"],
-                               donor_device=job["donor"], expert_mode_allocations="", eject_models=True, **options)[0]
+                               donor_device=run["donor"], expert_mode_allocations="", eject_models=True, **options)[0]
     if gguf:
         return comfy_nodes.NODE_CLASS_MAPPINGS["UnetLoaderGGUF"]().load_unet(name)[0]
     return comfy_nodes.UNETLoader().load_unet(name, "default")[0]
@@ -187,7 +188,7 @@ def run_one(job: dict, run: dict, comfy_nodes) -> dict:
 
     from bench.comfyui.records import make_record
 
-    system, model = job["system"], job["model"]
+    system, model = run["system"], job["model"]
     keep_on_device(model["bytes"] - run["offloaded_bytes"] if system == "comfyui" and run["offloaded_bytes"] else None)
     if job["device"].startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -230,7 +231,7 @@ def main(job_path: str) -> int:
         out.flush()
 
     def skip(run, reason):
-        emit("skipped", {"model": job["model"]["name"], "system": job["system"],
+        emit("skipped", {"model": job["model"]["name"], "system": run["system"],
                          "offloaded_bytes": run["offloaded_bytes"] if run else None, "reason": reason})
 
     try:
