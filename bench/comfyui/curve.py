@@ -53,8 +53,11 @@ def svg_curve(records: Iterable[dict], model: str, title: Optional[str] = None) 
     if not records:
         raise ValueError(f"no records of model `{model}` to draw")
     lines = []  # (label, colour, dash, points)
+    resident = _series(records, "resident", "step_seconds")[:1]
     for system in SYSTEMS:
         points = _series(records, system, "step_seconds")
+        if system in ("distorch2", "comfyui") and points and points[0][0] > 0:
+            points = resident + points  # with nothing offloaded, both are ComfyUI's full load: the resident run
         if points:
             lines.append((SYSTEM_TITLES[system], COLOURS[system], "", points))
         if system == "mgc":

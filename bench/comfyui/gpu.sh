@@ -21,8 +21,12 @@ if [ ! -d "$prep" ]; then
     echo "error: $prep is missing: run scripts/prepare-bench.sh first, and copy it with the repository" >&2
     exit 2
 fi
-{ nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.max,pcie.link.width.max --format=csv 2>&1 \
-    || echo "no nvidia-smi"; } > "$out/gpu.txt"
+if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.max,pcie.link.width.max --format=csv \
+        > "$out/gpu.txt" 2>&1
+else
+    echo "no nvidia-smi" > "$out/gpu.txt"
+fi
 cat "$out/gpu.txt"
 
 # The packed wheels, where this Python lacks what they hold.

@@ -148,7 +148,10 @@ def to_json(doc: dict) -> str:
 
 
 def _gb(n: Optional[float]) -> str:
-    return "—" if n is None else f"{n / 1e9:.2f}"
+    """Gigabytes: two decimals, or three significant digits below 0.1 GB (the tiny models)."""
+    if n is None:
+        return "—"
+    return f"{n / 1e9:.2f}" if n == 0 or n >= 1e8 else f"{n / 1e9:.3g}"
 
 
 def _ms(s: Optional[float]) -> str:

@@ -120,6 +120,11 @@ def test_the_curve_has_a_line_per_system_and_the_prediction_dashed():
     assert len(mgc_line) == 2
     (x0, y0), (x1, y1) = [tuple(float(v) for v in p.split(",")) for p in mgc_line]
     assert x1 > x0 and y1 < y0  # further right, and higher (SVG's y grows downwards)
+    # DisTorch2 and ComfyUI with nothing offloaded are the resident run: their lines start there.
+    (resident,) = lines[4].get("points").split()
+    for line in (lines[2], lines[3]):
+        points = line.get("points").split()
+        assert len(points) == 2 and points[0] == resident
     assert svg == curve.svg_curve(runs, "flux")  # deterministic
     with pytest.raises(ValueError, match="no records of model `wan`"):
         curve.svg_curve(runs, "wan")
