@@ -6,8 +6,8 @@ loading (lowvram) and all resident, each sampling the same model in a real Comfy
 
 For each model (made on the spot with random weights, see ``models.py``) and each amount
 offloaded (``--fractions`` of the model: 0, ¼, ½, ¾ and all of it), each system loads the model
-with its own loader node and samples it (``worker.py``; DisTorch2 in a process of its own, since
-it patches ComfyUI's model management, the others in another):
+with its own loader node and samples it (``worker.py``: all resident and mgc in one process,
+DisTorch2 in another, since it patches ComfyUI's model management, ComfyUI's lowvram in a third):
 
 - **mgc**: the node pack's UNet loader with the plan compiled for that amount from the same
   virtual-VRAM string DisTorch2 gets (``#cuda:0;GB;cpu``; all of it: ``cpu,*``);
@@ -251,10 +251,11 @@ def runs_for(args, spec: ModelSpec, path: str, total: int, machine: dict) -> Lis
 
 
 def jobs_for(args, spec: ModelSpec, runs: List[dict]) -> List[dict]:
-    """The worker processes of a model: DisTorch2 alone (it patches ComfyUI's model management),
-    the other systems together; a job that cannot run says why."""
+    """The worker processes of a model, in the order they run (so that, when time runs out, what
+    is missing is ComfyUI's lowvram, the slowest): all resident and mgc, then DisTorch2 alone (it
+    patches ComfyUI's model management), then ComfyUI's lowvram. A job that cannot run says why."""
     jobs = []
-    for group in (("resident", "comfyui", "mgc"), ("distorch2",)):
+    for group in (("resident", "mgc"), ("distorch2",), ("comfyui",)):
         mine = [r for r in runs if r["system"] in group]
         if not mine:
             continue
