@@ -72,3 +72,19 @@ def test_the_workflow_compiles_to_a_plan_with_its_prediction(tmp_path):
         layers = json.load(f)["models"][0]["layers"]
     # Half the model offloaded: some layers streamed from the `disk` tier, some resident.
     assert any(layer["streamed"] for layer in layers) and not all(layer["streamed"] for layer in layers)
+
+
+def test_the_report_redraws_a_results_document(tmp_path, capsys):
+    from bench.comfyui import records, report
+
+    runs = [records.make_record("m", "resident", 0, 10, [1.0, 0.2, 0.2]),
+            records.make_record("m", "mgc", 5, 10, [1.0, 0.3, 0.3], predicted_step_seconds=0.25)]
+    doc = records.document(records.attach_lower_bounds(runs, 50.0), {"device": "cpu"}, {}, {})
+    (tmp_path / "results.json").write_text(records.to_json(doc))
+    assert report.main([str(tmp_path / "results.json"), "--out", str(tmp_path / "again")]) == 0
+    assert "| m | mgc |" in (tmp_path / "again" / "results.md").read_text()
+    assert (tmp_path / "again" / "curve-m.svg").read_text().startswith("<svg")
+    (tmp_path / "bad.json").write_text('{"records": []}')
+    assert report.main([str(tmp_path / "bad.json")]) == 1
+    assert "format version" in capsys.readouterr().err
+    assert report.main([str(tmp_path / "missing.json")]) == 2
