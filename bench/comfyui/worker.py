@@ -1,9 +1,8 @@
 """One model inside a real ComfyUI, for one or more systems (DisTorch2 patches ComfyUI's model
-management when it loads, so it runs in a process of its own; the others share one): for each run
+management when it loads, so run.py never puts it in a process with another system): for each run
 (a system and an amount offloaded), load the model with that system's loader node, sample it with
-ComfyUI's own sampler
-(``comfy.sample.sample``, what the KSampler node runs: euler, simple, cfg 1, the model's usual
-latent size), and write one line of JSON per run, a record or why it did not run.
+ComfyUI's own sampler (``comfy.sample.sample``, what the KSampler node runs: euler, simple, cfg 1,
+the model's usual latent size), and write one line of JSON per run, a record or why it did not run.
 
 Each step is timed at the sampler's callback (after the device finished: CUDA is synchronized
 there), so a step is one forward of the model and the sampler's arithmetic.
