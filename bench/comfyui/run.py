@@ -173,7 +173,8 @@ def versions(args: argparse.Namespace) -> dict:
         "comfyui": with_commit(comfyui, args.comfyui, "MGC_COMFYUI_COMMIT"),
         "comfyui_multigpu": with_commit(_pyproject_version(args.multigpu), args.multigpu, "MGC_COMFYUI_MULTIGPU_COMMIT")
         if args.multigpu else None,
-        "comfyui_gguf": with_commit(None, args.gguf, "MGC_COMFYUI_GGUF_COMMIT") if args.gguf else None,
+        "comfyui_gguf": with_commit(_pyproject_version(args.gguf), args.gguf, "MGC_COMFYUI_GGUF_COMMIT")
+        if args.gguf else None,
         "mgc": with_commit(mgc.__version__, ROOT, "MGC_COMMIT"),
     }
 
