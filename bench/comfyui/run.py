@@ -142,8 +142,8 @@ def _pyproject_version(path: Optional[str]) -> Optional[str]:
     try:
         with open(os.path.join(path, "pyproject.toml"), "r", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("version"):
-                    return line.split("=", 1)[1].strip().strip('"')
+                if line.startswith("version") and line.count('"') >= 2:
+                    return line.split('"')[1]
     except (OSError, TypeError):
         return None
     return None
