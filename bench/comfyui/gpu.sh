@@ -14,7 +14,9 @@ prep="$repo/device-run/bench"
 out="$(mkdir -p "${1:-$repo/bench-results}" && cd "${1:-$repo/bench-results}" && pwd)"
 budget="${2:-420}"
 py="${PYTHON:-python3}"
-work="${MGC_BENCH_WORK:-$(mktemp -d)}"
+# The models (about 40 GB) and the unpacked checkouts, on the repository's disk rather than a
+# /tmp that may be memory.
+work="${MGC_BENCH_WORK:-$repo/bench-work}"
 mkdir -p "$out/jobs" "$work"
 cd "$repo"
 if [ ! -d "$prep" ]; then
