@@ -212,12 +212,20 @@ def run_one(job: dict, run: dict, comfy_nodes) -> dict:
                            predicted_peak_bytes=run["predicted_peak_bytes"])
         return make_record(model["name"], system, run["offloaded_bytes"], model["bytes"], times, **figures)
     finally:
+        del patcher
+        unload(applied, mm)
+
+
+def unload(applied, mm) -> None:
+    """Frees the run's model for the next run; a failure here is logged, the run's record kept."""
+    try:
         if applied is not None:
             applied.remove()
-        del patcher
         mm.unload_all_models()
         gc.collect()
         mm.soft_empty_cache()
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
 
 
 def main(job_path: str) -> int:
