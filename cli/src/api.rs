@@ -176,7 +176,8 @@ mod tests {
 
     /// A header-only safetensors file of four blocks, and a workflow that streams part of it.
     fn tiny_workflow(dir: &Path) -> std::path::PathBuf {
-        let keys: Vec<String> = (0..4).flat_map(|i| [format!("blocks.{i}.attn.weight"), format!("blocks.{i}.mlp.weight")]).collect();
+        let keys: Vec<String> =
+            (0..4).flat_map(|i| [format!("blocks.{i}.attn.weight"), format!("blocks.{i}.mlp.weight")]).collect();
         let size = 64 * 64 * 4;
         let entries: Vec<String> = keys
             .iter()

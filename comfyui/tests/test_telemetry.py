@@ -103,3 +103,25 @@ def test_a_tables_sections_are_kept_for_the_models_named(model_file):  # noqa: F
     assert "model `tiny`" not in kept and kept.startswith("predicted step") and "device" in kept
     with pytest.raises(core.PlanError, match="no model `wan`; it has tiny"):
         ui.only_models(table, ["wan"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the copies' CUDA-event timing is checked on a GPU only")
+def test_on_cuda_each_step_times_the_side_streams_copies(model_file, caplog):  # noqa: F811
+    caplog.set_level(logging.INFO, logger="mgc")
+    model, tmp = model_file
+    plan = compile_plan(tmp, "gpu", "cuda:0,40%;cpu,*", compute="cuda:0")
+    entry = core.model_entry(plan, "tiny")
+    planned = fresh_copy(model)
+    applied = core.apply_plan(planned, plan, entry)
+    streamed = sum(t["bytes"] for t in plan["transfers"] if t["model"] == 0)
+    x = torch.randn(2, 8, 16, device="cuda:0")
+    with torch.no_grad():
+        for _ in range(3):
+            planned(x)
+    steps = records(caplog)[1:]
+    assert [s.split(":", 2)[1] for s in steps] == [" `tiny` step 1", " `tiny` step 2", " `tiny` step 3"], steps
+    for line in steps:
+        assert f"; copied {telemetry.human_bytes(streamed)} in " in line and "(plan: cpu -> cuda:0 " in line, line
+        assert float(re.search(r", ([0-9.]+) GB/s \(plan", line).group(1)) > 0
+    assert applied._streamer.timed == [], "every copy's time was counted at its step's end"
+    assert applied.stats.copy_seconds > 0

@@ -225,6 +225,13 @@ def test_explain_a_stage_is_what_the_cli_prints(workflow):
     assert mgc.explain(workflow, "budgets") == {"table": out.stdout, "svg": None}
 
 
+def test_explain_compiles_a_workflow_for_the_hardware_given(workflow):
+    workflow.write_text(WORKFLOW.replace('[[device]]\nname = "cpu"\nmemory = "1gb"\n', ""))
+    explained = mgc.explain(workflow, hardware=[{"device": "cpu", "memory": 3 << 30}])
+    assert explained["table"] == mgc.explain(mgc.compile(workflow, hardware=[{"device": "cpu", "memory": 3 << 30}]))["table"]
+    assert "\ncpu         3.00 GiB" in explained["table"], explained["table"]
+
+
 def test_explain_refuses_what_it_cannot_explain(workflow):
     with pytest.raises(mgc.MgcError) as caught:
         mgc.explain(workflow, stage="placment")
