@@ -162,8 +162,9 @@ class Stats:
     bytes: int = 0
     prefetched: int = 0
     rehomed: int = 0
-    # How long the copies took: on the CPU timed as they run; on a GPU from CUDA events on the
-    # side stream, added by `Applied.settle_copy_time()` once they completed.
+    # How long the copies took, from the start of each (its staging included) to its end: on the
+    # CPU timed as they run; on a GPU from CUDA events on the side stream, added by
+    # `Applied.settle_copy_time()` once they completed.
     copy_seconds: float = 0.0
 
 
