@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional
 
 import torch
+
+from . import telemetry
 
 PLAN_VERSION = 1
 _SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "plan.schema.json")
@@ -242,6 +245,10 @@ class Stats:
     rehomed: int = 0
     mapped: int = 0  # weights homed on `disk` that are views of the model file
     disk_in_ram: int = 0  # weights homed on `disk` kept in RAM (ComfyUI changed them as it loaded)
+    # How long the copies took, from the start of each (its staging included) to its end: on the
+    # CPU timed as they run; on a GPU from CUDA events on the side stream, added by
+    # `Applied.settle_copy_time()` once they completed.
+    copy_seconds: float = 0.0
 
 
 @dataclass
@@ -296,6 +303,11 @@ class Applied:
         for owner, attribute, home in self._homes:
             if getattr(owner, attribute) is not home and getattr(owner, attribute).data_ptr() != home.data_ptr():
                 _set(owner, attribute, home)
+
+    def settle_copy_time(self) -> None:
+        """Adds the time of the side stream's completed copies to ``stats.copy_seconds``."""
+        if self._streamer is not None:
+            self._streamer.settle()
 
     def remove(self) -> None:
         for h in self._handles:
@@ -391,6 +403,7 @@ def apply_plan(
     applied._streamer = _Streamer(applied, transfers, prefetch=max(0, int(model["prefetch"])))
     _hook_streamed(applied, applied._streamer)
     applied.set_patches(patches)
+    telemetry.watch(plan, applied)
     return applied
 
 
@@ -500,6 +513,7 @@ class _Streamer:
         self.order = [layer for layer in self.layers if layer.streamed]
         self._position = {layer.index: p for p, layer in enumerate(self.order)}
         self.ready: Dict[int, tuple] = {}  # transfer → (event or None, {layer index: [tensors]})
+        self.timed: List[tuple] = []  # (start, end) CUDA events of copies not yet counted
 
     def members(self, k: int) -> List[_Layer]:
         """The layers that transfer ``k`` brings in."""
@@ -511,12 +525,18 @@ class _Streamer:
         t = self.transfers[k]
         members = self.members(k)
         sources = [value for layer in members for (_, _, value) in layer.params]
+        start = self._record() if self.stream is not None else time.perf_counter()
         if t["batched"] and sources:
             copies = self._copy_batched(sources)
             self.applied.stats.batched_copies += 1
         else:
             copies = self._copy_each(sources)
-        self.ready[k] = (self._record(), _by_layer(members, copies))
+        end = self._record()
+        if end is None:
+            self.applied.stats.copy_seconds += time.perf_counter() - start
+        else:
+            self.timed.append((start, end))
+        self.ready[k] = (end, _by_layer(members, copies))
         self.applied.stats.copies += 1
         self.applied.stats.bytes += t["bytes"]
 
@@ -539,9 +559,19 @@ class _Streamer:
         """An event after the copies queued on the side stream, or ``None`` on the CPU."""
         if self.stream is None:
             return None
-        event = torch.cuda.Event()
+        event = torch.cuda.Event(enable_timing=True)
         event.record(self.stream)
         return event
+
+    def settle(self) -> None:
+        """Counts the time of the side stream's copies that completed (the rest wait)."""
+        waiting = []
+        for start, end in self.timed:
+            if end.query():
+                self.applied.stats.copy_seconds += start.elapsed_time(end) / 1e3
+            else:
+                waiting.append((start, end))
+        self.timed = waiting
 
     def before(self, layer: _Layer) -> None:
         """Before ``layer`` runs: its weights become their copies on the compute device (patched

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from . import allocation, core
+from .ui import plan_preview
 from .nodes import (
     _DYNAMIC_HELP, PLAN, _classic, _comfy, _gguf_node, _is_dynamic, _keep_plan_on_load, _load, _parameters, gguf_installed,
 )
@@ -362,12 +363,20 @@ def _node(loader: Loader, device_only: bool):
             return {"required": required, "optional": optional}
 
         RETURN_TYPES = tuple(_stock_returns(loader))
-        FUNCTION = "load"
+        FUNCTION = "load_and_show"
         CATEGORY = "mgc"
         DESCRIPTION = (f"{loader.stock}, with the whole model on one device" if device_only else
                        f"{loader.stock}, with DisTorch2's allocation inputs (or an mgc plan) deciding where each layer lives")
 
+        def load_and_show(self, **kwargs):
+            """What ComfyUI runs: the outputs, and the plan they were placed by shown in the node."""
+            return with_preview(*self.placed(**kwargs))
+
         def load(self, **kwargs):
+            """The stock loader's outputs, placed by the plan."""
+            return self.placed(**kwargs)[0]
+
+        def placed(self, **kwargs):
             if device_only:
                 device = kwargs.pop("device")
                 choice = {"compute_device": device, "virtual_vram_gb": 0.0, "donor_device": "cpu", "expert_mode_allocations": ""}
@@ -380,11 +389,24 @@ def _node(loader: Loader, device_only: bool):
             paths = [_full_path(folder, kwargs[name]) for name, folder in loader.files]
             pairs = plan_and_entries(loader, paths, choice, plan, names)
             outputs = loader.load(kwargs, paths)
-            return loader.apply(outputs, pairs, pairs[0][1]["compute"])
+            return loader.apply(outputs, pairs, pairs[0][1]["compute"]), pairs
 
     suffix = "DeviceMGC" if device_only else "MGC"
     Node.__name__ = Node.__qualname__ = loader.stock + suffix
     return Node
+
+
+def with_preview(outputs: tuple, pairs: List[tuple]) -> dict:
+    """A node's outputs and, in its UI, the plan that placed them (the sections of its own models):
+    table and picture, before anything is sampled. The picture never stops a load: if it cannot be
+    drawn, the console says why."""
+    plan = pairs[0][0]
+    try:
+        ui = plan_preview(plan, [entry["name"] for p, entry in pairs if p is plan])
+    except Exception as e:  # noqa: BLE001 (shown in the console; the model is loaded)
+        logging.warning("mgc: the plan could not be shown: %s", e)
+        return {"result": outputs}
+    return {"ui": ui, "result": outputs}
 
 
 def _stock_returns(loader: Loader) -> List[str]:
@@ -428,10 +450,18 @@ class CheckpointLoaderAdvancedMGC:
         }
 
     RETURN_TYPES = ("MODEL", "CLIP", "VAE")
-    FUNCTION = "load"
+    FUNCTION = "load_and_show"
     CATEGORY = "mgc"
 
-    def load(self, ckpt_name, unet_compute_device, unet_virtual_vram_gb, unet_donor_device, clip_compute_device,
+    def load_and_show(self, **kwargs):
+        """What ComfyUI runs: the outputs, and the plan they were placed by shown in the node."""
+        return with_preview(*self.placed(**kwargs))
+
+    def load(self, **kwargs):
+        """The stock loader's outputs, placed by the plan."""
+        return self.placed(**kwargs)[0]
+
+    def placed(self, ckpt_name, unet_compute_device, unet_virtual_vram_gb, unet_donor_device, clip_compute_device,
              clip_virtual_vram_gb, clip_donor_device, vae_device, unet_expert_mode_allocations="",
              clip_expert_mode_allocations="", plan=None):
         if (clip_virtual_vram_gb > 0 and clip_donor_device != clip_compute_device) or clip_expert_mode_allocations.strip():
@@ -448,7 +478,7 @@ class CheckpointLoaderAdvancedMGC:
         if vae is not None:
             _compute_on(getattr(vae, "patcher", None), vae_device)
             vae.device = core.torch_device(vae_device)
-        return (model, clip, vae)
+        return (model, clip, vae), pairs
 
 
 def node_mappings(with_gguf: bool) -> Tuple[Dict[str, type], Dict[str, str]]:

@@ -4,7 +4,8 @@
 #   (on the GPU machine, in the repository root) bash device-run/gpu-check.sh OUT_DIR
 # 1. the runtime's tests on CUDA (every plan and copy engine computes the same bits; GGUF blocks
 #    dequantized on the GPU as the reference reader does, and GGUF models under plans);
-# 2. the node pack's core on CUDA (pytest: side-stream prefetch, outputs equal the plain model's),
+# 2. the node pack's core on CUDA (pytest: side-stream prefetch, outputs equal the plain model's,
+#    the `mgc` logger timing the side stream's copies with CUDA events),
 #    and, when prepared with a ComfyUI checkout, the nodes inside ComfyUI computing on the GPU;
 # 3. `mgc probe`, then Wan 2.1 1.3B (2.8 GB of real random BF16 weights) on a GPU budget of half
 #    its size: all resident, streamed from RAM with the copy stream, the same with libtorch's
@@ -48,7 +49,7 @@ for t in run gguf; do
 done
 
 step "node pack core"
-if (cd "$repo" && PYTHONPATH="$site" "$py" -m pytest -q -rs -p no:cacheprovider comfyui/tests/test_core.py) \
+if (cd "$repo" && PYTHONPATH="$site" "$py" -m pytest -q -rs -p no:cacheprovider comfyui/tests/test_core.py comfyui/tests/test_telemetry.py) \
     > "$out/pytest.txt" 2>&1; then
     echo "node pack tests passed" | tee -a "$out/log.txt"
 else

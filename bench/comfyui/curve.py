@@ -108,12 +108,8 @@ def svg_curve(records: Iterable[dict], model: str, title: Optional[str] = None) 
     return "\n".join(out) + "\n"
 
 
-def render_png(svg: str) -> Optional[bytes]:
-    """The SVG as PNG through the `mgc` package, or ``None`` where this build of it cannot render."""
-    try:
-        import mgc
-    except ImportError:
-        return None
-    if not hasattr(mgc, "render_png"):
-        return None
+def render_png(svg: str) -> bytes:
+    """The SVG as PNG, at twice its size, drawn by the `mgc` package (resvg, its own font)."""
+    import mgc
+
     return mgc.render_png(svg, 2.0)

@@ -362,13 +362,10 @@ def write_results(doc: dict, out: str) -> None:
         svg = curve.svg_curve(doc["records"], model, f"{model}: seconds per step against GB offloaded")
         with open(os.path.join(out, f"curve-{model}.svg"), "w", encoding="utf-8") as f:
             f.write(svg)
-        png = curve.render_png(svg)
-        if png is None:
-            print(f"curve-{model}.png skipped: this `mgc` package has no render_png", flush=True)
-        else:
-            with open(os.path.join(out, f"curve-{model}.png"), "wb") as f:
-                f.write(png)
-    print(f"results in {out}: results.json, results.md, " + ", ".join(f"curve-{m}.svg" for m in models), flush=True)
+        with open(os.path.join(out, f"curve-{model}.png"), "wb") as f:
+            f.write(curve.render_png(svg))
+    print(f"results in {out}: results.json, results.md, " + ", ".join(f"curve-{m}.svg, curve-{m}.png" for m in models),
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -88,11 +88,15 @@ def load(job: dict, run: dict, comfy_nodes):
     system, model = run["system"], job["model"]
     name, gguf = os.path.basename(model["path"]), model["gguf"]
     if system == "mgc":
-        from comfyui import nodes as pack
+        from comfyui import loaders, nodes as pack
 
-        plan = pack.LoadPlan().load(run["plan"])[0]
-        loader = pack.UnetLoaderGGUFMGC() if gguf else pack.UNETLoaderMGC()
-        return loader.load(name, plan, "")[0]
+        plan = pack.LoadPlan().load(plan_name="", plan_path=run["plan"])[0]
+        # A connected plan decides; the allocation inputs beside it are not used.
+        inputs = {"unet_name": name, "plan": plan, "compute_device": job["device"], "virtual_vram_gb": 0.0,
+                  "donor_device": "cpu", "expert_mode_allocations": ""}
+        if gguf:
+            return loaders.UnetLoaderGGUFMGC().load(**inputs)[0]
+        return loaders.UNETLoaderMGC().load(weight_dtype="default", **inputs)[0]
     if system == "distorch2":
         node = comfy_nodes.NODE_CLASS_MAPPINGS["UnetLoaderGGUFDisTorch2MultiGPU" if gguf else "UNETLoaderDisTorch2MultiGPU"]
         options = {} if gguf else {"weight_dtype": "default"}

@@ -34,6 +34,9 @@ pub enum CliError {
     #[error("`{path}` is a plan; `--stage` shows how a workflow becomes one")]
     #[diagnostic(help("give `mgc explain --stage` the workflow (TOML) the plan was compiled from"))]
     StageOfPlan { path: String },
+    #[error("there is no stage `{stage}`")]
+    #[diagnostic(help("name one of the compiler's stages: graph, budgets, placement, schedule, peaks, plan"))]
+    UnknownStage { stage: String },
     #[error("`{path}` is not a tensor inventory: {message}")]
     #[diagnostic(help("an inventory is JSON: `{{\"model\", \"prefix\", \"tensors\": [[key, shape, dtype], ...]}}`"))]
     BadInventory { path: String, message: String },
@@ -69,6 +72,7 @@ impl CliError {
             | Self::JsonNotWorkflow { .. }
             | Self::BadPlan { .. }
             | Self::StageOfPlan { .. }
+            | Self::UnknownStage { .. }
             | Self::NoSuchModel { .. }
             | Self::BadInventory { .. } => Status::InputProblem,
             Self::WriteModel { .. }

@@ -307,3 +307,60 @@ def test_loras_apply_to_streamed_and_resident_layers_as_comfyui_applies_them(tmp
     for k, v in module.state_dict().items():
         assert torch.equal(v.cpu(), stored[k].cpu()), k
     assert len(patcher.mgc_plan.patches) == 4
+
+
+def test_explain_node_shows_the_plan_and_the_mgc_logger_reports_load_and_steps(tmp_path, monkeypatch, caplog):
+    _comfy(monkeypatch)
+    import logging
+
+    import comfy.model_management
+    import folder_paths
+    import mgc
+    from PIL import Image
+
+    from comfyui import loaders, nodes, telemetry, ui
+
+    caplog.set_level(logging.INFO, logger="mgc")
+    model_file, io = _tiny_wan(tmp_path)
+    plan = _plan(tmp_path, model_file, _allocation("cpu,40%;disk,*"), "wan")
+    monkeypatch.setattr(folder_paths, "get_temp_directory", lambda: str(tmp_path / "temp"))
+
+    # The node shows what `mgc explain` prints, and its picture as a PNG in ComfyUI's temp folder.
+    node = nodes.NODE_CLASS_MAPPINGS["MGCExplainPlan"]
+    assert nodes.NODE_DISPLAY_NAME_MAPPINGS["MGCExplainPlan"] == "Explain plan (mgc)" and node.OUTPUT_NODE
+    shown = node().explain(plan)
+    assert shown["result"] == (plan,), "the plan passes through"
+    explained = mgc.explain(plan)
+    assert shown["ui"]["text"] == (explained["table"],)
+    (image,) = shown["ui"]["images"]
+    assert image["subfolder"] == "" and image["type"] == "temp"
+    with Image.open(tmp_path / "temp" / image["filename"]) as png:
+        png.load()
+        width = float(explained["svg"].split('width="', 1)[1].split('"', 1)[0])
+        height = float(explained["svg"].split('height="', 1)[1].split('"', 1)[0])
+        assert (png.format, png.size) == ("PNG", (int(width), int(height)))
+        assert len(png.convert("L").getcolors(1 << 16)) > 2, "bars and text are drawn, not a blank page"
+    assert node().explain(plan)["ui"]["images"] == [image], "the same picture is one file"
+
+    # At load, the loader shows its model's section of the plan and the picture; the console gets
+    # the model's allocation, then at each forward the step against the plan.
+    _model_folder(monkeypatch, "diffusion_models", model_file)
+    loaded = loaders.UNETLoaderMGC().load_and_show(**_with_plan(plan, unet_name=os.path.basename(model_file),
+                                                                weight_dtype="default", model_name="wan"))
+    (patcher,) = loaded["result"]
+    assert loaded["ui"]["text"] == (ui.only_models(explained["table"], ["wan"]),)
+    assert loaded["ui"]["images"] == [image], "the loader shows the same picture"
+    entry = plan["models"][0]
+    lines = [r.getMessage() for r in caplog.records if r.name == "mgc"]
+    assert lines == [telemetry.summary(plan, entry)], lines
+    assert lines[0].startswith(f"mgc: model `wan` (wan2.1 diffusion, {telemetry.human_bytes(entry['bytes'])}) computes on {DEVICE}: ")
+    comfy.model_management.load_models_gpu([patcher])
+    _forward(patcher, io)
+    _forward(patcher, io)
+    steps = [r.getMessage() for r in caplog.records if r.name == "mgc"][1:]
+    streamed = sum(t["bytes"] for t in plan["transfers"] if t["model"] == 0)
+    assert [s.split(":", 2)[1] for s in steps] == [" `wan` step 1", " `wan` step 2"], steps
+    for line in steps:
+        assert f"{telemetry.seconds(entry['predicted']['step_seconds'])} predicted (" in line, line
+        assert f"; copied {telemetry.human_bytes(streamed)} in " in line and " GB/s (plan: " in line, line
+    print("\n".join(lines[:1] + steps))

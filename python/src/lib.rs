@@ -1,16 +1,20 @@
 //! `mgc._mgc`, the compiler inside the Python package `mgc`: the CLI's library functions
 //! ([`mgc_cli::api`]) with their JSON as Python values and their diagnostics as `mgc.MgcError`,
-//! and the whole command line ([`mgc_cli::main_with_args`]) for the `mgc` console command.
+//! and the whole command line ([`mgc_cli::main_with_args`]) for the `mgc` console command; and a
+//! plan's picture as PNG ([`png`]).
+
+mod png;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use mgc_cli::api::{self, Failure, Workflow};
+use mgc_cli::Status;
+use mgc_cli::api::{self, Failure, PlanOrWorkflow, Workflow};
 use mgc_core::{Bytes, DetectedDevice, Device, Hardware};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyBytes, PyDict, PyString};
 use serde::Deserialize;
 
 create_exception!(
@@ -138,6 +142,69 @@ fn compile<'py>(
     result(py, compiled)
 }
 
+/// Whether a string given to `explain` is a plan's JSON or a workflow's TOML rather than a path.
+fn is_explained_text(s: &str) -> bool {
+    is_text(s) || s.trim_start_matches('\u{feff}').trim_start().starts_with('{')
+}
+
+/// What `mgc explain` shows of a plan, as `{"table": TEXT, "svg": TEXT}`: the text
+/// `mgc explain PLAN` prints and the picture `mgc explain PLAN --svg FILE` draws. `plan_or_workflow`
+/// is a plan (as `compile` returns it, or its JSON text), a workflow's TOML text, or a path to
+/// either (a `str` or an `os.PathLike`); a workflow is compiled first (`hardware` as for
+/// `compile`). With `stage` (`graph`, `budgets`, `placement`, `schedule`, `peaks` or `plan`), the
+/// table is that stage of the compiler as `mgc explain WORKFLOW --stage STAGE` prints it (JSON
+/// text), and `svg` is `None`.
+#[pyfunction]
+#[pyo3(signature = (plan_or_workflow, stage = None, *, hardware = None))]
+fn explain<'py>(
+    py: Python<'py>,
+    plan_or_workflow: &Bound<'py, PyAny>,
+    stage: Option<&str>,
+    hardware: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let given = hardware.filter(|h| !h.is_none()).map(|h| self::hardware(py, h)).transpose()?;
+    let detect = || given.clone().unwrap_or_else(mgc_devices::detect);
+    let text: Option<String> = if let Ok(s) = plan_or_workflow.cast::<PyString>() {
+        Some(s.to_string()).filter(|s| is_explained_text(s))
+    } else if plan_or_workflow.is_instance_of::<PyDict>() {
+        Some(py.import("json")?.call_method1("dumps", (plan_or_workflow,))?.extract()?)
+    } else {
+        None
+    };
+    let path: Option<PathBuf> = if text.is_none() { Some(plan_or_workflow.extract()?) } else { None };
+    let input = match (&text, &path) {
+        (Some(text), _) => PlanOrWorkflow::Text(text),
+        (None, Some(path)) => PlanOrWorkflow::File(path),
+        (None, None) => return Err(PyValueError::new_err("`plan_or_workflow` is a plan, a workflow's text or a path")),
+    };
+    let out = PyDict::new(py);
+    match stage {
+        Some(stage) => {
+            let form = api::explain_stage(input, stage, &detect).map_err(|f| raise(py, f))?;
+            out.set_item("table", form)?;
+            out.set_item("svg", py.None())?;
+        }
+        None => {
+            let explanation = api::explain(input, &detect).map_err(|f| raise(py, f))?;
+            out.set_item("table", explanation.table)?;
+            out.set_item("svg", explanation.svg)?;
+        }
+    }
+    Ok(out)
+}
+
+/// The PNG of a picture (SVG text, such as `explain(plan)["svg"]`), `scale` times its size, as
+/// bytes. Text is set in DejaVu Sans, embedded, so that every machine draws the same pixels.
+#[pyfunction]
+#[pyo3(signature = (svg, scale = 1.0))]
+fn render_png<'py>(py: Python<'py>, svg: &str, scale: f32) -> PyResult<Bound<'py, PyBytes>> {
+    let drawn = py.detach(|| png::svg_to_png(svg, scale));
+    match drawn {
+        Ok(bytes) => Ok(PyBytes::new(py, &bytes)),
+        Err(error) => Err(raise(py, Failure::new(Status::InputProblem, None, &[error]))),
+    }
+}
+
 /// The plan's JSON Schema, as `mgc schema` prints it.
 #[pyfunction]
 fn schema(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
@@ -159,6 +226,8 @@ fn _mgc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(compile, m)?)?;
     m.add_function(wrap_pyfunction!(schema, m)?)?;
+    m.add_function(wrap_pyfunction!(explain, m)?)?;
+    m.add_function(wrap_pyfunction!(render_png, m)?)?;
     m.add_function(wrap_pyfunction!(main_with_args, m)?)?;
     Ok(())
 }

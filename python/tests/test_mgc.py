@@ -185,3 +185,100 @@ def test_run_says_it_needs_the_runtime_when_it_is_missing(tmp_path):
     if shutil.which("mgc-run", path=env["PATH"]) is None:
         assert out.returncode == 2
         assert "mgc-run" in out.stderr
+
+
+def png_size(data: bytes) -> tuple:
+    """The width and height a PNG's header gives."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:8]
+    assert data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def svg_size(svg: str) -> tuple:
+    width = float(svg.split('width="', 1)[1].split('"', 1)[0])
+    height = float(svg.split('height="', 1)[1].split('"', 1)[0])
+    return width, height
+
+
+@needs_cli
+def test_explain_is_what_the_cli_prints_for_a_plan_and_its_workflow(workflow):
+    plan_file = workflow.with_name("tiny.plan.json")
+    out = subprocess.run([CLI, "compile", workflow.name], capture_output=True, text=True, cwd=workflow.parent)
+    assert out.returncode == 0, out.stderr
+    table = subprocess.run([CLI, "explain", plan_file.name], capture_output=True, text=True, cwd=workflow.parent)
+    svg = subprocess.run([CLI, "explain", plan_file.name, "--svg", "-"], capture_output=True, text=True, cwd=workflow.parent)
+    assert table.returncode == 0 and svg.returncode == 0, table.stderr + svg.stderr
+    expected = {"table": table.stdout, "svg": svg.stdout}
+    assert expected["table"].startswith("predicted step") and "model `tiny`" in expected["table"]
+    plan = json.loads(plan_file.read_text())
+    assert mgc.explain(plan_file) == expected
+    assert mgc.explain(str(plan_file)) == expected
+    assert mgc.explain(plan) == expected
+    assert mgc.explain(plan_file.read_text()) == expected
+    assert mgc.explain(workflow) == expected
+
+
+@needs_cli
+def test_explain_a_stage_is_what_the_cli_prints(workflow):
+    out = subprocess.run([CLI, "explain", workflow.name, "--stage", "budgets"], capture_output=True, text=True, cwd=workflow.parent)
+    assert out.returncode == 0, out.stderr
+    assert mgc.explain(workflow, "budgets") == {"table": out.stdout, "svg": None}
+
+
+def test_explain_compiles_a_workflow_for_the_hardware_given(workflow):
+    workflow.write_text(WORKFLOW.replace('[[device]]\nname = "cpu"\nmemory = "1gb"\n', ""))
+    explained = mgc.explain(workflow, hardware=[{"device": "cpu", "memory": 3 << 30}])
+    assert explained["table"] == mgc.explain(mgc.compile(workflow, hardware=[{"device": "cpu", "memory": 3 << 30}]))["table"]
+    assert "\ncpu         3.00 GiB" in explained["table"], explained["table"]
+
+
+def test_explain_refuses_what_it_cannot_explain(workflow):
+    with pytest.raises(mgc.MgcError) as caught:
+        mgc.explain(workflow, stage="placment")
+    assert "no stage `placment`" in str(caught.value) and caught.value.status == 1
+    assert "placement" in caught.value.diagnostics[0]["help"]
+    plan = mgc.compile(workflow)
+    with pytest.raises(mgc.MgcError, match="is a plan; `--stage`"):
+        mgc.explain(plan, "graph")
+    with pytest.raises(mgc.MgcError) as caught:
+        mgc.explain({**plan, "format_version": 99})
+    assert caught.value.status == 1 and "plan" in str(caught.value)
+    with pytest.raises(mgc.MgcError) as caught:
+        mgc.explain(WORKFLOW.replace('"cpu,40%;disk,*"', '"cpu,40%;dsk,*"'))
+    assert any("unknown device `dsk`" in e["message"] for e in caught.value.diagnostics)
+    with pytest.raises(mgc.MgcError, match="missing.plan.json"):
+        mgc.explain(workflow.with_name("missing.plan.json"))
+
+
+def test_render_png_draws_the_plans_picture_at_its_size_and_scaled(workflow):
+    svg = mgc.explain(mgc.compile(workflow))["svg"]
+    width, height = svg_size(svg)
+    png = mgc.render_png(svg)
+    assert png_size(png) == (int(width), int(height))
+    assert png_size(mgc.render_png(svg, scale=2.0)) == (int(2 * width), int(2 * height))
+    assert mgc.render_png(svg) == png, "the same picture draws the same bytes"
+
+
+def test_render_png_draws_text_in_the_embedded_font():
+    blank = '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="30"><rect width="100%" height="100%" fill="white"/>{}</svg>'
+    text = '<text x="5" y="20" font-family="sans-serif" font-size="14">mgc 42 GiB</text>'
+    drawn, empty = mgc.render_png(blank.format(text)), mgc.render_png(blank.format(""))
+    assert png_size(drawn) == png_size(empty) == (120, 30)
+    assert drawn != empty, "the text is drawn: a font is found without any installed on the machine"
+    assert mgc.render_png(blank.format(text.replace("sans-serif", "No Such Font"))) == drawn
+
+
+@pytest.mark.parametrize(
+    ("svg", "scale", "message"),
+    [
+        ("<svg", 1.0, "not SVG"),
+        ("this is not a picture", 1.0, "not SVG"),
+        ('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', 0.0, "not a number above 0"),
+        ('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', float("nan"), "not a number above 0"),
+        ('<svg xmlns="http://www.w3.org/2000/svg" width="100000" height="10"/>', 1.0, "no side may be over"),
+    ],
+)
+def test_render_png_refuses_what_it_cannot_draw(svg, scale, message):
+    with pytest.raises(mgc.MgcError, match=message) as caught:
+        mgc.render_png(svg, scale)
+    assert caught.value.status == 1 and caught.value.diagnostics[0]["help"]

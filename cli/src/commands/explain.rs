@@ -5,9 +5,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use mgc_compiler::compile::{CompileError, toml_to_plan, workflow_to_stage};
+use mgc_compiler::compile::{CompileError, Stage, toml_to_plan, workflow_to_stage};
 use mgc_compiler::workflow::toml_to_workflow;
-use mgc_core::{Bytes, Device, Output};
+use mgc_core::{Bytes, Device, Hardware, Output};
 use mgc_plan::{ModelPlan, Plan};
 
 use super::fail;
@@ -22,28 +22,16 @@ pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
         Ok(text) => text,
         Err(error) => return fail(error, Format::Human, out, err),
     };
-    let is_plan = super::is_json(&text);
+    let dir = args.plan.parent().unwrap_or(Path::new("."));
     if let Some(stage) = args.stage {
-        if is_plan {
-            return fail(CliError::StageOfPlan { path: args.plan.display().to_string() }, Format::Human, out, err);
-        }
-        return print_stage(&args.plan, &text, stage.into(), out, err);
+        return match stage_text(&args.plan, &text, dir, stage.into(), &mgc_devices::detect) {
+            Ok(form) => out.write_all(form.as_bytes()).map(|()| Status::Ok),
+            Err(unexplained) => report(unexplained, &args.plan, &text, out, err),
+        };
     }
-    let plan = if is_plan {
-        match super::plan_from_text(&args.plan, &text) {
-            Ok(plan) => plan,
-            Err(error) => return fail(error, Format::Human, out, err),
-        }
-    } else {
-        let dir = args.plan.parent().unwrap_or(Path::new("."));
-        match toml_to_plan(&text, dir, &mgc_devices::detect) {
-            Ok(plan) => plan,
-            Err(errors) => {
-                let name = args.plan.display().to_string();
-                render::report(Format::Human, Some(Source { name: &name, text: &text }), &errors, out, err)?;
-                return Ok(Status::InputProblem);
-            }
-        }
+    let plan = match text_to_plan(&args.plan, &text, dir, &mgc_devices::detect) {
+        Ok(plan) => plan,
+        Err(unexplained) => return report(unexplained, &args.plan, &text, out, err),
     };
     let picture = match args.svg.as_deref().map(Output::for_path).transpose() {
         Ok(picture) => picture,
@@ -69,29 +57,64 @@ pub fn run(args: &ExplainArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
     Ok(Status::Ok)
 }
 
-/// One stage's form of a workflow, as JSON.
-fn print_stage(
+/// Why `mgc explain` has nothing to show: the file is of the wrong kind, or its workflow has
+/// errors.
+#[derive(Debug)]
+pub(crate) enum Unexplained {
+    Cli(CliError),
+    Compile(Vec<CompileError>),
+}
+
+/// Prints why there is nothing to show, and returns the status.
+fn report(
+    unexplained: Unexplained,
     path: &Path,
     source: &str,
-    stage: mgc_compiler::compile::Stage,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<Status> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let form = toml_to_workflow(source, dir, &mgc_devices::detect)
-        .map_err(|errors| errors.into_iter().map(CompileError::Spec).collect::<Vec<_>>())
-        .and_then(|workflow| workflow_to_stage(&workflow, stage));
-    match form {
-        Ok(value) => {
-            out.write_all(render::json_lines(&value).as_bytes())?;
-            Ok(Status::Ok)
-        }
-        Err(errors) => {
+    match unexplained {
+        Unexplained::Cli(error) => fail(error, Format::Human, out, err),
+        Unexplained::Compile(errors) => {
             let name = path.display().to_string();
             render::report(Format::Human, Some(Source { name: &name, text: source }), &errors, out, err)?;
             Ok(Status::InputProblem)
         }
     }
+}
+
+/// The plan that `mgc explain` shows for the text read from `path`: the plan it holds, or the
+/// workflow it holds compiled on the spot (its model paths relative to `dir`).
+pub(crate) fn text_to_plan(
+    path: &Path,
+    text: &str,
+    dir: &Path,
+    detect: &dyn Fn() -> Hardware,
+) -> Result<Plan, Unexplained> {
+    if super::is_json(text) {
+        super::plan_from_text(path, text).map_err(Unexplained::Cli)
+    } else {
+        toml_to_plan(text, dir, detect).map_err(Unexplained::Compile)
+    }
+}
+
+/// One stage's form of the workflow in `text` (read from `path`), as `mgc explain --stage`
+/// prints it: JSON.
+pub(crate) fn stage_text(
+    path: &Path,
+    text: &str,
+    dir: &Path,
+    stage: Stage,
+    detect: &dyn Fn() -> Hardware,
+) -> Result<String, Unexplained> {
+    if super::is_json(text) {
+        return Err(Unexplained::Cli(CliError::StageOfPlan { path: path.display().to_string() }));
+    }
+    toml_to_workflow(text, dir, detect)
+        .map_err(|errors| errors.into_iter().map(CompileError::Spec).collect::<Vec<_>>())
+        .and_then(|workflow| workflow_to_stage(&workflow, stage))
+        .map(|value| render::json_lines(&value))
+        .map_err(Unexplained::Compile)
 }
 
 fn percent(part: u64, whole: u64) -> String {
