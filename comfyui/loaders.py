@@ -402,7 +402,7 @@ def with_preview(outputs: tuple, pairs: List[tuple]) -> dict:
     drawn, the console says why."""
     plan = pairs[0][0]
     try:
-        ui = plan_preview(plan, [entry["name"] for p, entry in pairs if p is plan])
+        ui = plan_preview(plan, [entry["name"] for p, entry, _path in pairs if p is plan])
     except Exception as e:  # noqa: BLE001 (shown in the console; the model is loaded)
         logging.warning("mgc: the plan could not be shown: %s", e)
         return {"result": outputs}
@@ -453,13 +453,13 @@ class CheckpointLoaderAdvancedMGC:
     FUNCTION = "load_and_show"
     CATEGORY = "mgc"
 
-    def load_and_show(self, **kwargs):
+    def load_and_show(self, *args, **kwargs):
         """What ComfyUI runs: the outputs, and the plan they were placed by shown in the node."""
-        return with_preview(*self.placed(**kwargs))
+        return with_preview(*self.placed(*args, **kwargs))
 
-    def load(self, **kwargs):
+    def load(self, *args, **kwargs):
         """The stock loader's outputs, placed by the plan."""
-        return self.placed(**kwargs)[0]
+        return self.placed(*args, **kwargs)[0]
 
     def placed(self, ckpt_name, unet_compute_device, unet_virtual_vram_gb, unet_donor_device, clip_compute_device,
              clip_virtual_vram_gb, clip_donor_device, vae_device, unet_expert_mode_allocations="",

@@ -303,13 +303,7 @@ NODE_CLASS_MAPPINGS = {
     "MGCCompileAllocation": CompileAllocation,
 }
 
-# The UI's nodes, in `ui` (which imports this module's PLAN: hence here, after it).
-from .ui import ExplainPlan  # noqa: E402
-
-NODE_CLASS_MAPPINGS["MGCExplainPlan"] = ExplainPlan
-
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MGCLoadPlan": "Load mgc plan",
     "MGCCompileAllocation": "Compile allocation (mgc)",
-    "MGCExplainPlan": "Explain plan (mgc)",
 }

@@ -76,3 +76,7 @@ class ExplainPlan:
 
     def explain(self, plan):
         return {"ui": plan_preview(plan), "result": (plan,)}
+
+
+UI_CLASS_MAPPINGS = {"MGCExplainPlan": ExplainPlan}
+UI_DISPLAY_NAME_MAPPINGS = {"MGCExplainPlan": "Explain plan (mgc)"}

@@ -326,8 +326,10 @@ def test_explain_node_shows_the_plan_and_the_mgc_logger_reports_load_and_steps(t
     monkeypatch.setattr(folder_paths, "get_temp_directory", lambda: str(tmp_path / "temp"))
 
     # The node shows what `mgc explain` prints, and its picture as a PNG in ComfyUI's temp folder.
-    node = nodes.NODE_CLASS_MAPPINGS["MGCExplainPlan"]
-    assert nodes.NODE_DISPLAY_NAME_MAPPINGS["MGCExplainPlan"] == "Explain plan (mgc)" and node.OUTPUT_NODE
+    import comfyui
+
+    node = comfyui.NODE_CLASS_MAPPINGS["MGCExplainPlan"]
+    assert comfyui.NODE_DISPLAY_NAME_MAPPINGS["MGCExplainPlan"] == "Explain plan (mgc)" and node.OUTPUT_NODE
     shown = node().explain(plan)
     assert shown["result"] == (plan,), "the plan passes through"
     explained = mgc.explain(plan)
