@@ -1,5 +1,15 @@
 """mgc for ComfyUI: load models with the plans `mgc compile` writes."""
 
+from . import florence2, wanvideo
 from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+
+# Nodes for other packs, registered when ComfyUI has them.
+if wanvideo.installed():
+    _classes, _names = wanvideo.node_mappings()
+    NODE_CLASS_MAPPINGS.update(_classes)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_names)
+if florence2.installed():
+    NODE_CLASS_MAPPINGS.update(florence2.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(florence2.NODE_DISPLAY_NAME_MAPPINGS)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
