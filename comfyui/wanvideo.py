@@ -120,6 +120,7 @@ def plan_transformer(patcher, plan: dict, model_name, path: str, compute_device:
     patcher.model["auto_cpu_offload"] = False
     patcher.model["mgc_compute"] = compute_device
     patcher.mgc_plan = applied
+    applied.plan = plan
     for line in plan_table(plan, entry):
         logging.info("mgc: %s", line)
     applied.telemetry = Telemetry(entry, core.torch_device(compute_device))
@@ -208,7 +209,7 @@ def block_swap_plan(path: str, name: str, compute_device: str, args: dict) -> di
         logging.info("mgc: `blocks_to_swap` is %d, the model has %d blocks: all of them are swapped", count, len(blocks))
         count = len(blocks)
     swapped = sum(b["bytes"] for b in blocks[:count]) + _embeddings_swapped(model, args)
-    if swapped == 0 or core.torch_device(swap) == core.torch_device(compute_device):
+    if swapped == 0 or swap == compute_device:
         allocation = f"{compute_device},*"
     else:
         allocation = f"{compute_device},{model['bytes'] - swapped}b;{swap},*"
