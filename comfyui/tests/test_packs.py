@@ -15,6 +15,7 @@ MGC_COMFYUI_DEVICE (`cpu` by default, or `cuda:0`) is the compute device.
 
 import asyncio
 import importlib
+import json
 import os
 import sys
 
@@ -204,3 +205,138 @@ def test_wanvideo_block_swap_compiles_into_a_plan(tmp_path, monkeypatch):
         wanvideo.WanVideoModelLoaderMGC().loadmodel(
             model="tiny", base_precision="fp32", load_device="offload_device", quantization="disabled",
             compute_device=DEVICE, block_swap_args=args, plan=patcher.mgc_plan.plan)
+
+
+# --- Florence2 ---------------------------------------------------------------------------------
+
+FLORENCE2_NAME = "tiny-florence2"
+
+
+def _florence2(tmp_path, monkeypatch):
+    """ComfyUI-Florence2 loaded by ComfyUI, and a tiny Florence2 in a models/LLM folder."""
+    _comfy(monkeypatch)
+    import folder_paths
+
+    stock_nodes = _load_pack(FLORENCE2, "Florence2ModelLoader")
+    package = stock_nodes["Florence2ModelLoader"].__module__.rsplit(".", 1)[0]
+    try:
+        modeling = importlib.import_module(package + ".modeling_florence2")
+    except ImportError as e:
+        pytest.skip(f"ComfyUI-Florence2's model code does not import with this transformers ({e}): "
+                    "install a transformers it supports (4.x)")
+    configuration = importlib.import_module(package + ".configuration_florence2")
+    llm = tmp_path / "LLM"
+    _tiny_florence2(llm / FLORENCE2_NAME, modeling, configuration)
+    folder_paths.add_model_folder_path("LLM", str(llm), is_default=True)
+    stock_nodes["Florence2ModelLoader"].INPUT_TYPES()  # the loader lists the models it finds
+    return stock_nodes
+
+
+def _tiny_florence2(folder, modeling, configuration):
+    """A small config of Florence2 (DaViT vision tower, BART language model), seeded random
+    weights saved with the pack's own model class, and the tiny processor beside them."""
+    import shutil
+
+    from comfyui.tests import tiny_florence2_processor as processor
+
+    vision = dict(model_type="davit", drop_path_rate=0.0, patch_size=[7, 3], patch_stride=[4, 2],
+                  patch_padding=[3, 1], patch_prenorm=[False, True], dim_embed=[32, 64], num_heads=[2, 4],
+                  num_groups=[2, 4], depths=[1, 1], window_size=4, projection_dim=64,
+                  visual_temporal_embedding={"type": "COSINE", "max_temporal_embeddings": 100},
+                  image_pos_embed={"type": "learned_abs_2d", "max_pos_embeddings": 50},
+                  image_feature_source=["spatial_avg_pool", "temporal_avg_pool"])
+    text = dict(vocab_size=processor.VOCAB_SIZE, d_model=64, encoder_layers=2, decoder_layers=2,
+                encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
+                max_position_embeddings=128, tie_word_embeddings=False)
+    config = configuration.Florence2Config(vision_config=vision, text_config=text, vocab_size=processor.VOCAB_SIZE,
+                                           projection_dim=64, tie_word_embeddings=False)
+    torch.manual_seed(21)
+    model = modeling.Florence2ForConditionalGeneration(config)
+    model.save_pretrained(str(folder))
+    # The token embeddings of the encoder and the decoder, saved once as `shared` by the model,
+    # written under their own names too: with untied word embeddings (so that a random model
+    # does not just repeat its start token) they would otherwise be drawn anew at each load.
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(folder / "model.safetensors"))
+    for part in ("encoder", "decoder"):
+        weights[f"language_model.model.{part}.embed_tokens.weight"] = weights["language_model.model.shared.weight"].clone()
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    # As Florence2's own config.json has it (a plain config's `model_type` is not saved).
+    saved = json.loads((folder / "config.json").read_text())
+    saved["vision_config"]["model_type"] = "davit"
+    (folder / "config.json").write_text(json.dumps(saved))
+    shutil.copy(processor.__file__, folder / "processing_tiny_florence2.py")
+    (folder / "processor_config.json").write_text(json.dumps(
+        {"processor_class": "TinyFlorence2Processor",
+         "auto_map": {"AutoProcessor": "processing_tiny_florence2.TinyFlorence2Processor"}}))
+
+
+def _caption(stock_nodes, florence, run=None):
+    """A caption of a seeded random image by Florence2Run (or ``run``)."""
+    g = torch.Generator().manual_seed(5)
+    image = torch.rand(1, 48, 48, 3, generator=g)
+    run = run or stock_nodes["Florence2Run"]()
+    out = run.encode(image=image, text_input="", florence2_model=florence, task="caption", fill_mask=False,
+                     keep_model_loaded=False, max_new_tokens=6, num_beams=1, do_sample=False, seed=1)
+    return out[2]
+
+
+@needs_florence2
+def test_florence2_loaders_run_on_the_chosen_device_as_the_pack_does(tmp_path, monkeypatch):
+    stock_nodes = _florence2(tmp_path, monkeypatch)
+    pack = _registered()
+    assert {"Florence2ModelLoader (mgc)", "DownloadAndLoadFlorence2Model (mgc)", "Florence2Run (mgc)"} <= set(
+        pack.NODE_DISPLAY_NAME_MAPPINGS.values())
+    from comfyui import florence2
+
+    for loader in (florence2.Florence2ModelLoaderMGC, florence2.DownloadAndLoadFlorence2ModelMGC):
+        inputs = loader.INPUT_TYPES()
+        assert {"model", "precision", "attention", "device"} <= set(inputs["required"])
+        assert "plan" in inputs["optional"]
+
+    (stock,) = stock_nodes["Florence2ModelLoader"]().loadmodel(model=FLORENCE2_NAME, precision="fp32", attention="sdpa")
+    expected = _caption(stock_nodes, stock)
+    assert isinstance(expected, str) and expected
+
+    (florence,) = florence2.Florence2ModelLoaderMGC().loadmodel(
+        model=FLORENCE2_NAME, precision="fp32", attention="sdpa", device=DEVICE)
+    assert florence["mgc_device"] == DEVICE
+    seen = []
+    # Where the language model's weights and inputs are at each decoding step.
+    florence["model"].language_model.register_forward_pre_hook(
+        lambda m, a, k: seen.extend([next(m.parameters()).device, k["encoder_outputs"][0].device]), with_kwargs=True)
+    got = _caption(stock_nodes, florence, florence2.Florence2RunMGC())
+    assert got == expected
+    assert seen and all(d == torch.device(DEVICE) for d in seen), seen
+
+
+@needs_florence2
+def test_florence2_loader_places_the_weights_by_a_plan(tmp_path, monkeypatch):
+    stock_nodes = _florence2(tmp_path, monkeypatch)
+    from comfyui import core, florence2
+    from comfyui.allocation import plan_for_files
+
+    (stock,) = stock_nodes["Florence2ModelLoader"]().loadmodel(model=FLORENCE2_NAME, precision="fp32", attention="sdpa")
+    expected = _caption(stock_nodes, stock)
+
+    weights = tmp_path / "LLM" / FLORENCE2_NAME / "model.safetensors"
+    other = "disk" if DEVICE == "cpu" else "cpu"
+    plan = plan_for_files([("florence2", str(weights), "caption")], DEVICE, expert_mode_allocations=f"{DEVICE},10%;{other},*")
+    (florence,) = florence2.Florence2ModelLoaderMGC().loadmodel(
+        model=FLORENCE2_NAME, precision="fp32", attention="sdpa", device=DEVICE, plan=plan)
+    applied = florence["mgc_plan"]
+    entry = applied.model
+    assert any(layer["streamed"] for layer in entry["layers"])
+    homes = {t["name"]: str(core.torch_device(layer["home"])) for layer in entry["layers"] for t in layer["tensors"]}
+    assert core.placement(florence["model"], entry) == homes
+    got = _caption(stock_nodes, florence, florence2.Florence2RunMGC())
+    assert got == expected
+    assert applied.stats.copies == len([t for t in plan["transfers"] if plan["models"][t["model"]] is entry])
+    # Florence2Run moved the model to the device and back: every weight is at its plan home again.
+    assert core.placement(florence["model"], entry) == homes
+
+    with pytest.raises(core.PlanError, match="set `device` to"):
+        wrong = "cuda:0" if DEVICE == "cpu" else "cpu"
+        florence2.Florence2ModelLoaderMGC().loadmodel(
+            model=FLORENCE2_NAME, precision="fp32", attention="sdpa", device=wrong, plan=plan)
