@@ -96,9 +96,9 @@ def _sample(stock_nodes, patcher, compute=None):
 
 
 def _attention_in_the_query_dtype(stock_nodes, monkeypatch):
-    """The wrapper computes attention in bf16 and counts on CUDA's autocast to bring the result
-    back to the weights' dtype; on the CPU, where that autocast is off, its attention result is
-    cast back here (for every run alike), so that the fp32 tiny model runs."""
+    """The wrapper computes attention in bf16 and counts on autocast at bf16 or fp16 to bring the
+    result back to the weights' dtype; the fp32 tiny model runs without autocast (the CPU's and,
+    at fp32, CUDA's are off), so its attention result is cast back here, for every run alike."""
     model_module = sys.modules[sys.modules[stock_nodes["WanVideoModelLoader"].__module__].WanModel.__module__]
     attention = model_module.attention
 
@@ -120,8 +120,7 @@ def _wan(tmp_path, monkeypatch):
 
     stock_nodes = _load_pack(WANVIDEO, "WanVideoModelLoader")
     path = _tiny_wan(tmp_path, stock_nodes)
-    if DEVICE == "cpu":
-        _attention_in_the_query_dtype(stock_nodes, monkeypatch)
+    _attention_in_the_query_dtype(stock_nodes, monkeypatch)
     for getter in ("get_full_path", "get_full_path_or_raise"):
         monkeypatch.setattr(folder_paths, getter, lambda kind, name: path)
     return stock_nodes, path
