@@ -16,7 +16,9 @@ The wrapper's transformer keeps the Wan checkpoint's key names, so the plan's la
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 
 from . import core, packs
@@ -76,6 +78,10 @@ class WanVideoModelLoaderMGC:
         elif plan is None:
             plan = plan_for_files([(name, path, "diffusion")], compute_device, virtual_vram_gb, donor_device,
                                   expert_mode_allocations)
+        if inputs.get("load_device") == "main_device":
+            # The plan places the weights; all of them on the compute device first could not fit.
+            logging.info("mgc: `%s` is loaded to the offload device first; the plan then places its weights", model)
+            inputs["load_device"] = "offload_device"
         stock = packs.node(LOADER, PACK)
         with packs.on_device(compute_device, packs.module_of(LOADER, PACK)):
             (patcher,) = stock().loadmodel(model=model, **inputs)
@@ -215,7 +221,7 @@ def block_swap_plan(path: str, name: str, compute_device: str, args: dict) -> di
         allocation = f"{compute_device},{model['bytes'] - swapped}b;{swap},*"
     prefetch = int(args.get("prefetch_blocks", 0) or 0)
     workflow = (
-        f"[[model]]\nname = {_toml(name)}\nfile = {_toml(path)}\ncompute = {_toml(compute_device)}\n"
+        f"[[model]]\nname = {_toml(name)}\nfile = {_toml(os.path.abspath(path))}\ncompute = {_toml(compute_device)}\n"
         f"allocation = {_toml(allocation)}\nplacement = \"head\"\n"
         f"[schedule]\nprefetch = {prefetch if prefetch > 0 else _toml('auto')}\n"
     )
@@ -223,8 +229,6 @@ def block_swap_plan(path: str, name: str, compute_device: str, args: dict) -> di
         plan = mgc.compile(workflow)
     except mgc.MgcError as e:
         raise core.PlanError(f"{count} blocks swapped to {swap} cannot be planned on this machine:\n{e}") from None
-    import json
-
     return core.load_plan(json.dumps(plan))
 
 
@@ -245,8 +249,6 @@ def _embeddings_swapped(model: dict, args: dict) -> int:
 
 
 def _toml(value: str) -> str:
-    import json
-
     return json.dumps(value)
 
 
