@@ -206,6 +206,28 @@ def test_wanvideo_block_swap_compiles_into_a_plan(tmp_path, monkeypatch):
             compute_device=DEVICE, block_swap_args=args, plan=patcher.mgc_plan.plan)
 
 
+@needs_wanvideo
+def test_a_pack_is_found_by_its_nodes_before_comfyui_loads_it(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import folder_paths
+    import nodes as comfy_nodes
+
+    from comfyui import packs, wanvideo
+
+    # Not registered yet (ComfyUI loads custom nodes one by one), in a folder of another name.
+    monkeypatch.setattr(comfy_nodes, "NODE_CLASS_MAPPINGS", {})
+    custom = tmp_path / "custom_nodes"
+    custom.mkdir()
+    (custom / "renamed-video-pack").symlink_to(os.path.abspath(WANVIDEO))
+    monkeypatch.setattr(folder_paths, "get_folder_paths", lambda kind: [str(custom)] if kind == "custom_nodes" else [])
+    assert wanvideo.installed()
+    present = packs.defined(wanvideo.DEVICE_NODES, wanvideo.LOADER)
+    assert {"WanVideoSampler", "WanVideoDecode", "LoadWanVideoT5TextEncoder"} <= present
+    assert not packs.installed("Florence2ModelLoader")
+    (custom / "renamed-video-pack").unlink()
+    assert not wanvideo.installed()
+
+
 # --- Florence2 ---------------------------------------------------------------------------------
 
 FLORENCE2_NAME = "tiny-florence2"
