@@ -373,10 +373,13 @@ mod tests {
         let wan = spec("WanVideoModelLoaderMGC").unwrap();
         assert_eq!(wan.kind, Kind::DisTorch2);
         assert_eq!(wan.device, "compute_device");
-        assert_eq!(wan.widgets[4..8], ["compute_device", "virtual_vram_gb", "donor_device", "expert_mode_allocations"]);
+        assert_eq!(
+            wan.widgets.get(4..8),
+            Some(&["compute_device", "virtual_vram_gb", "donor_device", "expert_mode_allocations"][..])
+        );
         let florence = spec("Florence2ModelLoaderMGC").unwrap();
         assert!(florence.folder_model);
-        assert_eq!(florence.widgets[3], "device");
+        assert_eq!(florence.widgets.get(3), Some(&"device"));
         assert!(spec("DownloadAndLoadFlorence2ModelMGC").is_some());
     }
 
