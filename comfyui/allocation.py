@@ -68,10 +68,13 @@ def allocation_string(compute_device: str, virtual_vram_gb: float, donor_device:
     """The allocation DisTorch2 builds from its inputs, in mgc's language: the expert string when
     there is one (its `#<compute>` tail dropped: `compute_device` is the compute device), else
     `#<compute>;<GiB>;<donor>`, else (no virtual VRAM, or the donor is the compute device itself)
-    the whole model on the compute device."""
+    the whole model on the compute device. An expert string that is only a virtual VRAM part
+    (`#cuda:0;4.0;cpu`) is kept whole."""
     expert = (expert_mode_allocations or "").strip()
     if expert:
-        return expert.split("#", 1)[0].strip()
+        # A full virtual VRAM string (`#cuda:0;4.0;cpu`) is kept whole: mgc reads it, and checks
+        # that its compute device is `compute_device`.
+        return expert.split("#", 1)[0].strip() or expert
     amount = float(virtual_vram_gb)
     if amount <= 0:
         return f"{compute_device},*"
@@ -79,7 +82,14 @@ def allocation_string(compute_device: str, virtual_vram_gb: float, donor_device:
         logging.info("mgc: the donor `%s` is the compute device: nothing is moved off it, the whole model stays there",
                      donor_device)
         return f"{compute_device},*"
-    return f"#{compute_device};{amount!r};{donor_device}"
+    return f"#{compute_device};{_gib_text(amount)};{donor_device}"
+
+
+def _gib_text(amount: float) -> str:
+    """An amount of GiB as DisTorch's strings write it (`4.0`), to the byte: at most nine decimals,
+    never an exponent."""
+    text = f"{amount:.9f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def plan_for_files(
@@ -98,7 +108,8 @@ def plan_for_files(
     ``text-encoder``, ``vae``, ...; the compiler reads the role from the file's header). Every
     file gets the same allocation, as DisTorch gives each of a loader's files. ``hardware``
     replaces the devices mgc detects (the format of ``mgc.compile``). A wrong string, or an
-    amount that does not fit, raises ``core.PlanError`` with mgc's own diagnostic.
+    amount that does not fit, raises ``core.PlanError`` with mgc's own diagnostic. The plan is
+    the compiler's own output: it is not validated again (``core.compiled_plan``).
     """
     files = list(files)
     allocation = allocation_string(compute_device, virtual_vram_gb, donor_device, expert_mode_allocations)
@@ -113,7 +124,7 @@ def plan_for_files(
         plan = mgc.compile(workflow, hardware=hardware)
     except mgc.MgcError as e:
         raise core.PlanError(f"the allocation `{allocation}` cannot be planned on this machine:\n{e}") from None
-    return core.load_plan(json.dumps(plan))
+    return core.compiled_plan(plan, f"compiled for `{allocation}`")
 
 
 def _model_table(name: str, path: str, compute: str, allocation: str) -> str:

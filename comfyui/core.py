@@ -26,6 +26,15 @@ class PlanError(Exception):
     """A plan that cannot be used: the message says why and what to do."""
 
 
+class Plan(dict):
+    """A plan as read (a ``dict``, as the JSON says) and ``source``, where it was read from (a
+    path, or ``plan`` for text), for messages."""
+
+    def __init__(self, plan: dict, source: str = "plan"):
+        super().__init__(plan)
+        self.source = source
+
+
 def load_plan(path_or_text: str) -> dict:
     """Reads a plan, refusing other format versions, schema violations and broken references."""
     if os.path.exists(path_or_text):
@@ -50,7 +59,44 @@ def load_plan(path_or_text: str) -> dict:
     for model in plan["models"]:
         if model["input"] >= len(plan["inputs"]):
             raise PlanError(f"`{where}` is damaged: model `{model['name']}` refers to a missing input")
-    return plan
+    return Plan(plan, where)
+
+
+def compiled_plan(plan: dict, source: str = "plan") -> Plan:
+    """A plan the `mgc` package compiled in this process: the compiler's own output, so only its
+    format version is checked (validating it against the schema takes longer than compiling)."""
+    if plan.get("format_version") != PLAN_VERSION:
+        raise PlanError(
+            f"the installed mgc compiler writes plan format version {plan.get('format_version')!r}; this node pack "
+            f"reads version {PLAN_VERSION}: install both from the same repository"
+        )
+    return Plan(plan, source)
+
+
+def plan_source(plan: dict) -> str:
+    """Where a plan was read from, for messages."""
+    return getattr(plan, "source", "plan")
+
+
+def model_devices(model: dict) -> List[str]:
+    """The devices a plan's model uses: its compute device, then its layers' homes, in order."""
+    devices = [model["compute"]]
+    for layer in model["layers"]:
+        if layer["home"] not in devices:
+            devices.append(layer["home"])
+    return devices
+
+
+def check_devices(plan: dict, model: dict, present: List[str]) -> None:
+    """Refuses a plan's model that uses a device this machine lacks (``present``; `disk` is always
+    there), naming the plan and the device."""
+    missing = [d for d in model_devices(model) if d != "disk" and d not in present]
+    if missing:
+        raise PlanError(
+            f"plan `{plan_source(plan)}` puts model `{model['name']}` on `{missing[0]}`, which this machine "
+            f"does not have (it has {', '.join(f'`{d}`' for d in present + ['disk'])}): compile the plan on "
+            "this machine, or declare this machine's devices in its workflow"
+        )
 
 
 def _validate(plan: dict, where: str) -> None:
@@ -145,6 +191,41 @@ def check_model_file(plan: dict, model: dict, path: str) -> None:
         )
 
 
+# safetensors dtype names, as torch names them.
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": getattr(torch, "float8_e4m3fn", None), "F8_E5M2": getattr(torch, "float8_e5m2", None),
+}
+
+
+def mapped_tensors(path: str) -> Dict[str, torch.Tensor]:
+    """The tensors of a safetensors file as views of a private mapping of the file: their bytes
+    are read from the file when used (the page cache may keep them) and are no memory of the
+    process's own. Tensors of a dtype torch lacks are left out; an unreadable header gives none."""
+    import mmap
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+            mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError, struct.error):
+        return {}
+    start, out = 8 + length, {}
+    for name, info in header.items():
+        dtype = _SAFETENSORS_DTYPES.get(info.get("dtype")) if isinstance(info, dict) else None
+        if dtype is None or "data_offsets" not in info:
+            continue
+        begin, end = info["data_offsets"]
+        if end == begin or (start + begin) % torch.empty((), dtype=dtype).element_size():
+            continue
+        raw = torch.frombuffer(mapping, dtype=torch.uint8, count=end - begin, offset=start + begin)
+        out[name] = raw.view(dtype).reshape(info["shape"])
+    return out
+
+
 def torch_device(name: str) -> torch.device:
     """A plan device as torch names it; `disk` weights live in host memory here."""
     return torch.device("cpu" if name == "disk" else name)
@@ -159,6 +240,8 @@ class Stats:
     bytes: int = 0
     prefetched: int = 0
     rehomed: int = 0
+    mapped: int = 0  # weights homed on `disk` that are views of the model file
+    disk_in_ram: int = 0  # weights homed on `disk` kept in RAM (ComfyUI changed them as it loaded)
 
 
 @dataclass
@@ -284,17 +367,23 @@ def apply_plan(
     model: dict,
     key_prefix: str = "",
     patches: Optional[Mapping[str, Callable[[torch.Tensor], torch.Tensor]]] = None,
+    file: Optional[str] = None,
 ) -> Applied:
     """Moves every weight of ``module`` to its home and hooks the streamed layers.
 
     ``key_prefix`` is put before each state-dict key of the plan (without the file's model
     prefix) to find the tensor in ``module``. ``patches`` maps such keys to functions applied to
-    the weight on the compute device before it is used (see ``Applied.set_patches``).
+    the weight on the compute device before it is used (see ``Applied.set_patches``). ``file`` is
+    the model's safetensors file: weights homed on `disk` become views of it (``mapped_tensors``)
+    where they are the file's bytes as they are; without it, or for a weight the loader changed
+    (cast to another dtype, say), they are kept in RAM (``Stats.disk_in_ram``).
     """
     compute = torch_device(model["compute"])
     applied = Applied(model=model, compute=compute, module=module)
+    on_disk = any(layer["home"] == "disk" for layer in model["layers"])
+    mapped = mapped_tensors(file) if file and on_disk and str(file).endswith(".safetensors") else {}
     for entry in model["layers"]:
-        layer = _place_layer(module, model, entry, compute, key_prefix)
+        layer = _place_layer(module, model, entry, compute, key_prefix, mapped, applied.stats)
         applied._layers.append(layer)
         applied._homes.extend(layer.params)
     transfers = _model_transfers(plan, model)
@@ -310,14 +399,19 @@ def _state_key(name: str, prefix: str, key_prefix: str) -> str:
     return key_prefix + (name[len(prefix):] if name.startswith(prefix) else name)
 
 
-def _place_layer(module: torch.nn.Module, model: dict, entry: dict, compute: torch.device, key_prefix: str) -> _Layer:
-    """Moves one layer's weights to its home (pinned host memory when streamed to a GPU) and
-    returns it with its home tensors."""
+def _place_layer(module: torch.nn.Module, model: dict, entry: dict, compute: torch.device, key_prefix: str,
+                 mapped: Mapping[str, torch.Tensor], stats: Stats) -> _Layer:
+    """Moves one layer's weights to its home (pinned host memory when streamed to a GPU from
+    RAM; the file's bytes for `disk`) and returns it with its home tensors."""
     home = torch_device(entry["home"])
-    pin = entry["streamed"] and home.type == "cpu" and compute.type == "cuda"
+    on_disk = entry["home"] == "disk"
+    pin = entry["streamed"] and home.type == "cpu" and compute.type == "cuda" and not on_disk
     placed = []
-    for owner, attribute, value in _params_of(module, model["prefix"], entry["tensors"], key_prefix):
+    params = _params_of(module, model["prefix"], entry["tensors"], key_prefix)
+    for (owner, attribute, value), tensor in zip(params, entry["tensors"]):
         moved = value.data.to(home) if value.device != home else value.data
+        if on_disk:
+            moved = _from_file(mapped.get(tensor["name"]), value, moved, stats)
         if pin:
             moved = _carry(value, moved.pin_memory())
         _set(owner, attribute, moved)
@@ -325,6 +419,20 @@ def _place_layer(module: torch.nn.Module, model: dict, entry: dict, compute: tor
     keys = [_state_key(t["name"], model["prefix"], key_prefix) for t in entry["tensors"]]
     sub = _submodule(module, key_prefix, entry["name"])
     return _Layer(entry["index"], entry["name"], sub, placed, entry["streamed"], keys)
+
+
+def _from_file(in_file: Optional[torch.Tensor], value: torch.Tensor, moved: torch.Tensor, stats: Stats) -> torch.Tensor:
+    """A `disk` weight's home: its view of the model file when the loaded weight is the file's
+    bytes as they are (same dtype, shape and values), else the weight in RAM."""
+    same = (
+        in_file is not None and not hasattr(value, "tensor_type") and in_file.dtype == moved.dtype
+        and in_file.shape == moved.shape and torch.equal(in_file, moved)
+    )
+    if not same:
+        stats.disk_in_ram += 1
+        return moved
+    stats.mapped += 1
+    return in_file
 
 
 def _submodule(module: torch.nn.Module, key_prefix: str, name: str) -> Optional[torch.nn.Module]:

@@ -5,6 +5,7 @@ The work is done by ``core`` (plain torch); this layer only finds files and mode
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,16 +21,6 @@ def _comfy():
     import folder_paths
 
     return comfy, folder_paths
-
-
-def _apply(plan, name, role, path, module):
-    """Applies the plan's entry for the model in ``path`` to ``module`` and checks that every
-    weight is where the plan says."""
-    model = core.model_for_file(plan, path, name or None, role)
-    prefix = core.key_prefix(module, model)
-    applied = core.apply_plan(module, plan, model, key_prefix=prefix)
-    core.check_placement(module, model, prefix)
-    return applied
 
 
 def _keep_plan_on_load(patcher, applied, root="") -> None:
@@ -146,62 +137,68 @@ def _classic(patcher, what):
     return classic
 
 
-def _with_plan(inputs):
-    """A loader's inputs, and the plan with the name of its model in it."""
-    required = dict(inputs["required"])
-    required.update({"plan": (PLAN,), "model_name": ("STRING", {"default": ""})})
-    return {"required": required}
+PLANS_FOLDER = "mgc_plans"
+
+
+def register_plans_folder() -> None:
+    """Registers ComfyUI's `models/mgc_plans` folder for plans (`.json`) with `folder_paths`
+    (nothing outside ComfyUI)."""
+    try:
+        import folder_paths
+    except ImportError:
+        return
+    if PLANS_FOLDER not in folder_paths.folder_names_and_paths:
+        folder_paths.folder_names_and_paths[PLANS_FOLDER] = ([os.path.join(folder_paths.models_dir, PLANS_FOLDER)], {".json"})
+
+
+def plan_file(name: str) -> str:
+    """The plan file ``name`` names: an absolute path, or a file in `models/mgc_plans`."""
+    _, folder_paths = _comfy()
+    if os.path.isabs(name):
+        path = name
+    else:
+        path = folder_paths.get_full_path(PLANS_FOLDER, name) or os.path.join(folder_paths.get_folder_paths(PLANS_FOLDER)[0], name)
+    if not os.path.isfile(path):
+        raise core.PlanError(
+            f"no such plan file `{name}`: put plans in ComfyUI's `models/{PLANS_FOLDER}` folder "
+            "(`mgc compile workflow.toml -o ComfyUI/models/mgc_plans/NAME.plan.json`) or give an absolute path"
+        )
+    return path
 
 
 class LoadPlan:
+    """Reads a plan written by `mgc compile`: a file of `models/mgc_plans`, or `plan_path` (an
+    absolute path) when given."""
+
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"plan_path": ("STRING", {"default": "workflow.plan.json"})}}
+        _, folder_paths = _comfy()
+        register_plans_folder()
+        return {
+            "required": {"plan_name": (folder_paths.get_filename_list(PLANS_FOLDER),)},
+            "optional": {"plan_path": ("STRING", {"default": "", "tooltip": "an absolute path; when set, it is read instead of plan_name"})},
+        }
 
     RETURN_TYPES = (PLAN,)
     FUNCTION = "load"
     CATEGORY = "mgc"
 
-    def load(self, plan_path):
-        return (core.load_plan(plan_path),)
-
-
-class UNETLoaderMGC:
     @classmethod
-    def INPUT_TYPES(cls):
-        _, folder_paths = _comfy()
-        return _with_plan({"required": {"unet_name": (folder_paths.get_filename_list("diffusion_models"),)}})
+    def VALIDATE_INPUTS(cls, plan_name="", plan_path=""):
+        # `plan_path` decides when set, so `plan_name` need not be one of the listed files.
+        return True
 
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "load"
-    CATEGORY = "mgc"
+    @classmethod
+    def IS_CHANGED(cls, plan_name="", plan_path=""):
+        """The plan file's content hash: an edited plan is read again."""
+        try:
+            with open(plan_file(plan_path or plan_name), "rb") as f:
+                return hashlib.sha256(f.read()).hexdigest()
+        except (core.PlanError, OSError):
+            return float("nan")  # never equal: the node runs and says what is wrong
 
-    def load(self, unet_name, plan, model_name):
-        comfy, folder_paths = _comfy()
-        path = folder_paths.get_full_path_or_raise("diffusion_models", unet_name)
-        patcher = _classic(_load(comfy.sd.load_diffusion_model, path), f"`{unet_name}`")
-        return (_plan_diffusion(patcher, plan, model_name, path),)
-
-
-def _plan_diffusion(patcher, plan, model_name, path):
-    # Kept on the patcher: what the hooks did (`.stats`), and `.remove()` to undo them.
-    patcher.mgc_plan = _apply(plan, model_name, "diffusion", path, patcher.model.diffusion_model)
-    _keep_plan_on_load(patcher, patcher.mgc_plan, "diffusion_model.")
-    return patcher
-
-
-def _plan_clip(clip, plan, names, paths):
-    """Applies the plan's entry for each text encoder file to the CLIP object's model."""
-    if _is_dynamic(clip.patcher):
-        clip = clip.clone(disable_dynamic=True) if "disable_dynamic" in _parameters(clip.clone) else clip
-        if _is_dynamic(clip.patcher):
-            raise core.PlanError(_DYNAMIC_HELP.format(what="this text encoder", why=""))
-    module = clip.patcher.model
-    clip.mgc_plans = [_apply(plan, name, "text-encoder", path, module) for name, path in zip(names, paths)]
-    clip.mgc_plan = clip.mgc_plans[0]
-    for applied in clip.mgc_plans:
-        _keep_plan_on_load(clip.patcher, applied)
-    return clip
+    def load(self, plan_name="", plan_path=""):
+        return (core.load_plan(plan_file(plan_path or plan_name)),)
 
 
 def _parameters(function):
@@ -211,79 +208,6 @@ def _parameters(function):
         return inspect.signature(function).parameters
     except (TypeError, ValueError):
         return {}
-
-
-class CLIPLoaderMGC:
-    @classmethod
-    def INPUT_TYPES(cls):
-        _, folder_paths = _comfy()
-        return _with_plan({"required": {"clip_name": (folder_paths.get_filename_list("text_encoders"),)}})
-
-    RETURN_TYPES = ("CLIP",)
-    FUNCTION = "load"
-    CATEGORY = "mgc"
-
-    def load(self, clip_name, plan, model_name):
-        comfy, folder_paths = _comfy()
-        path = folder_paths.get_full_path_or_raise("text_encoders", clip_name)
-        clip = _load(comfy.sd.load_clip, ckpt_paths=[path], embedding_directory=folder_paths.get_folder_paths("embeddings"))
-        return (_plan_clip(clip, plan, [model_name], [path]),)
-
-
-class DualCLIPLoaderMGC:
-    """ComfyUI's DualCLIPLoader, then the plan's entry for each of the two files."""
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        _, folder_paths = _comfy()
-        import nodes as comfy_nodes
-
-        base = comfy_nodes.DualCLIPLoader.INPUT_TYPES()["required"]
-        return {
-            "required": {
-                "clip_name1": base["clip_name1"],
-                "clip_name2": base["clip_name2"],
-                "type": base["type"],
-                "plan": (PLAN,),
-                "model_name1": ("STRING", {"default": ""}),
-                "model_name2": ("STRING", {"default": ""}),
-            }
-        }
-
-    RETURN_TYPES = ("CLIP",)
-    FUNCTION = "load"
-    CATEGORY = "mgc"
-
-    def load(self, clip_name1, clip_name2, type, plan, model_name1="", model_name2=""):
-        comfy, folder_paths = _comfy()
-        paths = [folder_paths.get_full_path_or_raise("text_encoders", n) for n in (clip_name1, clip_name2)]
-        clip_type = getattr(comfy.sd.CLIPType, type.upper(), comfy.sd.CLIPType.STABLE_DIFFUSION)
-        clip = _load(comfy.sd.load_clip, ckpt_paths=paths, embedding_directory=folder_paths.get_folder_paths("embeddings"),
-                     clip_type=clip_type)
-        return (_plan_clip(clip, plan, [model_name1, model_name2], paths),)
-
-
-class VAELoaderMGC:
-    @classmethod
-    def INPUT_TYPES(cls):
-        _, folder_paths = _comfy()
-        return _with_plan({"required": {"vae_name": (folder_paths.get_filename_list("vae"),)}})
-
-    RETURN_TYPES = ("VAE",)
-    FUNCTION = "load"
-    CATEGORY = "mgc"
-
-    def load(self, vae_name, plan, model_name):
-        comfy, folder_paths = _comfy()
-        path = folder_paths.get_full_path_or_raise("vae", vae_name)
-        vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(path))
-        patcher = getattr(vae, "patcher", None)
-        if _is_dynamic(patcher):
-            raise core.PlanError(_DYNAMIC_HELP.format(what=f"`{vae_name}`", why=""))
-        vae.mgc_plan = _apply(plan, model_name, "vae", path, vae.first_stage_model)
-        if patcher is not None:
-            _keep_plan_on_load(patcher, vae.mgc_plan)
-        return (vae,)
 
 
 def _gguf_node(name):
@@ -296,43 +220,6 @@ def _gguf_node(name):
             f"ComfyUI-GGUF's `{name}` is not loaded: install ComfyUI-GGUF into ComfyUI/custom_nodes and restart ComfyUI"
         )
     return node
-
-
-class UnetLoaderGGUFMGC:
-    """ComfyUI-GGUF's Unet Loader (GGUF), then the plan: quantized weights move as they are
-    stored and are dequantized on the compute device by ComfyUI-GGUF's own layers."""
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return _with_plan(_gguf_node("UnetLoaderGGUF").INPUT_TYPES())
-
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "load"
-    CATEGORY = "mgc"
-
-    def load(self, unet_name, plan, model_name="", **options):
-        _, folder_paths = _comfy()
-        (patcher,) = _gguf_node("UnetLoaderGGUF")().load_unet(unet_name, **options)
-        path = folder_paths.get_full_path_or_raise("unet", unet_name)
-        return (_plan_diffusion(_classic(patcher, f"`{unet_name}`"), plan, model_name, path),)
-
-
-class CLIPLoaderGGUFMGC:
-    """ComfyUI-GGUF's CLIPLoader (GGUF), then the plan."""
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return _with_plan(_gguf_node("CLIPLoaderGGUF").INPUT_TYPES())
-
-    RETURN_TYPES = ("CLIP",)
-    FUNCTION = "load"
-    CATEGORY = "mgc"
-
-    def load(self, clip_name, plan, model_name="", **options):
-        _, folder_paths = _comfy()
-        (clip,) = _gguf_node("CLIPLoaderGGUF")().load_clip(clip_name, **options)
-        path = folder_paths.get_full_path_or_raise("clip", clip_name)
-        return (_plan_clip(clip, plan, [model_name], [path]),)
 
 
 def gguf_installed() -> bool:
@@ -413,22 +300,10 @@ def _toml_string(value: str) -> str:
 
 NODE_CLASS_MAPPINGS = {
     "MGCLoadPlan": LoadPlan,
-    "UNETLoaderMGC": UNETLoaderMGC,
-    "CLIPLoaderMGC": CLIPLoaderMGC,
-    "DualCLIPLoaderMGC": DualCLIPLoaderMGC,
-    "VAELoaderMGC": VAELoaderMGC,
     "MGCCompileAllocation": CompileAllocation,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MGCLoadPlan": "Load mgc plan",
-    "UNETLoaderMGC": "UNETLoader (mgc)",
-    "CLIPLoaderMGC": "CLIPLoader (mgc)",
-    "DualCLIPLoaderMGC": "DualCLIPLoader (mgc)",
-    "VAELoaderMGC": "VAELoader (mgc)",
     "MGCCompileAllocation": "Compile allocation (mgc)",
 }
-
-if gguf_installed():
-    NODE_CLASS_MAPPINGS.update({"UnetLoaderGGUFMGC": UnetLoaderGGUFMGC, "CLIPLoaderGGUFMGC": CLIPLoaderGGUFMGC})
-    NODE_DISPLAY_NAME_MAPPINGS.update({"UnetLoaderGGUFMGC": "UnetLoaderGGUF (mgc)", "CLIPLoaderGGUFMGC": "CLIPLoaderGGUF (mgc)"})

@@ -229,7 +229,7 @@ def block_swap_plan(path: str, name: str, compute_device: str, args: dict) -> di
         plan = mgc.compile(workflow)
     except mgc.MgcError as e:
         raise core.PlanError(f"{count} blocks swapped to {swap} cannot be planned on this machine:\n{e}") from None
-    return core.load_plan(json.dumps(plan))
+    return core.compiled_plan(plan, f"compiled from {count} blocks swapped to {swap}")
 
 
 def _inspected_model(mgc, path: str) -> dict:

@@ -71,7 +71,7 @@ def _plan(tmp_path, model_file, allocation, name="model", batch_below="64kb"):
     (tmp_path / f"{name}.plan.json").write_text(json.dumps(mgc.compile(workflow), separators=(",", ":")))
     from comfyui import nodes
 
-    return nodes.LoadPlan().load(str(tmp_path / f"{name}.plan.json"))[0]
+    return nodes.LoadPlan().load(plan_path=str(tmp_path / f"{name}.plan.json"))[0]
 
 
 def _allocation(cpu_part):
@@ -96,6 +96,22 @@ def _forward_with_lora(patcher, lora, io):
     return _forward(patched, io)
 
 
+def _model_folder(monkeypatch, kind, path):
+    """Puts ``path``'s folder among ComfyUI's folders of ``kind`` (as `extra_model_paths.yaml` would)."""
+    import folder_paths
+
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, kind, (
+        [os.path.dirname(str(path))] + list(folder_paths.folder_names_and_paths[kind][0]),
+        folder_paths.folder_names_and_paths[kind][1],
+    ))
+
+
+def _with_plan(plan, **inputs):
+    """A loader's inputs when a plan decides (the allocation inputs then do not matter)."""
+    return {"compute_device": "cpu", "virtual_vram_gb": 0.0, "donor_device": "cpu", "expert_mode_allocations": "",
+            "plan": plan, **inputs}
+
+
 def _homes(entry):
     return {t["name"]: str(torch.device("cpu" if layer["home"] == "disk" else layer["home"]))
             for layer in entry["layers"] for t in layer["tensors"]}
@@ -105,9 +121,8 @@ def test_unet_loader_node_streams_by_the_plan_and_keeps_comfyuis_output(tmp_path
     _comfy(monkeypatch)
     import comfy.model_management
     import comfy.sd
-    import folder_paths
 
-    from comfyui import core, nodes
+    from comfyui import core, loaders
 
     model_file, io = _tiny_wan(tmp_path)
     plan = _plan(tmp_path, model_file, _allocation("cpu,40%;disk,*"), "wan")
@@ -117,8 +132,9 @@ def test_unet_loader_node_streams_by_the_plan_and_keeps_comfyuis_output(tmp_path
     del plain
     comfy.model_management.unload_all_models()
 
-    monkeypatch.setattr(folder_paths, "get_full_path_or_raise", lambda kind, name: model_file)
-    (patcher,) = nodes.UNETLoaderMGC().load("tiny_wan21.safetensors", plan, "wan")
+    _model_folder(monkeypatch, "diffusion_models", model_file)
+    (patcher,) = loaders.UNETLoaderMGC().load(**_with_plan(plan, unet_name=os.path.basename(model_file),
+                                                            weight_dtype="default", model_name="wan"))
     entry = plan["models"][0]
     assert any(layer["streamed"] for layer in entry["layers"]), "the plan streams part of the model"
     module = patcher.model.diffusion_model
@@ -151,29 +167,33 @@ def test_gguf_unet_loader_node_streams_quantized_weights(tmp_path, monkeypatch):
     import importlib
 
     import comfy.model_management
-    import folder_paths
     import nodes as comfy_nodes
 
-    from comfyui import core, nodes
+    from comfyui import core, loaders, nodes
     from comfyui.tests.tiny_gguf import write_gguf
 
     # ComfyUI's own custom-node loading registers ComfyUI-GGUF's nodes.
     asyncio.run(comfy_nodes.load_custom_node(GGUF_NODES))
     assert "UnetLoaderGGUF" in comfy_nodes.NODE_CLASS_MAPPINGS
     # With ComfyUI-GGUF there, the pack registers its GGUF loaders when ComfyUI imports it.
-    nodes = importlib.reload(nodes)
+    loaders = importlib.reload(loaders)
     assert nodes.gguf_installed()
-    assert {"UnetLoaderGGUF (mgc)", "CLIPLoaderGGUF (mgc)"} <= set(nodes.NODE_DISPLAY_NAME_MAPPINGS.values())
-    # Their inputs are ComfyUI-GGUF's, and the plan.
-    assert {"unet_name", "plan", "model_name"} <= set(nodes.UnetLoaderGGUFMGC.INPUT_TYPES()["required"])
-    assert {"clip_name", "plan", "model_name"} <= set(nodes.CLIPLoaderGGUFMGC.INPUT_TYPES()["required"])
+    gguf = ["UnetLoaderGGUF", "UnetLoaderGGUFAdvanced", "CLIPLoaderGGUF", "DualCLIPLoaderGGUF", "TripleCLIPLoaderGGUF",
+            "QuadrupleCLIPLoaderGGUF"]
+    assert {f"{n} (mgc)" for n in gguf} <= set(loaders.LOADER_DISPLAY_NAME_MAPPINGS.values())
+    # Their inputs are ComfyUI-GGUF's, DisTorch2's, and the plan.
+    for name in gguf:
+        inputs = loaders.LOADER_CLASS_MAPPINGS[f"{name}MGC"].INPUT_TYPES()
+        stock = comfy_nodes.NODE_CLASS_MAPPINGS[name].INPUT_TYPES()
+        assert set(stock["required"]) | {"compute_device", "virtual_vram_gb", "donor_device", "expert_mode_allocations"} \
+            == set(inputs["required"]), name
+        assert "plan" in inputs["optional"], name
 
     source, io = _tiny_wan(tmp_path)
     model_file = tmp_path / "tiny_wan21_q8.gguf"
     write_gguf(source, model_file, "wan")
     plan = _plan(tmp_path, model_file, _allocation("cpu,40%;disk,*"), "wan", batch_below="4mb")
-    for getter in ("get_full_path", "get_full_path_or_raise"):
-        monkeypatch.setattr(folder_paths, getter, lambda kind, name: str(model_file))
+    _model_folder(monkeypatch, "diffusion_models", model_file)
 
     plain = comfy_nodes.NODE_CLASS_MAPPINGS["UnetLoaderGGUF"]().load_unet(model_file.name)[0]
     comfy.model_management.load_models_gpu([plain])
@@ -181,7 +201,7 @@ def test_gguf_unet_loader_node_streams_quantized_weights(tmp_path, monkeypatch):
     del plain
     comfy.model_management.unload_all_models()
 
-    (patcher,) = nodes.UnetLoaderGGUFMGC().load(model_file.name, plan, "")
+    (patcher,) = loaders.UnetLoaderGGUFMGC().load(**_with_plan(plan, unet_name=model_file.name))
     entry = plan["models"][0]
     streamed = [layer for layer in entry["layers"] if layer["streamed"]]
     assert streamed and any(not layer["streamed"] for layer in entry["layers"])
@@ -219,17 +239,15 @@ def test_gguf_unet_loader_node_streams_quantized_weights(tmp_path, monkeypatch):
 
 def test_clip_loader_node_finds_the_plans_keys_inside_comfyuis_text_encoder(tmp_path, monkeypatch):
     _comfy(monkeypatch)
-    import folder_paths
-
-    from comfyui import core, nodes
+    from comfyui import core, loaders
 
     model_file = tmp_path / "clip_l.safetensors"
     inventory = os.path.join(ROOT, "tests", "fixtures", "models", "clip_l.json")
     made = subprocess.run([*MGC, "synth-model", inventory, "-o", str(model_file)], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     plan = _plan(tmp_path, model_file, _allocation("cpu,30%;disk,*"), "clip")
-    monkeypatch.setattr(folder_paths, "get_full_path_or_raise", lambda kind, name: str(model_file))
-    (clip,) = nodes.CLIPLoaderMGC().load("clip_l.safetensors", plan, "")
+    _model_folder(monkeypatch, "text_encoders", model_file)
+    (clip,) = loaders.CLIPLoaderMGC().load(**_with_plan(plan, clip_name="clip_l.safetensors", type="stable_diffusion"))
     entry = plan["models"][0]
     module = clip.patcher.model
     prefix = core.key_prefix(module, entry)
@@ -261,9 +279,8 @@ def test_loras_apply_to_streamed_and_resident_layers_as_comfyui_applies_them(tmp
     _comfy(monkeypatch)
     import comfy.model_management
     import comfy.sd
-    import folder_paths
 
-    from comfyui import core, nodes
+    from comfyui import core, loaders
 
     model_file, io = _tiny_wan(tmp_path)
     plan = _plan(tmp_path, model_file, _allocation("cpu,40%;disk,*"), "wan")
@@ -278,8 +295,9 @@ def test_loras_apply_to_streamed_and_resident_layers_as_comfyui_applies_them(tmp
     del plain
     comfy.model_management.unload_all_models()
 
-    monkeypatch.setattr(folder_paths, "get_full_path_or_raise", lambda kind, name: model_file)
-    (patcher,) = nodes.UNETLoaderMGC().load("tiny_wan21.safetensors", plan, "wan")
+    _model_folder(monkeypatch, "diffusion_models", model_file)
+    (patcher,) = loaders.UNETLoaderMGC().load(**_with_plan(plan, unet_name=os.path.basename(model_file),
+                                                            weight_dtype="default", model_name="wan"))
     module = patcher.model.diffusion_model
     stored = {k: v.detach().clone() for k, v in module.state_dict().items()}
     got = _forward_with_lora(patcher, lora, io)

@@ -213,7 +213,9 @@ def test_compile_allocation_node_uses_the_mgc_package_and_says_what_is_wrong(mod
     monkeypatch.setitem(sys.modules, "mgc", None)  # as if the package were not installed
     with pytest.raises(core.PlanError, match="pip install -r requirements.txt"):
         nodes.compile_allocation(str(tmp / "tiny.safetensors"), "cpu", "cpu,50%;disk,*")
-    assert set(nodes.NODE_DISPLAY_NAME_MAPPINGS.values()) >= {"Load mgc plan", "UNETLoader (mgc)", "Compile allocation (mgc)"}
+    import comfyui
+
+    assert set(comfyui.NODE_DISPLAY_NAME_MAPPINGS.values()) >= {"Load mgc plan", "UNETLoader (mgc)", "Compile allocation (mgc)"}
 
 
 def test_rehome_undoes_someone_elses_move(model_file):
@@ -356,3 +358,104 @@ def test_a_transfer_is_copied_for_its_first_layer_and_released_after_its_last(mo
         streamer.after(layer)
     assert (stats.copies, stats.prefetched) == (1, len(rest))
     assert k not in streamer.ready, "released after the transfer's last layer"
+
+
+def test_disk_weights_are_views_of_the_model_file_and_outputs_are_unchanged(model_file):
+    model, tmp = model_file
+    path = str(tmp / "tiny.safetensors")
+    plan = compile_plan(tmp, "disk", "cpu,40%;disk,*")
+    entry = core.model_entry(plan, "tiny")
+    on_disk = [t["name"] for layer in entry["layers"] if layer["home"] == "disk" for t in layer["tensors"]]
+    assert on_disk
+    planned = fresh_copy(model)
+    applied = core.apply_plan(planned, plan, entry, file=path)
+    assert applied.stats.mapped == len(on_disk) and applied.stats.disk_in_ram == 0
+    # Each `disk` weight's bytes are the file's: a view of the mapping, not a copy in RAM.
+    mapped = core.mapped_tensors(path)
+    params = dict(planned.named_parameters())
+    for name in on_disk:
+        assert torch.equal(params[name].data, mapped[name])
+        assert not params[name].data.untyped_storage().resizable(), f"{name} is a view of the file mapping"
+    x = torch.randn(2, 8, 16)
+    with torch.no_grad():
+        assert torch.equal(planned(x), model(x))
+        assert torch.equal(planned(x), model(x))
+
+
+def test_disk_weights_the_loader_changed_stay_in_ram(model_file):
+    model, tmp = model_file
+    plan = compile_plan(tmp, "disk", "cpu,40%;disk,*")
+    entry = core.model_entry(plan, "tiny")
+    planned = fresh_copy(model).to(torch.float64)  # as a loader casting the weights would
+    applied = core.apply_plan(planned, plan, entry, file=str(tmp / "tiny.safetensors"))
+    assert applied.stats.mapped == 0 and applied.stats.disk_in_ram > 0
+
+
+def test_a_plan_for_a_device_this_machine_lacks_names_the_plan_and_the_device(model_file):
+    _, tmp = model_file
+    plan = compile_plan(tmp, "gpu", "cuda:0,30%;cpu,*", compute="cuda:0")
+    with pytest.raises(core.PlanError, match=r"plan `.*gpu\.plan\.json` puts model `tiny` on `cuda:0`, which this machine does not have"):
+        core.check_devices(plan, core.model_entry(plan, "tiny"), ["cpu"])
+    core.check_devices(plan, core.model_entry(plan, "tiny"), ["cpu", "cuda:0"])
+
+
+def test_allocation_inputs_are_distorch2s(model_file):
+    from comfyui import allocation
+
+    inputs = allocation.allocation_inputs()
+    assert list(inputs) == ["compute_device", "virtual_vram_gb", "donor_device", "expert_mode_allocations"]
+    devices = allocation.machine_devices()
+    assert devices[0] == "cpu" and inputs["compute_device"][0] == devices
+    assert inputs["compute_device"][1]["default"] == (devices[1] if len(devices) > 1 else "cpu")
+    assert inputs["virtual_vram_gb"][0] == "FLOAT"
+    assert {k: inputs["virtual_vram_gb"][1][k] for k in ("default", "min", "max", "step")} == {"default": 4.0, "min": 0.0, "max": 128.0, "step": 0.1}
+    assert inputs["donor_device"][0] == devices + ["disk"] and inputs["donor_device"][1]["default"] == "cpu"
+    assert inputs["expert_mode_allocations"][1]["default"] == ""
+
+
+@pytest.mark.parametrize("inputs,expected", [
+    (("cuda:0", 4.0, "cpu", ""), "#cuda:0;4.0;cpu"),
+    (("cuda:1", 2.5, "cuda:0", ""), "#cuda:1;2.5;cuda:0"),
+    (("cuda:0", 0.1 + 0.2, "disk", ""), "#cuda:0;0.3;disk"),
+    (("cuda:0", 0.0, "cpu", ""), "cuda:0,*"),
+    (("cpu", 4.0, "cpu", ""), "cpu,*"),
+    (("cuda:0", 4.0, "cpu", "cuda:0,2gb;cpu,*"), "cuda:0,2gb;cpu,*"),
+    (("cuda:0", 4.0, "cpu", " cuda:0,25%;cpu,75%#cuda:0 "), "cuda:0,25%;cpu,75%"),
+    (("cuda:0", 0.0, "cpu", "#cuda:0;2.0;cpu"), "#cuda:0;2.0;cpu"),
+])
+def test_allocation_string_is_the_one_distorch2_builds(inputs, expected):
+    from comfyui import allocation
+
+    assert allocation.allocation_string(*inputs) == expected
+
+
+HARDWARE = [{"device": "cuda:0", "memory": 1 << 30}, {"device": "cpu", "memory": 1 << 30}]
+
+
+def test_plan_for_files_moves_the_virtual_vram_onto_the_donor(model_file):
+    from comfyui import allocation
+
+    _, tmp = model_file
+    path = str(tmp / "tiny.safetensors")
+    total = os.path.getsize(path)
+    plan = allocation.plan_for_files([("tiny", path, "diffusion")], "cuda:0", total * 0.5 / (1 << 30), "cpu", "",
+                                     hardware=HARDWARE)
+    entry = plan["models"][0]
+    assert entry["name"] == "tiny" and entry["compute"] == "cuda:0" and entry["allocation"].startswith("#cuda:0;")
+    on = {d: sum(t["bytes"] for layer in entry["layers"] if layer["home"] == d for t in layer["tensors"]) for d in ("cuda:0", "cpu")}
+    assert on["cpu"] > 0 and on["cuda:0"] > 0 and on["cpu"] <= total * 0.5
+    whole = allocation.plan_for_files([("tiny", path, "diffusion")], "cuda:0", 0.0, "cpu", "", hardware=HARDWARE)
+    assert {layer["home"] for layer in whole["models"][0]["layers"]} == {"cuda:0"}
+    on_disk = allocation.plan_for_files([("tiny", path, "diffusion")], "cpu", 1.0, "disk", "", hardware=HARDWARE)
+    assert {layer["home"] for layer in on_disk["models"][0]["layers"]} == {"disk"}
+
+
+def test_plan_for_files_says_what_is_wrong_with_mgcs_own_diagnostic(model_file):
+    from comfyui import allocation
+
+    _, tmp = model_file
+    files = [("tiny", str(tmp / "tiny.safetensors"), "diffusion")]
+    with pytest.raises(core.PlanError, match=r"(?s)`expert_mode_allocations` is not an allocation.*unknown unit `tbs`.*did you mean `tb`"):
+        allocation.plan_for_files(files, "cuda:0", 4.0, "cpu", "cuda:0,4tbs;cpu,*", hardware=HARDWARE)
+    with pytest.raises(core.PlanError, match=r"(?s)cannot be planned on this machine.*`cpu` has 1.00 GiB to give.*lower the amount"):
+        allocation.plan_for_files(files, "cuda:0", 100.0, "cpu", "", hardware=HARDWARE)
