@@ -12,8 +12,9 @@
 //! - the DisTorch (v1) GGUF loaders (`…GGUFDisTorchMultiGPU`): `device`, `virtual_vram_gb`,
 //!   `use_other_vram`, `expert_mode_allocations`.
 //!
-//! A few loaders (the advanced checkpoint loaders, WanVideoWrapper's, Florence2's) declare their
-//! device inputs themselves; their widget lists are written out whole.
+//! A few loaders (the advanced checkpoint loaders, WanVideoWrapper's, Florence2's, and this
+//! project's node pack's own for those two) declare their device inputs themselves; their widget
+//! lists are written out whole.
 
 /// Where ComfyUI looks for a model file, under its `models/` folder, in order.
 pub const DIFFUSION: &[&str] = &["diffusion_models", "unet"];
@@ -291,6 +292,40 @@ fn special(class: &str) -> Option<NodeSpec> {
             &["clip_vision", "text_encoders"],
             "device",
         ),
+        // This project's own node pack: WanVideoWrapper's loader with DisTorch2's inputs after the
+        // wrapper's required ones, and Florence2's loaders with a `device`.
+        "WanVideoModelLoaderMGC" => NodeSpec {
+            allocation: Some(["virtual_vram_gb", "donor_device", "expert_mode_allocations"]),
+            kind: Kind::DisTorch2,
+            ..plain(
+                "unet",
+                &[
+                    "model",
+                    "base_precision",
+                    "quantization",
+                    "load_device",
+                    "compute_device",
+                    "virtual_vram_gb",
+                    "donor_device",
+                    "expert_mode_allocations",
+                    "attention_mode",
+                    "model_name",
+                ],
+                &["model"],
+                DIFFUSION,
+                "compute_device",
+            )
+        },
+        "Florence2ModelLoaderMGC" | "DownloadAndLoadFlorence2ModelMGC" => NodeSpec {
+            folder_model: true,
+            ..plain(
+                "florence2",
+                &["model", "precision", "attention", "device", "convert_to_safetensors", "model_name"],
+                &["model"],
+                LLM,
+                "device",
+            )
+        },
         "Florence2ModelLoaderMultiGPU" | "DownloadAndLoadFlorence2ModelMultiGPU" => NodeSpec {
             folder_model: true,
             ..plain(
@@ -331,6 +366,21 @@ mod tests {
         assert_eq!(spec("CLIPLoaderMultiGPU").unwrap().widgets, ["clip_name", "type", "device"]);
         assert_eq!(spec("UnetLoaderGGUFMultiGPU").unwrap().widgets, ["unet_name", "device"]);
         assert_eq!(spec("UnetLoaderGGUFDisTorchMultiGPU").unwrap().kind, Kind::DisTorch1);
+    }
+
+    #[test]
+    fn the_packs_own_wanvideo_and_florence2_loaders_are_imported() {
+        let wan = spec("WanVideoModelLoaderMGC").unwrap();
+        assert_eq!(wan.kind, Kind::DisTorch2);
+        assert_eq!(wan.device, "compute_device");
+        assert_eq!(
+            wan.widgets.get(4..8),
+            Some(&["compute_device", "virtual_vram_gb", "donor_device", "expert_mode_allocations"][..])
+        );
+        let florence = spec("Florence2ModelLoaderMGC").unwrap();
+        assert!(florence.folder_model);
+        assert_eq!(florence.widgets.get(3), Some(&"device"));
+        assert!(spec("DownloadAndLoadFlorence2ModelMGC").is_some());
     }
 
     #[test]

@@ -118,3 +118,23 @@ fn the_toml_names_files_devices_and_skipped_nodes() {
     assert_eq!(spec.model.len(), 1);
     assert!(spec.device.is_empty());
 }
+
+#[test]
+fn the_packs_wanvideo_loader_maps_like_a_distorch2_loader() {
+    let imported = import(
+        r#"{"nodes": [
+            {"id": 9, "type": "WanVideoModelLoaderMGC",
+             "widgets_values": ["wan2.1_t2v_14B_bf16.safetensors", "bf16", "disabled", "offload_device",
+                                "cuda:0", 12.0, "cpu", "", "sdpa", ""]},
+            {"id": 10, "type": "Florence2ModelLoaderMGC",
+             "widgets_values": ["Florence-2-base", "fp16", "sdpa", "cuda:1", false, ""]}
+        ]}"#,
+    );
+    let wan = &imported.models[0];
+    assert_eq!((wan.file.as_str(), wan.compute.as_str()), ("wan2.1_t2v_14B_bf16.safetensors", "cuda:0"));
+    assert_eq!(wan.allocation.text(&wan.compute), "#cuda:0;12.0;cpu");
+    let florence = &imported.models[1];
+    assert_eq!(florence.compute, "cuda:1");
+    assert_eq!(florence.allocation, Allocation::Whole);
+    assert!(imported.skipped.is_empty(), "{:?}", imported.skipped);
+}
