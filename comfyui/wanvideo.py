@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 
 from . import core, packs
 from .allocation import allocation_inputs, machine_devices, plan_for_files
@@ -63,8 +62,16 @@ class WanVideoModelLoaderMGC:
 
     RETURN_TYPES = ("WANVIDEOMODEL",)
     RETURN_NAMES = ("model",)
-    FUNCTION = "loadmodel"
+    FUNCTION = "load_and_show"
     CATEGORY = "mgc/WanVideoWrapper"
+
+    def load_and_show(self, **inputs):
+        """What ComfyUI runs: the model, and the plan that placed it shown in the node."""
+        from .loaders import with_preview
+
+        (patcher,) = self.loadmodel(**inputs)
+        applied = patcher.mgc_plan
+        return with_preview((patcher,), [(applied.plan, applied.model, None)])
 
     def loadmodel(self, model, compute_device, virtual_vram_gb=4.0, donor_device="cpu", expert_mode_allocations="",
                   plan=None, model_name="", block_swap_args=None, vram_management_args=None, **inputs):
@@ -110,9 +117,9 @@ def _is_ours(block_swap_args) -> bool:
 
 
 def plan_transformer(patcher, plan: dict, model_name, path: str, compute_device: str) -> object:
-    """Applies the plan's entry for ``path`` to the wrapper's transformer, turns the wrapper's
-    own offloading off (the sampler then leaves the weights where the plan put them), and logs
-    the plan's table; each forward of the transformer logs its time against the prediction."""
+    """Applies the plan's entry for ``path`` to the wrapper's transformer and turns the wrapper's
+    own offloading off (the sampler then leaves the weights where the plan put them). The `mgc`
+    logger says what the plan does with it, then each forward's time against the prediction."""
     transformer = patcher.model.diffusion_model
     entry = core.model_for_file(plan, path, model_name, "diffusion")
     if core.torch_device(entry["compute"]) != core.torch_device(compute_device):
@@ -127,75 +134,7 @@ def plan_transformer(patcher, plan: dict, model_name, path: str, compute_device:
     patcher.model["mgc_compute"] = compute_device
     patcher.mgc_plan = applied
     applied.plan = plan
-    for line in plan_table(plan, entry):
-        logging.info("mgc: %s", line)
-    applied.telemetry = Telemetry(entry, core.torch_device(compute_device))
-    applied._handles.extend(applied.telemetry.attach(transformer))
     return patcher
-
-
-def plan_table(plan: dict, entry: dict) -> list:
-    """The plan of one model in lines: budgets per device, where its layers live (as runs of
-    layers with one home), the prefetch and the predicted step."""
-    lines = [f"`{entry['name']}` ({entry['family']}) computes on {entry['compute']}, allocation `{entry['allocation']}`"]
-    for budget in entry["budgets"]:
-        lines.append(f"  {budget['device']:>8}  {_gib(budget['used_bytes'])} of {_gib(budget['bytes'])}")
-    for first, last, home, streamed in _runs(entry["layers"]):
-        names = first if first == last else f"{first} .. {last}"
-        lines.append(f"  {names:<28} {'streamed from' if streamed else 'resident on'} {home}")
-    transfers = [t for t in plan["transfers"] if plan["models"][t["model"]] is entry]
-    predicted = entry["predicted"]
-    lines.append(f"  {len(transfers)} copies a step ({sum(t['batched'] for t in transfers)} batched), prefetch "
-                 f"{entry['prefetch']}; predicted step {predicted['step_seconds']:.3f} s at {entry['tokens']} tokens "
-                 f"(lower bound {predicted['lower_bound_seconds']:.3f} s)")
-    return lines
-
-
-def _runs(layers: list) -> list:
-    """Consecutive layers with the same home and streaming, as (first, last, home, streamed)."""
-    runs = []
-    for layer in layers:
-        key = (layer["home"], layer["streamed"])
-        if runs and runs[-1][2:] == key:
-            runs[-1][1] = layer["name"] or "(unnamed)"
-        else:
-            runs.append([layer["name"] or "(unnamed)", layer["name"] or "(unnamed)", *key])
-    return [tuple(r) for r in runs]
-
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB"
-
-
-class Telemetry:
-    """Times each forward of the model (one step of one batch) and logs it against the plan's
-    prediction (made at the plan's token count, which the log says)."""
-
-    def __init__(self, entry: dict, compute):
-        self.entry = entry
-        self.compute = compute
-        self.steps = []
-        self._start = None
-
-    def attach(self, module) -> list:
-        return [module.register_forward_pre_hook(self._before), module.register_forward_hook(self._after)]
-
-    def _sync(self):
-        if self.compute.type == "cuda":
-            import torch
-
-            torch.cuda.synchronize(self.compute)
-
-    def _before(self, _module, _args):
-        self._sync()
-        self._start = time.perf_counter()
-
-    def _after(self, _module, _args, _output):
-        self._sync()
-        seconds = time.perf_counter() - self._start
-        self.steps.append(seconds)
-        logging.info("mgc: `%s` step %d: %.3f s measured, %.3f s predicted at %d tokens", self.entry["name"],
-                     len(self.steps), seconds, self.entry["predicted"]["step_seconds"], self.entry["tokens"])
 
 
 def block_swap_plan(path: str, name: str, compute_device: str, args: dict) -> dict:

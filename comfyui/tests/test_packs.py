@@ -127,7 +127,10 @@ def _wan(tmp_path, monkeypatch):
 
 
 @needs_wanvideo
-def test_wanvideo_loader_streams_by_a_plan_and_samples_as_the_wrapper(tmp_path, monkeypatch):
+def test_wanvideo_loader_streams_by_a_plan_and_samples_as_the_wrapper(tmp_path, monkeypatch, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="mgc")
     stock_nodes, path = _wan(tmp_path, monkeypatch)
     pack = _registered()
     assert {"WanVideoModelLoader (mgc)", "WanVideoBlockSwap (mgc)", "WanVideoSampler (mgc)",
@@ -162,7 +165,8 @@ def test_wanvideo_loader_streams_by_a_plan_and_samples_as_the_wrapper(tmp_path, 
     # Two steps, cond and uncond: four forwards, each copying every streamed transfer once.
     transfers = [t for t in applied.plan["transfers"] if applied.plan["models"][t["model"]] is entry]
     assert applied.stats.copies == 4 * len(transfers) > 0
-    assert len(applied.telemetry.steps) == 4
+    steps = [r.getMessage() for r in caplog.records if r.name == "mgc" and r.getMessage().startswith("mgc: `")]
+    assert [line.split(":", 2)[1] for line in steps] == [f" `{entry['name']}` step {n}" for n in (1, 2, 3, 4)], steps
     # The sampler left the weights where the plan put them.
     assert core.placement(transformer, entry) == homes
 
@@ -191,8 +195,20 @@ def test_wanvideo_block_swap_compiles_into_a_plan(tmp_path, monkeypatch):
     assert patcher.model["block_swap_args"] is None, "the plan, not the wrapper's block swap, moves the blocks"
     got = _sample(stock_nodes, patcher, compute=DEVICE)
     assert torch.equal(got, expected), (got - expected).abs().max()
-    table = wanvideo.plan_table(patcher.mgc_plan.plan, entry)
-    assert any("streamed from " + swap_device in line for line in table)
+    # The node shows the plan's section for this model and its picture.
+    import folder_paths
+    import mgc
+
+    from comfyui import ui
+
+    monkeypatch.setattr(folder_paths, "get_temp_directory", lambda: str(tmp_path / "temp"))
+    shown = wanvideo.WanVideoModelLoaderMGC().load_and_show(
+        model="tiny", base_precision="fp32", load_device="offload_device", quantization="disabled",
+        compute_device=DEVICE, block_swap_args=args)
+    plan = shown["result"][0].mgc_plan.plan
+    assert shown["ui"]["text"] == (ui.only_models(mgc.explain(plan)["table"], [entry["name"]]),)
+    (image,) = shown["ui"]["images"]
+    assert (tmp_path / "temp" / image["filename"]).read_bytes().startswith(b"\x89PNG")
 
     # The wrapper's own block swap arguments with a plan: an error naming what to drop.
     plain_args = {"blocks_to_swap": 10, "offload_img_emb": False, "offload_txt_emb": False}
