@@ -30,6 +30,33 @@ pub struct Plan {
     pub transfers: Vec<Transfer>,
     /// The diffusion step (the slowest diffusion model's, when several alternate).
     pub predicted: Predicted,
+    /// The whole run: prompts encoded, every sampler step, the latent decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunPrediction>,
+}
+
+/// The whole run, predicted from each model's step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunPrediction {
+    /// Sampler steps; diffusion models that take turns share them.
+    pub steps: u64,
+    /// The CFG scale, given or the family's default.
+    pub cfg: f64,
+    /// Passes in each step: 2 when CFG batches the unconditional pass with the conditional one.
+    pub passes: u64,
+    /// The text encoders, each once over the prompts.
+    pub encode_seconds: f64,
+    /// Every sampler step of the diffusion models.
+    pub sampling_seconds: f64,
+    /// The VAE, once over the latent.
+    pub decode_seconds: f64,
+    pub total_seconds: f64,
+    /// Where the compute figures come from, for people: `profile`, or the defaults used.
+    pub basis: String,
+    /// The relative uncertainty of the compute figures when they are defaults, not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty: Option<f64>,
 }
 
 /// A model file and what identifies its contents: a changed file is refused at run time.
