@@ -10,9 +10,14 @@ use mgc_core::Hardware;
 
 /// A workflow of fixture models on one large GPU, with the given `[workload]` lines.
 fn graph(models: &[&str], workload: &str) -> Result<LayerGraph, Vec<CompileError>> {
+    graph_on(models, workload, "200gb")
+}
+
+/// The same on a GPU of `memory`.
+fn graph_on(models: &[&str], workload: &str, memory: &str) -> Result<LayerGraph, Vec<CompileError>> {
     let dir = tempfile::tempdir().unwrap();
     let mut text = format!(
-        "[[device]]\nname = \"cuda:0\"\nmemory = \"200gb\"\n[[device]]\nname = \"cpu\"\nmemory = \"8gb\"\n\
+        "[[device]]\nname = \"cuda:0\"\nmemory = \"{memory}\"\n[[device]]\nname = \"cpu\"\nmemory = \"8gb\"\n\
          [workload]\n{workload}\n"
     );
     for fixture in models {
@@ -127,4 +132,25 @@ fn the_text_encoders_work_at_the_prompt_length_of_the_diffusion_model() {
     let graph = graph(&["t5xxl_fp16", "clip_l", "flux1-dev"], "resolution = [1024, 1024]").unwrap();
     let tokens: Vec<(u64, u64)> = graph.models.iter().map(|m| (m.pass.text, m.pass.items)).collect();
     assert_eq!(tokens[..2], [(256, 1), (77, 1)]);
+}
+
+#[test]
+fn a_video_decode_reserves_what_comfyui_does_and_is_tiled_when_it_does_not_fit() {
+    let workload = "resolution = [832, 480]\nframes = 81";
+    let roomy = graph(&["wan_2.1_vae"], workload).unwrap();
+    let decode = roomy.models[0].decode.unwrap();
+    // ComfyUI's estimate: 7000·64 bytes of BF16 per latent position of one frame, 104×60.
+    assert_eq!((decode.tiled, decode.bytes), (false, 7000 * 64 * 2 * 104 * 60));
+    assert_eq!(roomy.models[0].activation_bytes, decode.bytes);
+    let tight = graph_on(&["wan_2.1_vae"], workload, "4gb").unwrap();
+    let decode = tight.models[0].decode.unwrap();
+    // 32×32 tiles overlapping by 8: 4 × 3 of them over 104×60.
+    assert_eq!((decode.tiled, decode.bytes), (true, 7000 * 64 * 2 * 32 * 32));
+    close(decode.factor, 12.0 * 1024.0 / (104.0 * 60.0));
+    let flops = |g: &LayerGraph| g.models[0].layers.iter().map(|l| l.flops).sum::<f64>();
+    close(flops(&tight), flops(&roomy) * decode.factor);
+    // Every one of the 81 frames is decoded: the head convolves 4·20+1 frames at full size.
+    let head = roomy.models[0].layers.iter().find(|l| l.name == "decoder.head").unwrap();
+    let conv = head.work.matmuls.iter().map(|(rows, _)| *rows).fold(0.0, f64::max);
+    close(conv, 81.0 * 832.0 * 480.0);
 }

@@ -148,6 +148,9 @@ pub struct ModelPlan {
     pub activation_bytes: u64,
     pub bytes: u64,
     pub layers: Vec<LayerPlan>,
+    /// For a VAE, how the latent is decoded: whole, or in tiles when the whole does not fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode: Option<DecodeMode>,
     pub predicted: Predicted,
 }
 
@@ -233,6 +236,14 @@ pub struct Predicted {
 
 // The enums below carry no doc comments on their variants: the schema lists their names as a plain
 // `enum` of strings (documented variants would become a `oneOf`).
+
+/// How a VAE decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeMode {
+    Whole,
+    Tiled,
+}
 
 /// The format of a model file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

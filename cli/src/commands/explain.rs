@@ -219,8 +219,12 @@ fn model_text(plan: &Plan, index: usize, m: &ModelPlan) -> String {
     let streamed: u64 = copies.iter().map(|x| x.bytes).sum();
     let batched = copies.iter().filter(|x| x.batched).count();
     let p = &m.predicted;
+    let decode = match m.decode {
+        Some(mgc_plan::DecodeMode::Tiled) => "; decodes in tiles (the whole latent does not fit)",
+        _ => "",
+    };
     t.push_str(&format!(
-        "  {} tokens; {} copies a step ({} batched), {} streamed, prefetch {}\n  step {} (lower bound {}: compute {}, copies {}; {:.0}% hidden)\n",
+        "  {} tokens{decode}; {} copies a step ({} batched), {} streamed, prefetch {}\n  step {} (lower bound {}: compute {}, copies {}; {:.0}% hidden)\n",
         m.tokens,
         copies.len(),
         batched,

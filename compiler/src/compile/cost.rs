@@ -6,9 +6,10 @@
 use mgc_core::{Device, DeviceKind};
 
 use super::work::{LayerWork, Pass};
-use crate::inventory::{Dtype, Family, Model, PlainType, Tensor};
+use crate::inventory::{Dtype, Model, PlainType, Tensor};
 use crate::workflow::{LinkKind, Workflow};
 use mgc_core::profile::Profile;
+use mgc_plan::is_lookup;
 
 /// Assumed sustained throughput of an accelerator at 16-bit weights, FLOP/s, when the workflow
 /// gives none (`tflops` on a `[[device]]`): a mid-range current GPU at realistic matmul efficiency.
@@ -288,29 +289,17 @@ fn is_conditioning(name: &str) -> bool {
         .any(|k| name.contains(k))
 }
 
-/// Activations and temporaries of one pass on the compute device. A transformer or text
-/// encoder: the widest per-token layer output for every token of the pass, three times over (its
-/// input, the wide intermediate, its output). A VAE: what ComfyUI reserves to decode the latent
-/// (`memory_used_decode` in ComfyUI's `comfy/sd.py`: 2178·64 bytes an element of the latent's
-/// area for the KL VAEs of SD and Flux, 7000·64 for Wan's, whose causal decoder works a latent
-/// frame at a time, so that the figure does not grow with frames).
+/// Activations and temporaries of one pass on the compute device: the widest per-token layer
+/// output for every token of the pass, three times over (its input, the wide intermediate, its
+/// output). A VAE's decode is ComfyUI's own estimate ([`super::work::vae_decode`]).
 pub fn activation_bytes(model: &Model, pass: &Pass) -> u64 {
-    let element = compute_element_bytes(&model.tensors);
-    let per_area = match model.family {
-        Family::SdVae | Family::FluxVae => Some(2178 * 64),
-        Family::WanVae => Some(7000 * 64),
-        _ => None,
-    };
-    if let Some(per_area) = per_area {
-        return pass.latent_area().saturating_mul(pass.items).saturating_mul(per_area).saturating_mul(element);
-    }
     // The widest output, looking at names only for tensors wider than the widest so far.
     let mut width = 0;
     for t in model.tensors.iter().filter(|t| t.shape.len() >= 2) {
         let out = t.shape.first().copied().unwrap_or(0);
-        if out > width && !mgc_plan::is_lookup(&t.name) && !is_conditioning(&t.name) && !t.name.starts_with("visual.") {
+        if out > width && !is_lookup(&t.name) && !is_conditioning(&t.name) && !t.name.starts_with("visual.") {
             width = out;
         }
     }
-    pass.tokens().saturating_mul(width).saturating_mul(element).saturating_mul(3)
+    pass.tokens().saturating_mul(width).saturating_mul(compute_element_bytes(&model.tensors)).saturating_mul(3)
 }

@@ -82,7 +82,7 @@ fn basis(models: &[ModelPlan], cost: &CostModel) -> (String, Option<f64>) {
     let mut measured = false;
     for device in devices {
         match cost.flops_basis(device) {
-            FlopsBasis::Class(class) => defaults.push(format!("{} for `{device}`", class.replace(' ', ""))),
+            FlopsBasis::Class(class) => defaults.push(format!("the {} class for `{device}`", class.replace(' ', ""))),
             FlopsBasis::Default => {
                 let what = if device.is_accelerator() { "GPU" } else { "CPU" };
                 defaults.push(format!("a generic {what} for `{device}`"));
@@ -184,6 +184,7 @@ fn model_plan(schedule: &Schedule, m: usize, model: &GraphModel, timing: &ModelT
         activation_bytes: model.activation_bytes,
         bytes: model.bytes,
         layers: layer_plans(model, &homes, timing),
+        decode: model.decode.map(|d| if d.tiled { mgc_plan::DecodeMode::Tiled } else { mgc_plan::DecodeMode::Whole }),
         predicted: Predicted {
             step_seconds: ns(timing.step.step_seconds),
             lower_bound_seconds: ns(timing.step.lower_bound_seconds),

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::cost;
 use super::error::{CompileError, Problem, ProblemKind};
-use super::work::{LayerWork, Pass, layer_work, model_pass};
+use super::work::{Decode, LayerWork, Pass, layer_work, model_pass, vae_decode};
 use crate::inventory::{
     Family, Inventory, InventoryError, InventoryErrorKind, Model, Role, Tensor, file_to_inventory, inventory_to_models,
 };
@@ -59,6 +59,8 @@ pub struct GraphModel {
     pub phase: u32,
     /// What one pass of the model works on.
     pub pass: Pass,
+    /// For a VAE, how it decodes: whole or tiled.
+    pub decode: Option<Decode>,
     pub tokens: u64,
     pub activation_bytes: u64,
     pub bytes: u64,
@@ -274,6 +276,10 @@ pub struct ModelView {
     pub tokens: u64,
     pub bytes: u64,
     pub activation_bytes: u64,
+    /// What one pass works on: image and text tokens a sample, samples.
+    pub pass: Pass,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode: Option<Decode>,
     /// `[name, bytes, flops, tensors]` per layer.
     pub layers: Vec<(String, u64, f64, usize)>,
 }
@@ -293,6 +299,8 @@ impl LayerGraph {
                 tokens: m.tokens,
                 bytes: m.bytes,
                 activation_bytes: m.activation_bytes,
+                pass: m.pass,
+                decode: m.decode,
                 layers: m.layers.iter().map(|l| (l.name.clone(), l.bytes, l.flops.round(), l.tensors.len())).collect(),
             })
             .collect();
@@ -383,7 +391,11 @@ fn read_models(workflow: &Workflow) -> Result<(Vec<Input>, Vec<GraphModel>), Vec
         errors.extend(check_workload(family, workflow).map(CompileError::Problem));
     }
     for (spec, input, model) in &chosen {
-        models.push(graph_model(spec, *input, model, workflow, context));
+        // Room for a decode: the device's usable memory less the weights of the workflow's
+        // models that compute there.
+        let usable = workflow.devices.iter().find(|d| d.device == spec.compute).map_or(0, |d| d.usable().get());
+        let weights: u64 = chosen.iter().filter(|(s, _, _)| s.compute == spec.compute).map(|(_, _, m)| m.bytes).sum();
+        models.push(graph_model(spec, *input, model, workflow, context, usable.saturating_sub(weights)));
     }
     if errors.is_empty() { Ok((inputs, models)) } else { Err(errors) }
 }
@@ -418,15 +430,17 @@ fn graph_model(
     model: &Model,
     workflow: &Workflow,
     context: Option<Family>,
+    room: u64,
 ) -> GraphModel {
     let pass = model_pass(model.family, model.role, &model.tensors, &workflow.workload, &workflow.sampling, context);
+    let decode = vae_decode(&pass, room);
     let full = |t: &Tensor| Tensor { name: format!("{}{}", model.prefix, t.name), ..t.clone() };
     let layers = model
         .layers
         .iter()
         .map(|layer| {
             let tensors: Vec<&Tensor> = layer.tensors.iter().filter_map(|&i| model.tensors.get(i)).collect();
-            let work = layer_work(&pass, &tensors);
+            let work = layer_work(&pass, &tensors).scaled(decode.map_or(1.0, |d| d.factor));
             GraphLayer {
                 name: layer.name.clone(),
                 bytes: layer.bytes,
@@ -445,7 +459,8 @@ fn graph_model(
         phase: phase_of(model.role),
         pass,
         tokens: pass.tokens(),
-        activation_bytes: cost::activation_bytes(model, &pass),
+        activation_bytes: decode.map_or_else(|| cost::activation_bytes(model, &pass), |d| d.bytes),
+        decode,
         bytes: model.bytes,
         layers,
     }

@@ -144,6 +144,54 @@ fn block_number(name: &str, container: &str) -> Option<u64> {
     name.get(at + container.len()..)?.split('.').next()?.parse().ok()
 }
 
+/// How ComfyUI decodes a latent: whole when what it reserves for that fits, else in tiles, one
+/// at a time, whose overlaps are decoded twice (ComfyUI's `VAE.decode` falls back to
+/// `decode_tiled_` for images, `decode_tiled_3d` for video, in `comfy/sd.py`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Decode {
+    pub tiled: bool,
+    /// What ComfyUI reserves for one decode (the whole latent, or one tile).
+    pub bytes: u64,
+    /// The work of the decode relative to decoding the whole latent at once.
+    pub factor: f64,
+}
+
+/// ComfyUI's memory estimate for decoding, bytes per element of latent area (one frame) in
+/// BF16 (`memory_used_decode` in `comfy/sd.py`): 2178·64 for the KL VAEs of SD and Flux, 7000·64
+/// for Wan's, whose causal decoder works a latent frame at a time, so that the figure does not
+/// grow with frames.
+pub const fn decode_bytes_per_area(family: Family) -> Option<u64> {
+    match family {
+        Family::SdVae | Family::FluxVae => Some(2178 * 64 * 2),
+        Family::WanVae => Some(7000 * 64 * 2),
+        _ => None,
+    }
+}
+
+/// How a VAE of `family` decodes the pass's latent with `room` bytes free on its device.
+pub fn vae_decode(pass: &Pass, room: u64) -> Option<Decode> {
+    let per_area = decode_bytes_per_area(pass.family)?;
+    let (w, h, _) = pass.latent;
+    let whole = per_area.saturating_mul(w * h).saturating_mul(pass.items);
+    if whole <= room {
+        return Some(Decode { tiled: false, bytes: whole, factor: 1.0 });
+    }
+    // Tiles of the latent, as `get_tiled_scale_steps` counts them.
+    let tiles = |tile_x: u64, tile_y: u64, overlap: u64| -> f64 {
+        let count = |size: u64, tile: u64| if size <= tile { 1 } else { (size - overlap).div_ceil(tile - overlap) };
+        (count(w, tile_x) * count(h, tile_y) * tile_x.min(w) * tile_y.min(h)) as f64
+    };
+    let area = (w * h) as f64;
+    let (tile_area, factor) = if pass.family == Family::WanVae {
+        // `decode_tiled_3d`: 32×32 tiles overlapping by 8, every frame at once.
+        (32 * 32, tiles(32, 32, 8) / area)
+    } else {
+        // `decode_tiled_`: three tilings averaged (64×64, 32×128, 128×32), overlapping by 16.
+        (64 * 64, (tiles(64, 64, 16) + tiles(32, 128, 16) + tiles(128, 32, 16)) / area)
+    };
+    Some(Decode { tiled: true, bytes: per_area.saturating_mul(tile_area), factor })
+}
+
 /// The work of one layer of one pass.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct LayerWork {
@@ -158,6 +206,14 @@ pub struct LayerWork {
 }
 
 impl LayerWork {
+    /// The same work done `factor` times over (a tiled decode's overlaps).
+    pub fn scaled(mut self, factor: f64) -> Self {
+        self.matmuls.iter_mut().for_each(|(rows, _)| *rows *= factor);
+        self.attention.iter_mut().for_each(|(q, _, _)| *q *= factor);
+        self.elementwise *= factor;
+        self
+    }
+
     /// Floating-point operations of the layer.
     pub fn flops(&self) -> f64 {
         let matmuls: f64 = self.matmuls.iter().map(|(rows, e)| 2.0 * rows * e).sum();
