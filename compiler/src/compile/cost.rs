@@ -290,8 +290,8 @@ fn is_conditioning(name: &str) -> bool {
 }
 
 /// Activations and temporaries of one pass on the compute device: the widest per-token layer
-/// output for every token of the pass, three times over (its input, the wide intermediate, its
-/// output). A VAE's decode is ComfyUI's own estimate ([`super::work::vae_decode`]).
+/// output for every token of the pass (without CFG's second half, which ComfyUI runs apart when
+/// memory is short), three times over (its input, the wide intermediate, its output). A VAE's decode is ComfyUI's own estimate ([`super::work::vae_decode`]).
 pub fn activation_bytes(model: &Model, pass: &Pass) -> u64 {
     // The widest output, looking at names only for tensors wider than the widest so far.
     let mut width = 0;
@@ -301,5 +301,8 @@ pub fn activation_bytes(model: &Model, pass: &Pass) -> u64 {
             width = out;
         }
     }
-    pass.tokens().saturating_mul(width).saturating_mul(compute_element_bytes(&model.tensors)).saturating_mul(3)
+    pass.tokens_without_cfg()
+        .saturating_mul(width)
+        .saturating_mul(compute_element_bytes(&model.tensors))
+        .saturating_mul(3)
 }

@@ -58,6 +58,8 @@ pub struct Pass {
     pub text: u64,
     /// Samples in the pass: the batch, twice over when CFG batches the unconditional pass in.
     pub items: u64,
+    /// 2 when CFG runs the unconditional pass too, else 1.
+    pub passes: u64,
     /// The latent's width, height and frames (for UNets and VAEs, which work at several scales).
     #[serde(skip)]
     latent: (u64, u64, u64),
@@ -70,6 +72,13 @@ impl Pass {
     /// Tokens of the pass, every sample: what activations are made of.
     pub const fn tokens(&self) -> u64 {
         self.image.saturating_add(self.text).saturating_mul(self.items)
+    }
+
+    /// Tokens of one pass without CFG's second half: ComfyUI batches the conditional and
+    /// unconditional passes only while they fit (`calc_cond_batch`), else runs them one after
+    /// the other, so this is what activations must hold.
+    pub const fn tokens_without_cfg(&self) -> u64 {
+        self.image.saturating_add(self.text).saturating_mul(self.items / if self.passes > 1 { self.passes } else { 1 })
     }
 
     /// The latent's width × height, one frame.
@@ -97,29 +106,30 @@ pub fn model_pass(
     let vae_scale = if family == Family::Wan22 { 16 } else { 8 };
     let latent = ((width / vae_scale).max(1), (height / vae_scale).max(1), latent_frames.max(1));
     let passes = sampling.passes(context.unwrap_or(family));
-    let (image, text, items) = match role {
+    let (image, text, items, passes) = match role {
         Role::TextEncoder => {
             // CLIP pads to 77 tokens; T5 and LLM encoders work at the diffusion model's length
             // (SD3's T5 half of it).
-            let text = match context {
+            let text = match (context, sampling.text_tokens) {
                 _ if is_clip(family) => 77,
-                Some(Family::Sd3) => 77,
-                Some(context) => text_tokens(context),
-                None => text_tokens(family),
+                (Some(Family::Sd3), _) => 77,
+                (_, Some(given)) => given,
+                (Some(context), None) => text_tokens(context),
+                (None, None) => text_tokens(family),
             };
-            (0, text, passes)
+            (0, text, passes, passes)
         }
-        Role::Vae => (latent.0 * latent.1 * latent.2, 0, batch),
+        Role::Vae => (latent.0 * latent.1 * latent.2, 0, batch, 1),
         Role::Diffusion | Role::Unknown => {
             let per_item = given.unwrap_or(match family {
                 Family::Sdxl | Family::Sd1 => latent.0 * latent.1,
                 _ => (latent.0 / 2).max(1) * (latent.1 / 2).max(1) * latent.2,
             });
-            let text = if role == Role::Diffusion { text_tokens(family) } else { 0 };
-            (per_item.max(1), text, batch.saturating_mul(passes))
+            let text = if role == Role::Diffusion { sampling.text_tokens.unwrap_or(text_tokens(family)) } else { 0 };
+            (per_item.max(1), text, batch.saturating_mul(passes), passes)
         }
     };
-    Pass { family, image, text, items: items.max(1), latent, levels: levels(family, tensors) }
+    Pass { family, image, text, items: items.max(1), passes, latent, levels: levels(family, tensors) }
 }
 
 const fn is_clip(family: Family) -> bool {

@@ -185,6 +185,9 @@ pub struct Sampling {
     pub steps: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cfg: Option<f64>,
+    /// Text tokens of the prompt, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_tokens: Option<u64>,
     /// Where `frames` is written, for the checks that need the model's family.
     #[serde(skip)]
     pub frames_span: Option<Span>,

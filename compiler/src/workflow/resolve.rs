@@ -505,13 +505,17 @@ impl Resolver<'_> {
 
     fn sampling(&mut self, raw: Option<&TomlSpanned<RawWorkload>>) -> Sampling {
         let Some(raw) = raw.map(TomlSpanned::get_ref) else { return Sampling::default() };
-        let steps = raw.steps.as_ref().and_then(|v| match u64::try_from(*v.get_ref()) {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
-                self.push(Kind::NotPositive { key: "steps" }, span_of(v));
-                None
-            }
-        });
+        let mut positive = |value: Option<&TomlSpanned<i64>>, key: &'static str| {
+            value.and_then(|v| match u64::try_from(*v.get_ref()) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    self.push(Kind::NotPositive { key }, span_of(v));
+                    None
+                }
+            })
+        };
+        let steps = positive(raw.steps.as_ref(), "steps");
+        let text_tokens = positive(raw.text_tokens.as_ref(), "text_tokens");
         let cfg = raw.cfg.as_ref().and_then(|v| {
             let number = match v.get_ref() {
                 toml::Value::Float(f) => Some(*f),
@@ -526,7 +530,7 @@ impl Resolver<'_> {
                 }
             }
         });
-        Sampling { steps, cfg, frames_span: raw.frames.as_ref().map(span_of) }
+        Sampling { steps, cfg, text_tokens, frames_span: raw.frames.as_ref().map(span_of) }
     }
 
     fn schedule(&mut self, raw: Option<&TomlSpanned<RawSchedule>>) -> Schedule {
