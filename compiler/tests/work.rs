@@ -154,3 +154,81 @@ fn a_video_decode_reserves_what_comfyui_does_and_is_tiled_when_it_does_not_fit()
     let conv = head.work.matmuls.iter().map(|(rows, _)| *rows).fold(0.0, f64::max);
     close(conv, 81.0 * 832.0 * 480.0);
 }
+
+/// A header's tensors, all BF16, for the family detection.
+fn inventory(tensors: &[(&str, &[u64])]) -> mgc_compiler::inventory::Inventory {
+    use mgc_compiler::inventory::{Dtype, FileFormat, Inventory, PlainType, Tensor};
+    let tensors = tensors
+        .iter()
+        .map(|(name, shape)| Tensor {
+            name: (*name).to_owned(),
+            dtype: Dtype::Plain(PlainType::Bf16),
+            shape: shape.to_vec(),
+            offset: 0,
+            bytes: shape.iter().product::<u64>() * 2,
+        })
+        .collect();
+    Inventory {
+        path: "llm".into(),
+        format: FileFormat::Safetensors,
+        version: None,
+        file_size: 0,
+        header_size: 0,
+        metadata: Vec::new(),
+        tensors,
+    }
+}
+
+#[test]
+fn llm_text_encoders_are_text_encoders_with_their_layers_in_order() {
+    use mgc_compiler::compile::work::{layer_work, model_pass};
+    use mgc_compiler::inventory::{Family, Role, inventory_to_models};
+    use mgc_compiler::workflow::{Sampling, Workload};
+    // Qwen2.5-VL with Hugging Face names: attention projections with biases, a vision tower.
+    let mut qwen: Vec<(String, Vec<u64>)> = vec![
+        ("lm_head.weight".into(), vec![1000, 64]),
+        ("model.embed_tokens.weight".into(), vec![1000, 64]),
+        ("model.norm.weight".into(), vec![64]),
+        ("visual.blocks.0.attn.qkv.weight".into(), vec![96, 32]),
+    ];
+    for i in 0..2 {
+        for (part, shape) in
+            [("q_proj.weight", vec![64, 64]), ("q_proj.bias", vec![64]), ("k_proj.weight", vec![16, 64])]
+        {
+            qwen.push((format!("model.layers.{i}.self_attn.{part}"), shape));
+        }
+        qwen.push((format!("model.layers.{i}.mlp.up_proj.weight"), vec![128, 64]));
+    }
+    let named: Vec<(&str, &[u64])> = qwen.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+    let models = inventory_to_models(&inventory(&named));
+    let model = &models[0];
+    assert_eq!((model.family, model.role), (Family::Qwen25Vl, Role::TextEncoder));
+    let names: Vec<&str> = model.layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["model.embed_tokens", "model.layers.0", "model.layers.1", "model.norm", "lm_head", "visual"]);
+    // At Qwen-Image's prompt length: the vision tower and the logits do not run to encode a prompt.
+    let sampling = Sampling::default();
+    let workload = Workload::Resolution { width: 1024, height: 1024, frames: 1, batch: 1 };
+    let pass = model_pass(model.family, model.role, &model.tensors, &workload, &sampling, Some(Family::QwenImage));
+    assert_eq!((pass.text, pass.items), (128, 2));
+    let work = |name: &str| {
+        let layer = model.layers.iter().find(|l| l.name == name).unwrap();
+        let tensors: Vec<_> = layer.tensors.iter().map(|&i| &model.tensors[i]).collect();
+        layer_work(&pass, &tensors).flops()
+    };
+    assert_eq!((work("lm_head"), work("visual"), work("model.embed_tokens")), (0.0, 0.0, 0.0));
+    let t = 128.0 * 2.0;
+    let block = 2.0 * t * (64.0 * 64.0 + 16.0 * 64.0 + 128.0 * 64.0) + t * 64.0 + 4.0 * t * 128.0 * 64.0;
+    close(work("model.layers.0"), block);
+
+    // Llama from a GGUF: llama.cpp's names, no attention biases.
+    let llama = inventory(&[
+        ("token_embd.weight", &[1000, 64]),
+        ("blk.0.attn_q.weight", &[64, 64]),
+        ("blk.1.attn_q.weight", &[64, 64]),
+        ("output_norm.weight", &[64]),
+    ]);
+    let models = inventory_to_models(&llama);
+    assert_eq!((models[0].family, models[0].role), (Family::Llama, Role::TextEncoder));
+    let names: Vec<&str> = models[0].layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["token_embd", "blk.0", "blk.1", "output_norm"]);
+}

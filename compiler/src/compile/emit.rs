@@ -11,7 +11,7 @@ use super::cost::{CLASS_UNCERTAINTY, CostModel, FlopsBasis};
 use super::graph::{GraphModel, Input, LayerGraph};
 use super::peaks::{DevicePeak, Peaks};
 use super::schedule::{ModelTiming, Schedule};
-use crate::inventory::{Family, FileFormat, Role};
+use crate::inventory::{FileFormat, Role};
 use crate::workflow::{Placement, Prefetch, Workflow};
 
 /// The plan: what the graph, its annotations and the peaks say, as data.
@@ -49,7 +49,12 @@ pub fn peaks_to_plan(peaks: &Peaks, workflow: &Workflow, cost: &CostModel) -> Pl
 /// (shared out among models that take turns, as Wan 2.2's experts split the steps), the VAE once.
 /// Loading the resident weights before the first step is not counted.
 fn run_prediction(graph: &LayerGraph, models: &[ModelPlan], workflow: &Workflow, cost: &CostModel) -> RunPrediction {
-    let family = graph.models.iter().find(|m| m.role == Role::Diffusion).map_or(Family::Unknown, |m| m.family);
+    let family = graph.models.iter().find(|m| m.role == Role::Diffusion).map(|m| m.family);
+    // Without a diffusion model nothing is guided: one pass, at the scale given if any.
+    let (cfg, passes) = match family {
+        Some(family) => (workflow.sampling.cfg(family), workflow.sampling.passes(family)),
+        None => (workflow.sampling.cfg.unwrap_or(1.0), 1),
+    };
     let steps = workflow.sampling.steps();
     let seconds = |role: mgc_plan::Role| -> (f64, usize) {
         let of_role: Vec<f64> = models.iter().filter(|m| m.role == role).map(|m| m.predicted.step_seconds).collect();
@@ -62,8 +67,8 @@ fn run_prediction(graph: &LayerGraph, models: &[ModelPlan], workflow: &Workflow,
     let (basis, uncertainty) = basis(models, cost);
     RunPrediction {
         steps,
-        cfg: workflow.sampling.cfg(family),
-        passes: workflow.sampling.passes(family),
+        cfg,
+        passes,
         encode_seconds: ns(encode),
         sampling_seconds: ns(sampling),
         decode_seconds: ns(decode),
