@@ -23,6 +23,11 @@ fn plans_that_cannot_work_are_refused_with_the_shortfall() {
         ("over-device", workflow("24gb", "2gb", "cuda:0,23gb;cpu,*"), "has 22.00 GiB to give"),
         ("over-memory", workflow("16gb", "0gb", "cuda:0,15.5gb;cpu,*"), "at its peak"),
         ("fraction-of-disk", workflow("24gb", "0gb", "cuda:0,0.5;disk,0.5"), "fraction of `disk`"),
+        (
+            "frames-on-image",
+            workflow("24gb", "2gb", "cuda:0,14gb;cpu,*") + "\n[workload]\nresolution = [1024, 1024]\nframes = 5\n",
+            "`frames` on an image model",
+        ),
     ];
     let mut transcript = String::new();
     for (name, text, expect) in cases {

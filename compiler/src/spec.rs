@@ -70,6 +70,12 @@ pub struct RawWorkload {
     pub resolution: Option<Spanned<Vec<Spanned<i64>>>>,
     pub frames: Option<Spanned<i64>>,
     pub batch: Option<Spanned<i64>>,
+    /// The prompt's length in tokens, where the family's default (its tokenizer's padding) is not it.
+    pub text_tokens: Option<Spanned<i64>>,
+    /// Sampler steps of the whole run.
+    pub steps: Option<Spanned<i64>>,
+    /// Classifier-free guidance scale: above 1, every step also runs the unconditional pass.
+    pub cfg: Option<Spanned<toml::Value>>,
 }
 
 /// `[schedule]`: how copies are issued.

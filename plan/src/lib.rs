@@ -30,6 +30,33 @@ pub struct Plan {
     pub transfers: Vec<Transfer>,
     /// The diffusion step (the slowest diffusion model's, when several alternate).
     pub predicted: Predicted,
+    /// The whole run: prompts encoded, every sampler step, the latent decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunPrediction>,
+}
+
+/// The whole run, predicted from each model's step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunPrediction {
+    /// Sampler steps; diffusion models that take turns share them.
+    pub steps: u64,
+    /// The CFG scale, given or the family's default.
+    pub cfg: f64,
+    /// Passes in each step: 2 when CFG batches the unconditional pass with the conditional one.
+    pub passes: u64,
+    /// The text encoders, each once over the prompts.
+    pub encode_seconds: f64,
+    /// Every sampler step of the diffusion models.
+    pub sampling_seconds: f64,
+    /// The VAE, once over the latent.
+    pub decode_seconds: f64,
+    pub total_seconds: f64,
+    /// Where the compute figures come from, for people: `profile`, or the defaults used.
+    pub basis: String,
+    /// The relative uncertainty of the compute figures when they are defaults, not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty: Option<f64>,
 }
 
 /// A model file and what identifies its contents: a changed file is refused at run time.
@@ -121,6 +148,9 @@ pub struct ModelPlan {
     pub activation_bytes: u64,
     pub bytes: u64,
     pub layers: Vec<LayerPlan>,
+    /// For a VAE, how the latent is decoded: whole, or in tiles when the whole does not fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode: Option<DecodeMode>,
     pub predicted: Predicted,
 }
 
@@ -206,6 +236,14 @@ pub struct Predicted {
 
 // The enums below carry no doc comments on their variants: the schema lists their names as a plain
 // `enum` of strings (documented variants would become a `oneOf`).
+
+/// How a VAE decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeMode {
+    Whole,
+    Tiled,
+}
 
 /// The format of a model file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -133,18 +133,44 @@ pub fn seconds(s: f64) -> String {
     }
 }
 
+/// The whole run, and how far its figures may be off.
+fn run_text(run: &mgc_plan::RunPrediction) -> String {
+    let passes = if run.passes > 1 { format!("{} passes a step", run.passes) } else { "1 pass a step".into() };
+    let mut t = format!(
+        "predicted run   {}: encode {}, {} steps {} (cfg {}: {passes}), decode {}\n",
+        seconds(run.total_seconds),
+        seconds(run.encode_seconds),
+        run.steps,
+        seconds(run.sampling_seconds),
+        run.cfg,
+        seconds(run.decode_seconds),
+    );
+    match run.uncertainty {
+        Some(u) => {
+            t.push_str(&format!("                {} (±{:.0}%); run `mgc probe` for ±10%\n", run.basis, u * 100.0))
+        }
+        None => t.push_str(&format!("                {}\n", run.basis)),
+    }
+    t.push('\n');
+    t
+}
+
 /// The explanation of a plan, as text.
 pub fn text(plan: &Plan) -> String {
     let mut t = String::new();
     let p = &plan.predicted;
     t.push_str(&format!(
-        "predicted step  {} (lower bound {}: compute {}, copies {}; {:.0}% of copy time hidden behind compute)\n\n",
+        "predicted step  {} (lower bound {}: compute {}, copies {}; {:.0}% of copy time hidden behind compute)\n",
         seconds(p.step_seconds),
         seconds(p.lower_bound_seconds),
         seconds(p.compute_seconds),
         seconds(p.copy_seconds),
         p.hidden_copy_fraction * 100.0
     ));
+    match &plan.run {
+        Some(run) => t.push_str(&run_text(run)),
+        None => t.push('\n'),
+    }
     t.push_str(&format!(
         "{:<8} {:>11} {:>11} {:>11} {:>11} {:>6}  {}\n",
         "device", "memory", "reserve", "resident", "peak", "peak%", "budgets (model: given / used)"
@@ -216,8 +242,12 @@ fn model_text(plan: &Plan, index: usize, m: &ModelPlan) -> String {
     let streamed: u64 = copies.iter().map(|x| x.bytes).sum();
     let batched = copies.iter().filter(|x| x.batched).count();
     let p = &m.predicted;
+    let decode = match m.decode {
+        Some(mgc_plan::DecodeMode::Tiled) => "; decodes in tiles (the whole latent does not fit)",
+        _ => "",
+    };
     t.push_str(&format!(
-        "  {} tokens; {} copies a step ({} batched), {} streamed, prefetch {}\n  step {} (lower bound {}: compute {}, copies {}; {:.0}% hidden)\n",
+        "  {} tokens{decode}; {} copies a step ({} batched), {} streamed, prefetch {}\n  step {} (lower bound {}: compute {}, copies {}; {:.0}% hidden)\n",
         m.tokens,
         copies.len(),
         batched,

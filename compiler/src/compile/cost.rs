@@ -5,9 +5,11 @@
 
 use mgc_core::{Device, DeviceKind};
 
-use crate::inventory::{Dtype, Family, PlainType, Role, Tensor};
-use crate::workflow::{LinkKind, Workflow, Workload};
+use super::work::{LayerWork, Pass};
+use crate::inventory::{Dtype, Model, PlainType, Tensor};
+use crate::workflow::{LinkKind, Workflow};
 use mgc_core::profile::Profile;
+use mgc_plan::is_lookup;
 
 /// Assumed sustained throughput of an accelerator at 16-bit weights, FLOP/s, when the workflow
 /// gives none (`tflops` on a `[[device]]`): a mid-range current GPU at realistic matmul efficiency.
@@ -37,6 +39,7 @@ pub struct CostModel {
     links: Vec<(Device, Device, u64, String)>,
     flops: Vec<(Device, f64)>,
     classes: Vec<(Device, f64)>,
+    class_names: Vec<(Device, &'static str)>,
     disk_read: u64,
     profile: Option<Profile>,
 }
@@ -53,9 +56,23 @@ impl CostModel {
             .collect();
         let flops = workflow.devices.iter().filter_map(|d| d.flops.map(|f| (d.device, f))).collect();
         let classes = workflow.devices.iter().filter_map(|d| d.class_flops.map(|f| (d.device, f))).collect();
+        let class_names = workflow.devices.iter().filter_map(|d| d.class.map(|c| (d.device, c))).collect();
         let profile = workflow.profile.clone();
         let disk_read = profile.as_ref().and_then(Profile::disk_read).map_or(DEFAULT_DISK_READ, |r| r as u64);
-        Self { links, flops, classes, disk_read, profile }
+        Self { links, flops, classes, class_names, disk_read, profile }
+    }
+
+    /// Where [`Self::flops`] takes a device's figure from.
+    pub fn flops_basis(&self, device: Device) -> FlopsBasis {
+        if self.flops.iter().any(|(d, _)| *d == device) {
+            FlopsBasis::Declared
+        } else if self.profile.as_ref().and_then(|p| p.flops(device)).is_some() {
+            FlopsBasis::Profile
+        } else if let Some((_, class)) = self.class_names.iter().find(|(d, _)| *d == device) {
+            FlopsBasis::Class(class)
+        } else {
+            FlopsBasis::Default
+        }
     }
 
     /// Compute throughput of a device, FLOP/s.
@@ -117,34 +134,27 @@ impl CostModel {
         }
     }
 
-    /// Seconds one layer computes on a device at `tokens`: every weight applied to every token
-    /// at the throughput of its problem size, norms and biases at the elementwise rate,
-    /// attention's `4·N²·d`, and a fixed cost a tensor. On a CPU the fixed costs add to the
-    /// work. A GPU runs its kernels while the host launches the next ones, so a layer takes the
-    /// longer of the two and an eighth of the shorter, where they do not overlap: a Wan 2.1 1.3B
-    /// block at 4096 tokens took 1.19 and 1.33 ms on two H200s, against 1.12 and 1.11 ms of
-    /// kernels and 0.90 and 1.01 ms of launches as their probes predicted.
-    pub fn layer_seconds(&self, tensors: &[Tensor], tokens: u64, device: Device) -> f64 {
-        let fixed = tensors.len() as f64 * self.seconds_per_tensor(device);
-        let work = self.layer_work_seconds(tensors, tokens, device);
+    /// Seconds one layer computes on a device: every matrix product at the throughput of its
+    /// problem size, norms and biases at the elementwise rate, every attention's `4·q·k·d`, and
+    /// a fixed cost a tensor. On a CPU the fixed costs add to the work. A GPU runs its kernels
+    /// while the host launches the next ones, so a layer takes the longer of the two and an
+    /// eighth of the shorter, where they do not overlap: a Wan 2.1 1.3B block at 4096 tokens
+    /// took 1.19 and 1.33 ms on two H200s, against 1.12 and 1.11 ms of kernels and 0.90 and
+    /// 1.01 ms of launches as their probes predicted.
+    pub fn layer_seconds(&self, work: &LayerWork, device: Device) -> f64 {
+        let fixed = work.tensors as f64 * self.seconds_per_tensor(device);
+        let work = self.layer_work_seconds(work, device);
         if device.is_accelerator() { fixed.max(work) + fixed.min(work) / 8.0 } else { fixed + work }
     }
 
     /// The arithmetic of a layer alone, without the fixed cost of its tensors.
-    fn layer_work_seconds(&self, tensors: &[Tensor], tokens: u64, device: Device) -> f64 {
-        let n = tokens as f64;
-        let mut seconds = 0.0;
-        let mut attention_width: f64 = 0.0;
-        for t in tensors.iter().filter(|t| t.shape.len() == 1) {
-            seconds += n * elements(t) / self.elements_per_second(device);
+    fn layer_work_seconds(&self, work: &LayerWork, device: Device) -> f64 {
+        let mut seconds = work.elementwise / self.elements_per_second(device);
+        for &(rows, e) in work.matmuls.iter().filter(|(rows, _)| *rows > 0.0) {
+            seconds += 2.0 * rows * e / self.flops_at(device, (rows * e).cbrt());
         }
-        for t in tensors.iter().filter(|t| !is_lookup(&t.name) && t.shape.len() >= 2) {
-            let e = elements(t);
-            seconds += 2.0 * n * e / self.flops_at(device, (n * e).cbrt());
-            attention_width = attention_width.max(attention_input(t));
-        }
-        if attention_width > 0.0 {
-            seconds += 4.0 * n * n * attention_width / self.flops_at(device, (n * n * attention_width).cbrt());
+        for &(q, k, d) in &work.attention {
+            seconds += 4.0 * q * k * d / self.flops_at(device, (q * k * d).cbrt());
         }
         seconds
     }
@@ -181,40 +191,76 @@ impl CostModel {
     }
 }
 
-/// Sustained 16-bit matmul throughput by class of GPU, FLOP/s: roughly 60% of each card's dense
-/// FP16/BF16 tensor-core peak with FP32 accumulation. A `[[device]]` names its class with
-/// `gpu = "rtx4090"`; detected devices are matched by their driver name. A profile's measured
-/// figure replaces these.
-pub const GPU_CLASSES: [(&str, f64); 19] = [
-    ("h200", 600e12),
-    ("h100", 500e12),
-    ("a100", 190e12),
-    ("l40s", 220e12),
-    ("l40", 110e12),
-    ("a6000", 90e12),
-    ("rtx 6000 ada", 220e12),
-    ("5090", 250e12),
-    ("4090", 100e12),
-    ("4080", 60e12),
-    ("4070", 35e12),
-    ("4060", 18e12),
-    ("3090", 42e12),
-    ("3080", 36e12),
-    ("3070", 24e12),
-    ("3060", 15e12),
-    ("2080", 24e12),
-    ("v100", 70e12),
-    ("t4", 30e12),
+/// The share of its dense 16-bit tensor peak (FP32 accumulation, as torch computes) that a GPU
+/// sustains through a diffusion transformer's step, measured: an RTX 3090 runs Flux-dev (Q8_0
+/// GGUF, 1024×1024, 20 steps, cfg 1, ComfyUI's example workflow, everything on the GPU) at 1.29
+/// s/it (the measurement quoted in issue #13); the cost model counts 69.5 TFLOP in that step
+/// (the test `flux_dev_step_flops_by_hand`), so 53.9 TFLOP/s of the card's 71 TFLOP/s, 76%. An
+/// RTX 4090 at Flux-dev FP16, 1024×1024, reported at 0.55 s/it in ComfyUI with `--highvram`
+/// (gigagpu.com's ComfyUI guide for the RTX 4090), sustains 126 TFLOP/s of 165: 76% again.
+pub const MEASURED_EFFICIENCY: f64 = 0.76;
+
+/// Dense FP16/BF16 tensor-core peaks with FP32 accumulation, TFLOP/s, from NVIDIA's
+/// architecture whitepapers and datasheets (GeForce cards accumulate in FP32 at half their FP16
+/// rate); the class's sustained figure is [`MEASURED_EFFICIENCY`] of it. A `[[device]]` names
+/// its class with `gpu = "rtx4090"`; detected devices are matched by their driver name. A
+/// profile's measured figure replaces these.
+pub const GPU_PEAKS: [(&str, f64); 19] = [
+    ("h200", 989.0),
+    ("h100", 989.0),
+    ("a100", 312.0),
+    ("l40s", 362.0),
+    ("l40", 181.0),
+    ("a6000", 155.0),
+    ("rtx 6000 ada", 364.0),
+    ("5090", 209.5),
+    ("4090", 165.2),
+    ("4080", 97.5),
+    ("4070", 58.3),
+    ("4060", 30.2),
+    ("3090", 71.0),
+    ("3080", 59.5),
+    ("3070", 40.6),
+    ("3060", 25.6),
+    ("2080", 20.1),
+    ("v100", 125.0),
+    ("t4", 65.0),
 ];
+
+/// How far the default figures of a GPU class are from a measured step: the spread of the two
+/// calibrations above and of the efficiency across cards and resolutions.
+pub const CLASS_UNCERTAINTY: f64 = 0.3;
+
+/// The known classes of GPU, for messages.
+pub fn class_names() -> impl Iterator<Item = &'static str> {
+    GPU_PEAKS.iter().map(|(name, _)| *name)
+}
 
 /// The throughput of a class of GPU, from a name such as `rtx4090` or `NVIDIA GeForce RTX 4090`.
 pub fn class_flops(name: &str) -> Option<f64> {
+    class_of(name).map(|(_, flops)| flops)
+}
+
+/// The class of GPU a name matches, and its sustained throughput, FLOP/s.
+pub fn class_of(name: &str) -> Option<(&'static str, f64)> {
     let name = name.to_ascii_lowercase().replace(['-', '_'], " ");
     let squeezed = name.replace(' ', "");
-    GPU_CLASSES
+    GPU_PEAKS
         .iter()
         .find(|(class, _)| name.contains(class) || squeezed.contains(&class.replace(' ', "")))
-        .map(|(_, f)| *f)
+        .map(|(class, peak)| (*class, peak * 1e12 * MEASURED_EFFICIENCY))
+}
+
+/// Where a device's compute figure comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlopsBasis {
+    /// `tflops` in the workflow.
+    Declared,
+    Profile,
+    /// The defaults of a class of GPU.
+    Class(&'static str),
+    /// The defaults of any GPU or CPU.
+    Default,
 }
 
 fn default_flops(device: Device) -> f64 {
@@ -224,54 +270,8 @@ fn default_flops(device: Device) -> f64 {
     }
 }
 
-/// Tokens one step of a model processes: the workload's, or derived from the image size.
-pub fn tokens(family: Family, role: Role, workload: &Workload) -> u64 {
-    let (width, height, frames, batch, given) = match *workload {
-        Workload::Tokens { tokens, batch } => (1024, 1024, 1, batch, Some(tokens)),
-        Workload::Resolution { width, height, frames, batch } => (width, height, frames, batch, None),
-    };
-    let latent_frames = frames.saturating_sub(1) / 4 + 1;
-    let per_item = match (role, family) {
-        (Role::TextEncoder, Family::ClipL | Family::ClipG | Family::ClipH) => 77,
-        (Role::TextEncoder, _) => 512,
-        (Role::Vae, _) => (width / 8).max(1) * (height / 8).max(1) * latent_frames,
-        (_, _) if given.is_some() => given.unwrap_or(1),
-        (_, Family::Sdxl | Family::Sd1) => (width / 8).max(1) * (height / 8).max(1),
-        (_, Family::Wan21 | Family::Wan22 | Family::HunyuanVideo) => {
-            (width / 16).max(1) * (height / 16).max(1) * latent_frames
-        }
-        (_, _) => (width / 16).max(1) * (height / 16).max(1) * frames,
-    };
-    per_item.saturating_mul(batch).max(1)
-}
-
-use mgc_plan::is_lookup;
-
-/// The input width of an attention matrix (its `d` in `4·N²·d`), 0 for other tensors.
-fn attention_input(t: &Tensor) -> f64 {
-    let attention = t.name.contains("attn") || t.name.contains("Attention") || t.name.contains("attention");
-    if attention { t.shape.get(1).copied().unwrap_or(0) as f64 } else { 0.0 }
-}
-
-fn elements(t: &Tensor) -> f64 {
+pub fn elements(t: &Tensor) -> f64 {
     t.shape.iter().map(|&d| d as f64).product()
-}
-
-/// FLOPs of one layer at `tokens`: every weight applied to every token (2 FLOPs a weight), and
-/// attention's `4·N²·d` when the layer has attention.
-pub fn layer_flops(tensors: &[&Tensor], tokens: u64) -> f64 {
-    let n = tokens as f64;
-    let mut flops = 0.0;
-    let mut attention_width: f64 = 0.0;
-    for t in tensors.iter().filter(|t| !is_lookup(&t.name)) {
-        if t.shape.len() >= 2 {
-            flops += 2.0 * n * elements(t);
-            attention_width = attention_width.max(attention_input(t));
-        } else {
-            flops += n * elements(t);
-        }
-    }
-    flops + 4.0 * n * n * attention_width
 }
 
 /// Bytes of one element as the model computes: 4 for a model stored in F32, 2 otherwise.
@@ -289,16 +289,20 @@ fn is_conditioning(name: &str) -> bool {
         .any(|k| name.contains(k))
 }
 
-/// Activations and temporaries of one step on the compute device: the widest per-token layer
-/// output for every token, three times over (its input, the wide intermediate, its output).
-pub fn activation_bytes(tensors: &[Tensor], tokens: u64) -> u64 {
+/// Activations and temporaries of one pass on the compute device: the widest per-token layer
+/// output for every token of the pass (without CFG's second half, which ComfyUI runs apart when
+/// memory is short), three times over (its input, the wide intermediate, its output). A VAE's decode is ComfyUI's own estimate ([`super::work::vae_decode`]).
+pub fn activation_bytes(model: &Model, pass: &Pass) -> u64 {
     // The widest output, looking at names only for tensors wider than the widest so far.
     let mut width = 0;
-    for t in tensors.iter().filter(|t| t.shape.len() >= 2) {
+    for t in model.tensors.iter().filter(|t| t.shape.len() >= 2) {
         let out = t.shape.first().copied().unwrap_or(0);
-        if out > width && !is_lookup(&t.name) && !is_conditioning(&t.name) {
+        if out > width && !is_lookup(&t.name) && !is_conditioning(&t.name) && !t.name.starts_with("visual.") {
             width = out;
         }
     }
-    tokens.saturating_mul(width).saturating_mul(compute_element_bytes(tensors)).saturating_mul(3)
+    pass.tokens_without_cfg()
+        .saturating_mul(width)
+        .saturating_mul(compute_element_bytes(&model.tensors))
+        .saturating_mul(3)
 }

@@ -3,11 +3,11 @@
 
 use mgc_core::Device;
 use mgc_plan::{
-    Budget, DevicePlan, InputFile, LayerPlan, LinkPlan, ModelPlan, PLAN_VERSION, Plan, Predicted, ScheduleSettings,
-    TensorPlan, Transfer,
+    Budget, DevicePlan, InputFile, LayerPlan, LinkPlan, ModelPlan, PLAN_VERSION, Plan, Predicted, RunPrediction,
+    ScheduleSettings, TensorPlan, Transfer,
 };
 
-use super::cost::CostModel;
+use super::cost::{CLASS_UNCERTAINTY, CostModel, FlopsBasis};
 use super::graph::{GraphModel, Input, LayerGraph};
 use super::peaks::{DevicePeak, Peaks};
 use super::schedule::{ModelTiming, Schedule};
@@ -38,10 +38,68 @@ pub fn peaks_to_plan(peaks: &Peaks, workflow: &Workflow, cost: &CostModel) -> Pl
             prefetch_auto: workflow.schedule.prefetch == Prefetch::Auto,
             batch_below_bytes: workflow.schedule.batch_below.get(),
         },
+        run: Some(run_prediction(graph, &models, workflow, cost)),
         models,
         transfers,
         predicted,
     }
+}
+
+/// The whole run from each model's step: the text encoders once, the diffusion models' steps
+/// (shared out among models that take turns, as Wan 2.2's experts split the steps), the VAE once.
+/// Loading the resident weights before the first step is not counted.
+fn run_prediction(graph: &LayerGraph, models: &[ModelPlan], workflow: &Workflow, cost: &CostModel) -> RunPrediction {
+    let family = graph.models.iter().find(|m| m.role == Role::Diffusion).map(|m| m.family);
+    // Without a diffusion model nothing is guided: one pass, at the scale given if any.
+    let (cfg, passes) = match family {
+        Some(family) => (workflow.sampling.cfg(family), workflow.sampling.passes(family)),
+        None => (workflow.sampling.cfg.unwrap_or(1.0), 1),
+    };
+    let steps = workflow.sampling.steps();
+    let seconds = |role: mgc_plan::Role| -> (f64, usize) {
+        let of_role: Vec<f64> = models.iter().filter(|m| m.role == role).map(|m| m.predicted.step_seconds).collect();
+        (of_role.iter().sum(), of_role.len())
+    };
+    let (encode, _) = seconds(mgc_plan::Role::TextEncoder);
+    let (diffusion, experts) = seconds(mgc_plan::Role::Diffusion);
+    let (decode, _) = seconds(mgc_plan::Role::Vae);
+    let sampling = diffusion * steps as f64 / experts.max(1) as f64;
+    let (basis, uncertainty) = basis(models, cost);
+    RunPrediction {
+        steps,
+        cfg,
+        passes,
+        encode_seconds: ns(encode),
+        sampling_seconds: ns(sampling),
+        decode_seconds: ns(decode),
+        total_seconds: ns(encode + sampling + decode),
+        basis,
+        uncertainty,
+    }
+}
+
+/// Where the compute figures of the models' devices come from, and how far defaults may be off.
+fn basis(models: &[ModelPlan], cost: &CostModel) -> (String, Option<f64>) {
+    let mut devices: Vec<Device> = models.iter().map(|m| m.compute).collect();
+    devices.sort();
+    devices.dedup();
+    let mut defaults = Vec::new();
+    let mut measured = false;
+    for device in devices {
+        match cost.flops_basis(device) {
+            FlopsBasis::Class(class) => defaults.push(format!("the {} class for `{device}`", class.replace(' ', ""))),
+            FlopsBasis::Default => {
+                let what = if device.is_accelerator() { "GPU" } else { "CPU" };
+                defaults.push(format!("a generic {what} for `{device}`"));
+            }
+            FlopsBasis::Declared | FlopsBasis::Profile => measured = true,
+        }
+    }
+    if defaults.is_empty() {
+        let what = if measured { "measured or declared figures" } else { "no compute" };
+        return (what.to_owned(), None);
+    }
+    (format!("default figures: {}", defaults.join(", ")), Some(CLASS_UNCERTAINTY))
 }
 
 /// Seconds to the nanosecond: plans read better and stay exact through JSON.
@@ -131,6 +189,7 @@ fn model_plan(schedule: &Schedule, m: usize, model: &GraphModel, timing: &ModelT
         activation_bytes: model.activation_bytes,
         bytes: model.bytes,
         layers: layer_plans(model, &homes, timing),
+        decode: model.decode.map(|d| if d.tiled { mgc_plan::DecodeMode::Tiled } else { mgc_plan::DecodeMode::Whole }),
         predicted: Predicted {
             step_seconds: ns(timing.step.step_seconds),
             lower_bound_seconds: ns(timing.step.lower_bound_seconds),

@@ -54,6 +54,10 @@ pub enum ProblemKind {
     BudgetOverDevice { model: String, device: String, budget: u64, usable: u64 },
     #[error("model `{model}`: a fraction of `disk` has no meaning")]
     FractionOfDisk { model: String },
+    #[error("`frames` on an image model: `{family}` makes one image")]
+    FramesOnImageModel { family: &'static str },
+    #[error("`{family}` takes 4n+1 frames, not {frames}")]
+    FramesNot4nPlus1 { family: &'static str, frames: u64, below: u64, above: u64 },
     #[error("`{device}` needs {} at its peak but has {}: {} short", Bytes(*peak), Bytes(*usable), Bytes(*short))]
     DeviceOverMemory { device: String, peak: u64, usable: u64, short: u64, parts: String },
 }
@@ -62,6 +66,7 @@ impl ProblemKind {
     fn label(&self) -> String {
         match self {
             Self::DeviceOverMemory { .. } => "this device".into(),
+            Self::FramesOnImageModel { .. } | Self::FramesNot4nPlus1 { .. } => "these frames".into(),
             _ => "this allocation".into(),
         }
     }
@@ -77,6 +82,12 @@ impl ProblemKind {
             Self::DoesNotPack { .. } => "layers are indivisible: give one device `*`, or a little more room".into(),
             Self::BudgetOverDevice { .. } => "lower the amount, or lower the device's `reserve`".into(),
             Self::FractionOfDisk { .. } => "give `disk` a size, a share, or `*`".into(),
+            Self::FramesOnImageModel { .. } => "remove `frames`, or use `batch` for several images".into(),
+            Self::FramesNot4nPlus1 { below, above, .. } => {
+                format!(
+                    "its VAE packs 4 frames into each latent frame after the first: write `frames = {below}` or `frames = {above}`"
+                )
+            }
             Self::DeviceOverMemory { parts, .. } => {
                 format!("{parts}; keep fewer layers there, lower `prefetch`, or lower the `reserve`")
             }

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use super::cost;
 use super::error::{CompileError, Problem, ProblemKind};
+use super::work::{Decode, LayerWork, Pass, layer_work, model_pass, vae_decode};
 use crate::inventory::{
     Family, Inventory, InventoryError, InventoryErrorKind, Model, Role, Tensor, file_to_inventory, inventory_to_models,
 };
@@ -41,6 +42,8 @@ pub struct GraphLayer {
     pub bytes: u64,
     /// Tensors with their full names in the file.
     pub tensors: Vec<Tensor>,
+    /// What the layer computes in one pass.
+    pub work: LayerWork,
     pub flops: f64,
 }
 
@@ -54,6 +57,10 @@ pub struct GraphModel {
     pub role: Role,
     /// 0 text encoders, 1 diffusion (and unknown), 2 VAEs.
     pub phase: u32,
+    /// What one pass of the model works on.
+    pub pass: Pass,
+    /// For a VAE, how it decodes: whole or tiled.
+    pub decode: Option<Decode>,
     pub tokens: u64,
     pub activation_bytes: u64,
     pub bytes: u64,
@@ -269,6 +276,10 @@ pub struct ModelView {
     pub tokens: u64,
     pub bytes: u64,
     pub activation_bytes: u64,
+    /// What one pass works on: image and text tokens a sample, samples.
+    pub pass: Pass,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode: Option<Decode>,
     /// `[name, bytes, flops, tensors]` per layer.
     pub layers: Vec<(String, u64, f64, usize)>,
 }
@@ -288,6 +299,8 @@ impl LayerGraph {
                 tokens: m.tokens,
                 bytes: m.bytes,
                 activation_bytes: m.activation_bytes,
+                pass: m.pass,
+                decode: m.decode,
                 layers: m.layers.iter().map(|l| (l.name.clone(), l.bytes, l.flops.round(), l.tensors.len())).collect(),
             })
             .collect();
@@ -340,6 +353,7 @@ fn read_models(workflow: &Workflow) -> Result<(Vec<Input>, Vec<GraphModel>), Vec
     let mut inputs: Vec<Input> = Vec::new();
     let mut errors = Vec::new();
     let mut models = Vec::new();
+    let mut chosen: Vec<(&ModelSpec, usize, Model)> = Vec::new();
     // A file that cannot be read is reported once, however many models use it.
     let mut unreadable: Vec<&std::path::Path> = Vec::new();
     for spec in &workflow.models {
@@ -364,14 +378,44 @@ fn read_models(workflow: &Workflow) -> Result<(Vec<Input>, Vec<GraphModel>), Vec
             continue;
         };
         let split = inventory_to_models(&found.inventory);
-        let Some(model) = choose(&split) else {
+        let Some(model) = choose(&split).cloned() else {
             let kind = ProblemKind::NoTensors { model: spec.name.clone(), file: spec.file.display().to_string() };
             errors.push(CompileError::Problem(Problem::new(kind, spec.allocation_span)));
             continue;
         };
-        models.push(graph_model(spec, input, model, workflow));
+        chosen.push((spec, input, model));
+    }
+    // Text encoders work at the prompt length of the diffusion model they encode for.
+    let context = chosen.iter().map(|(_, _, m)| m).find(|m| m.role == Role::Diffusion).map(|m| m.family);
+    if let Some(family) = context {
+        errors.extend(check_workload(family, workflow).map(CompileError::Problem));
+    }
+    for (spec, input, model) in &chosen {
+        // Room for a decode: the device's usable memory less the weights of the workflow's
+        // models that compute there.
+        let usable = workflow.devices.iter().find(|d| d.device == spec.compute).map_or(0, |d| d.usable().get());
+        let weights: u64 = chosen.iter().filter(|(s, _, _)| s.compute == spec.compute).map(|(_, _, m)| m.bytes).sum();
+        models.push(graph_model(spec, *input, model, workflow, context, usable.saturating_sub(weights)));
     }
     if errors.is_empty() { Ok((inputs, models)) } else { Err(errors) }
+}
+
+/// The workload checked against the diffusion model's family: a video model's frames are 4n+1
+/// (its VAE packs 4 frames into a latent frame after the first), an image model takes no frames.
+fn check_workload(family: Family, workflow: &Workflow) -> Option<Problem> {
+    let span = workflow.sampling.frames_span?;
+    let crate::workflow::Workload::Resolution { frames, .. } = workflow.workload else { return None };
+    let video = matches!(family, Family::Wan21 | Family::Wan22 | Family::HunyuanVideo);
+    let kind = if !video {
+        ProblemKind::FramesOnImageModel { family: family.name() }
+    } else if frames % 4 != 1 {
+        let below = frames - frames % 4 + 1;
+        let below = if below > frames { below.saturating_sub(4).max(1) } else { below };
+        ProblemKind::FramesNot4nPlus1 { family: family.name(), frames, below, above: below + 4 }
+    } else {
+        return None;
+    };
+    Some(Problem::new(kind, span))
 }
 
 /// The model a workflow entry means when its file holds several: the diffusion model if there
@@ -380,18 +424,28 @@ fn choose(models: &[Model]) -> Option<&Model> {
     models.iter().find(|m| m.role == Role::Diffusion).or_else(|| models.first()).filter(|m| m.tensor_count > 0)
 }
 
-fn graph_model(spec: &ModelSpec, input: usize, model: &Model, workflow: &Workflow) -> GraphModel {
-    let tokens = cost::tokens(model.family, model.role, &workflow.workload);
+fn graph_model(
+    spec: &ModelSpec,
+    input: usize,
+    model: &Model,
+    workflow: &Workflow,
+    context: Option<Family>,
+    room: u64,
+) -> GraphModel {
+    let pass = model_pass(model.family, model.role, &model.tensors, &workflow.workload, &workflow.sampling, context);
+    let decode = vae_decode(&pass, room);
     let full = |t: &Tensor| Tensor { name: format!("{}{}", model.prefix, t.name), ..t.clone() };
     let layers = model
         .layers
         .iter()
         .map(|layer| {
             let tensors: Vec<&Tensor> = layer.tensors.iter().filter_map(|&i| model.tensors.get(i)).collect();
+            let work = layer_work(&pass, &tensors).scaled(decode.map_or(1.0, |d| d.factor));
             GraphLayer {
                 name: layer.name.clone(),
                 bytes: layer.bytes,
-                flops: cost::layer_flops(&tensors, tokens),
+                flops: work.flops(),
+                work,
                 tensors: tensors.into_iter().map(full).collect(),
             }
         })
@@ -403,8 +457,10 @@ fn graph_model(spec: &ModelSpec, input: usize, model: &Model, workflow: &Workflo
         family: model.family,
         role: model.role,
         phase: phase_of(model.role),
-        tokens,
-        activation_bytes: cost::activation_bytes(&model.tensors, tokens),
+        pass,
+        tokens: pass.tokens(),
+        activation_bytes: decode.map_or_else(|| cost::activation_bytes(model, &pass), |d| d.bytes),
+        decode,
         bytes: model.bytes,
         layers,
     }

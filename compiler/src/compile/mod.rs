@@ -23,6 +23,7 @@ pub mod placement;
 pub mod schedule;
 pub mod simulate;
 pub mod sweep;
+pub mod work;
 
 use std::fmt;
 use std::path::Path;

@@ -44,6 +44,11 @@ pub enum Family {
     QwenImage,
     T5,
     Umt5,
+    /// Qwen2.5-VL, the LLM that encodes Qwen-Image's prompts.
+    #[serde(rename = "qwen2.5-vl")]
+    Qwen25Vl,
+    /// A Llama LLM, as HunyuanVideo's text encoder.
+    Llama,
     ClipL,
     ClipG,
     ClipH,
@@ -68,6 +73,8 @@ impl Family {
             Self::QwenImage => "qwen-image",
             Self::T5 => "t5",
             Self::Umt5 => "umt5",
+            Self::Qwen25Vl => "qwen2.5-vl",
+            Self::Llama => "llama",
             Self::ClipL => "clip-l",
             Self::ClipG => "clip-g",
             Self::ClipH => "clip-h",
@@ -88,7 +95,9 @@ impl Family {
             | Self::Sd3
             | Self::HunyuanVideo
             | Self::QwenImage => Role::Diffusion,
-            Self::T5 | Self::Umt5 | Self::ClipL | Self::ClipG | Self::ClipH => Role::TextEncoder,
+            Self::T5 | Self::Umt5 | Self::Qwen25Vl | Self::Llama | Self::ClipL | Self::ClipG | Self::ClipH => {
+                Role::TextEncoder
+            }
             Self::SdVae | Self::FluxVae | Self::WanVae => Role::Vae,
             Self::Unknown => Role::Unknown,
         }
@@ -242,6 +251,14 @@ fn detect_family(tensors: &[Tensor]) -> Family {
             Family::T5
         };
     }
+    // An LLM as a text encoder: Hugging Face names, or llama.cpp's in a GGUF. Qwen2's attention
+    // projections have biases, Llama's do not.
+    if k.has("model.layers.0.self_attn.q_proj.weight") {
+        return if k.has("model.layers.0.self_attn.q_proj.bias") { Family::Qwen25Vl } else { Family::Llama };
+    }
+    if k.has("blk.0.attn_q.weight") {
+        return if k.has("blk.0.attn_q.bias") { Family::Qwen25Vl } else { Family::Llama };
+    }
     if let Some(shape) = k.ending("text_model.encoder.layers.0.self_attn.q_proj.weight") {
         return clip_by_width(shape.first().copied());
     }
@@ -274,7 +291,7 @@ fn clip_by_width(width: Option<u64>) -> Family {
 const NAMESPACES: [&str; 5] = ["model", "transformer", "text_model", "encoder", "decoder"];
 
 /// Module lists whose numbered entries are each one layer, in the order models run them.
-const CONTAINERS: [&str; 16] = [
+const CONTAINERS: [&str; 17] = [
     "joint_blocks",
     "double_blocks",
     "single_blocks",
@@ -284,6 +301,7 @@ const CONTAINERS: [&str; 16] = [
     "middle_block",
     "output_blocks",
     "layers",
+    "blk",
     "resblocks",
     "block",
     "down",
@@ -294,7 +312,7 @@ const CONTAINERS: [&str; 16] = [
 ];
 
 /// Modules that run before the blocks, in the order they run.
-const INPUTS: [&str; 27] = [
+const INPUTS: [&str; 28] = [
     "conv_in",
     "quant_conv",
     "conv1",
@@ -322,10 +340,11 @@ const INPUTS: [&str; 27] = [
     "token_embedding",
     "positional_embedding",
     "embed_tokens",
+    "token_embd",
 ];
 
 /// Modules that run after the blocks, in the order they run.
-const OUTPUTS: [&str; 13] = [
+const OUTPUTS: [&str; 15] = [
     "norm_out",
     "final_layer_norm",
     "ln_final",
@@ -334,6 +353,8 @@ const OUTPUTS: [&str; 13] = [
     "proj_out",
     "out",
     "norm",
+    "output_norm",
+    "lm_head",
     "conv_out",
     "post_quant_conv",
     "conv2",

@@ -163,9 +163,8 @@ impl SpecErrorKind {
             Self::BadPrefetch => "write `prefetch = \"auto\"` or `prefetch = 2`".into(),
             Self::UnknownGpu { .. } => format!(
                 "known classes: {}; or give `tflops`",
-                crate::compile::cost::GPU_CLASSES
-                    .iter()
-                    .map(|(c, _)| format!("`{}`", c.replace(' ', "")))
+                crate::compile::cost::class_names()
+                    .map(|c| format!("`{}`", c.replace(' ', "")))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

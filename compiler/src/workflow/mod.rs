@@ -23,6 +23,8 @@ pub struct Workflow {
     pub links: Vec<Link>,
     pub models: Vec<ModelSpec>,
     pub workload: Workload,
+    /// Sampler steps and CFG, when the workflow gives them.
+    pub sampling: Sampling,
     pub schedule: Schedule,
 }
 
@@ -48,9 +50,24 @@ pub struct DeviceSpec {
     /// The default throughput of its class of GPU (declared with `gpu`, or from the detected name).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class_flops: Option<f64>,
+    /// The class of GPU those figures are of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<&'static str>,
     /// Where the device is declared in the workflow file.
     #[serde(skip)]
     pub span: Option<Span>,
+}
+
+/// The least a GPU keeps back when the workflow gives no `reserve`: its CUDA context (about
+/// 300 MiB for torch with lazy module loading) and ComfyUI's own `EXTRA_RESERVED_VRAM` (400 MiB on
+/// Linux), rounded up.
+pub const MIN_GPU_RESERVE: u64 = 768 << 20;
+
+/// A device's reserve when the workflow gives none: for a GPU, the larger of
+/// [`MIN_GPU_RESERVE`] and 2% of its memory (the caching allocator's fragmentation grows with
+/// the pool; mistral.rs keeps back max(2%, 512 MiB) for the same reasons); nothing for the CPU.
+pub fn default_reserve(device: Device, memory: Bytes) -> Bytes {
+    if device.is_accelerator() { Bytes(MIN_GPU_RESERVE.max(memory.get() / 50).min(memory.get())) } else { Bytes(0) }
 }
 
 impl DeviceSpec {
@@ -158,6 +175,52 @@ pub enum Workload {
     Tokens { tokens: u64, batch: u64 },
     /// An image or video size, turned into tokens per model family by the compiler.
     Resolution { width: u64, height: u64, frames: u64, batch: u64 },
+}
+
+/// The sampler's settings, as far as they change the work: steps, and whether CFG doubles each
+/// step's batch. Unset, they take ComfyUI's defaults for the diffusion model's family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Sampling {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cfg: Option<f64>,
+    /// Text tokens of the prompt, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_tokens: Option<u64>,
+    /// Where `frames` is written, for the checks that need the model's family.
+    #[serde(skip)]
+    pub frames_span: Option<Span>,
+}
+
+/// ComfyUI's KSampler default: 20 steps.
+pub const DEFAULT_STEPS: u64 = 20;
+
+impl Sampling {
+    /// Steps of the run.
+    pub fn steps(&self) -> u64 {
+        self.steps.unwrap_or(DEFAULT_STEPS)
+    }
+
+    /// The CFG scale: given, or the one of ComfyUI's example workflow for the family — 1 for the
+    /// guidance-distilled Flux and HunyuanVideo (their guidance is an input, not a second pass),
+    /// Wan 6, Qwen-Image 2.5, SD3.5 4.5, else KSampler's default 8.
+    pub fn cfg(&self, family: crate::inventory::Family) -> f64 {
+        use crate::inventory::Family;
+        self.cfg.unwrap_or(match family {
+            Family::Flux | Family::HunyuanVideo => 1.0,
+            Family::Wan21 | Family::Wan22 => 6.0,
+            Family::QwenImage => 2.5,
+            Family::Sd3 => 4.5,
+            _ => 8.0,
+        })
+    }
+
+    /// Passes a step runs: ComfyUI batches the unconditional pass with the conditional one
+    /// whenever the scale is not 1.
+    pub fn passes(&self, family: crate::inventory::Family) -> u64 {
+        if (self.cfg(family) - 1.0).abs() < f64::EPSILON { 1 } else { 2 }
+    }
 }
 
 /// How many layers ahead copies are issued.

@@ -12,8 +12,8 @@ use mgc_grammar::{
 use toml::Spanned as TomlSpanned;
 
 use super::{
-    DeviceSpec, Link, LinkKind, ModelSpec, Origin, Placement, Prefetch, Schedule, SpecError, SpecErrorKind as Kind,
-    Workflow, Workload,
+    DeviceSpec, Link, LinkKind, ModelSpec, Origin, Placement, Prefetch, Sampling, Schedule, SpecError,
+    SpecErrorKind as Kind, Workflow, Workload,
 };
 use crate::spec::toml_to_spec;
 use crate::spec::{
@@ -48,10 +48,11 @@ pub fn spec_to_workflow(
     let links = r.links(&raw.link, &devices, declared);
     let models = r.models(&raw.model, dir, &devices, declared);
     let workload = r.workload(raw.workload.as_ref());
+    let sampling = r.sampling(raw.workload.as_ref());
     let schedule = r.schedule(raw.schedule.as_ref());
     let mut errors = r.errors;
     if errors.is_empty() {
-        return Ok(Workflow { profile, devices, links, models, workload, schedule });
+        return Ok(Workflow { profile, devices, links, models, workload, sampling, schedule });
     }
     errors.sort_by_key(|e| e.span);
     Err(errors)
@@ -161,10 +162,11 @@ impl Resolver<'_> {
                 devices.push(DeviceSpec {
                     device,
                     memory: found.memory,
-                    reserve: Bytes(0),
+                    reserve: super::default_reserve(device, found.memory),
                     origin: Origin::Detected,
                     flops: None,
                     class_flops: crate::compile::cost::class_flops(&found.description),
+                    class: crate::compile::cost::class_of(&found.description).map(|(c, _)| c),
                     span: None,
                 });
             }
@@ -187,7 +189,7 @@ impl Resolver<'_> {
             return None;
         }
         let reserve = match reserve {
-            None => Bytes(0),
+            None => super::default_reserve(device, memory),
             Some((None, _)) => return None,
             Some((Some(reserve), span)) if reserve > memory => {
                 let kind = Kind::ReserveTooLarge {
@@ -208,10 +210,10 @@ impl Resolver<'_> {
                 return None;
             }
         };
-        let class_flops = match &item.gpu {
+        let class = match &item.gpu {
             None => None,
-            Some(gpu) => match crate::compile::cost::class_flops(gpu.get_ref()) {
-                Some(f) => Some(f),
+            Some(gpu) => match crate::compile::cost::class_of(gpu.get_ref()) {
+                Some(found) => Some(found),
                 None => {
                     self.push(Kind::UnknownGpu { gpu: gpu.get_ref().clone() }, span_of(gpu));
                     return None;
@@ -224,7 +226,8 @@ impl Resolver<'_> {
             reserve,
             origin: Origin::Declared,
             flops,
-            class_flops,
+            class_flops: class.map(|(_, f)| f),
+            class: class.map(|(c, _)| c),
             span: Some(name_span),
         })
     }
@@ -498,6 +501,36 @@ impl Resolver<'_> {
                 tokens @ Workload::Tokens { .. } => tokens,
             },
         }
+    }
+
+    fn sampling(&mut self, raw: Option<&TomlSpanned<RawWorkload>>) -> Sampling {
+        let Some(raw) = raw.map(TomlSpanned::get_ref) else { return Sampling::default() };
+        let mut positive = |value: Option<&TomlSpanned<i64>>, key: &'static str| {
+            value.and_then(|v| match u64::try_from(*v.get_ref()) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    self.push(Kind::NotPositive { key }, span_of(v));
+                    None
+                }
+            })
+        };
+        let steps = positive(raw.steps.as_ref(), "steps");
+        let text_tokens = positive(raw.text_tokens.as_ref(), "text_tokens");
+        let cfg = raw.cfg.as_ref().and_then(|v| {
+            let number = match v.get_ref() {
+                toml::Value::Float(f) => Some(*f),
+                toml::Value::Integer(n) => Some(*n as f64),
+                _ => None,
+            };
+            match number {
+                Some(f) if f.is_finite() && f > 0.0 => Some(f),
+                _ => {
+                    self.push(Kind::NotPositive { key: "cfg" }, span_of(v));
+                    None
+                }
+            }
+        });
+        Sampling { steps, cfg, text_tokens, frames_span: raw.frames.as_ref().map(span_of) }
     }
 
     fn schedule(&mut self, raw: Option<&TomlSpanned<RawSchedule>>) -> Schedule {
