@@ -290,14 +290,18 @@ fn is_conditioning(name: &str) -> bool {
 }
 
 /// Activations and temporaries of one step on the compute device: the widest per-token layer
-/// output for every token, three times over (its input, the wide intermediate, its output).
+/// input or output for every token, three times over (its input, the wide intermediate, its
+/// output). A layer's input can be wider than any output (a projection in from a text
+/// encoder's width); the runtime holds it all the same.
 pub fn activation_bytes(tensors: &[Tensor], tokens: u64) -> u64 {
-    // The widest output, looking at names only for tensors wider than the widest so far.
+    // The widest input or output, looking at names only for tensors wider than the widest so far.
     let mut width = 0;
     for t in tensors.iter().filter(|t| t.shape.len() >= 2) {
         let out = t.shape.first().copied().unwrap_or(0);
-        if out > width && !is_lookup(&t.name) && !is_conditioning(&t.name) {
-            width = out;
+        let inner = t.shape.get(1).copied().unwrap_or(0);
+        let wide = if t.shape.len() == 2 { out.max(inner) } else { out };
+        if wide > width && !is_lookup(&t.name) && !is_conditioning(&t.name) {
+            width = wide;
         }
     }
     tokens.saturating_mul(width).saturating_mul(compute_element_bytes(tensors)).saturating_mul(3)

@@ -137,6 +137,11 @@ pub struct ModelSpec {
     #[serde(serialize_with = "serialize_allocation")]
     pub allocation: Allocation,
     pub placement: Placement,
+    /// `allocation = "auto"`, or no allocation and no virtual VRAM: the compiler picks the budgets
+    /// (the budgets stage, to minimise the step time within every device's memory). `allocation`
+    /// is then everything on the compute device, the budgets when it all fits.
+    #[serde(skip)]
+    pub auto_budgets: bool,
     /// Where the allocation string sits in the workflow file, for errors found later.
     #[serde(skip)]
     pub allocation_span: Span,
