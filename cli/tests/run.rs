@@ -256,3 +256,95 @@ fn runs_under_plans(compute: &str, plans: &[(&str, &str)]) {
     }
     assert!(checksums.windows(2).all(|w| w[0] == w[1]), "outputs differ between plans: {checksums:?}");
 }
+
+/// `--steps N` runs N steps of every model but text encoders and VAEs (a model of unknown role
+/// steps), reports the first apart as the warm-up, and says why a model ran fewer steps.
+#[test]
+fn steps_run_for_every_main_model_and_the_first_is_the_warm_up() {
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path());
+    let file = plan(dir.path(), "resident", "cpu,*", "\"auto\"", "32mb");
+    let text = std::fs::read_to_string(dir.path().join(&file)).unwrap();
+    let with_role = |role: &str| {
+        let mut plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+        plan["models"][0]["role"] = serde_json::Value::from(role);
+        let name = format!("{role}.plan.json");
+        std::fs::write(dir.path().join(&name), serde_json::to_string(&plan).unwrap()).unwrap();
+        name
+    };
+    let report = |file: &str, steps: &str| {
+        let (code, out, err) = run(dir.path(), &["run", file, "--steps", steps, "--format", "json"]);
+        assert_eq!(code, 0, "{file}: {err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    for role in ["unknown", "diffusion"] {
+        let r = report(&with_role(role), "3");
+        let model = &r["models"][0];
+        let steps: Vec<f64> =
+            model["steps"].as_array().unwrap().iter().map(|s| s["seconds"].as_f64().unwrap()).collect();
+        assert_eq!(steps.len(), 3, "a model of role {role} steps");
+        assert_eq!(model["warmup_seconds"].as_f64(), Some(steps[0]), "the first step is the warm-up");
+        let mut after = steps[1..].to_vec();
+        after.sort_by(f64::total_cmp);
+        assert_eq!(model["measured_step_seconds"].as_f64(), Some(after[1]), "the median of the steps after it");
+        assert_eq!(r["notes"].as_array().unwrap().len(), 0, "{r}");
+        assert_eq!(r["steps_asked"], 3);
+    }
+    for (role, why) in [("text-encoder", "a text encoder runs once per prompt"), ("vae", "a VAE runs once per image")] {
+        let r = report(&with_role(role), "3");
+        assert_eq!(r["models"][0]["steps"].as_array().unwrap().len(), 1, "a {role} runs once");
+        let notes = r["notes"].to_string();
+        assert!(notes.contains("ran 1 of the 3 steps asked") && notes.contains(why), "{notes}");
+    }
+    // One step: its time includes the warm-up, and the report says so, for people too.
+    let one = with_role("unknown");
+    let notes = report(&one, "1")["notes"].to_string();
+    assert!(notes.contains("includes the first step's warm-up"), "{notes}");
+    let (code, out, _) = run(dir.path(), &["run", &one, "--steps", "1"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("warm-up") && out.contains("note: `tiny` ran one step"), "{out}");
+    let (code, _, err) = run(dir.path(), &["run", &one, "--steps", "0"]);
+    assert_eq!(code, 2, "no steps is a bad command line: {err}");
+    assert!(err.contains("--steps"), "{err}");
+}
+
+/// Every predicted peak holds the runtime's own memory: what a run measures never exceeds it,
+/// with the compiler's default for it and with the figure a probe measured.
+#[test]
+fn measured_peaks_never_exceed_predicted() {
+    let dir = tempfile::tempdir().unwrap();
+    model(dir.path());
+    let (code, _, err) = run(dir.path(), &["probe", "-o", "hw.toml"]);
+    assert_eq!(code, 0, "{err}");
+    let plans = [
+        plan(dir.path(), "resident", "cpu,*", "\"auto\"", "32mb"),
+        plan(dir.path(), "streamed", "cpu,40%;disk,*", "1", "1kb"),
+        plan_with_profile(dir.path(), "resident-probed", "cpu,*", "hw.toml"),
+        plan_with_profile(dir.path(), "streamed-probed", "cpu,40%;disk,*", "hw.toml"),
+    ];
+    for file in &plans {
+        let (code, out, err) = run(dir.path(), &["run", file, "--steps", "3", "--format", "json"]);
+        assert_eq!(code, 0, "{file}: {err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let cpu = report["devices"].as_array().unwrap().iter().find(|d| d["name"] == "cpu").unwrap();
+        let measured = cpu["peak_bytes_measured"].as_u64().unwrap();
+        let predicted = cpu["peak_bytes_predicted"].as_u64().unwrap();
+        assert!(measured <= predicted, "{file}: measured {measured} over predicted {predicted}");
+        let plan: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(file)).unwrap()).unwrap();
+        let source = plan["devices"][0]["runtime_source"].as_str().unwrap();
+        assert_eq!(source, if file.contains("probed") { "profile" } else { "default" }, "{file}");
+    }
+}
+
+/// Compiles the tiny CPU workflow with a hardware profile and writes its plan.
+fn plan_with_profile(dir: &Path, name: &str, allocation: &str, profile: &str) -> String {
+    let workflow = format!(
+        "profile = \"{profile}\"\n[[device]]\nname = \"cpu\"\nmemory = \"4gb\"\n[[model]]\nname = \"tiny\"\nfile = \"tiny.safetensors\"\ncompute = \"cpu\"\nallocation = \"{allocation}\"\n[workload]\ntokens = 64\n[schedule]\nprefetch = 1\n"
+    );
+    let plan = toml_to_plan(&workflow, dir, &Hardware::default).unwrap();
+    let file = format!("{name}.plan.json");
+    let text = plan.to_json().replace(&dir.join("tiny.safetensors").display().to_string(), "tiny.safetensors");
+    std::fs::write(dir.join(&file), text).unwrap();
+    file
+}

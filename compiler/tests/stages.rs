@@ -19,7 +19,7 @@ use petgraph::visit::EdgeRef;
 
 fn workflow(models: &[(&str, &str, &str)]) -> (tempfile::TempDir, Workflow) {
     let dir = tempfile::tempdir().unwrap();
-    let mut text = "[[device]]\nname = \"cuda:0\"\nmemory = \"1gb\"\n[[device]]\nname = \"cpu\"\nmemory = \"8gb\"\n\
+    let mut text = "[[device]]\nname = \"cuda:0\"\nmemory = \"2gb\"\n[[device]]\nname = \"cpu\"\nmemory = \"8gb\"\n\
         [workload]\ntokens = 256\n"
         .to_owned();
     for (name, fixture, allocation) in models {
@@ -93,7 +93,11 @@ fn each_stage_annotates_the_graph_the_next_one_reads() {
     let peaks = schedule_to_peaks(schedule, &workflow, &cost).unwrap();
     let gpu = peaks.devices.iter().find(|d| d.device == Device::Cuda(0)).unwrap();
     assert_eq!(gpu.resident, resident);
-    assert_eq!(gpu.peak, resident + timing.step.inflight_peak + activations);
+    assert_eq!(gpu.runtime_source, "default", "no profile: the compiler's figure for the runtime's own memory");
+    assert!(gpu.runtime > 0);
+    assert_eq!(gpu.peak, resident + timing.step.inflight_peak + activations + gpu.runtime);
+    let cpu = peaks.devices.iter().find(|d| d.device == Device::Cpu).unwrap();
+    assert!(cpu.runtime > 0 && cpu.peak >= cpu.resident + cpu.staging + cpu.runtime);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! [[device]]
 //! name = "cuda:0"
 //! flops_per_second = 1.5e14
+//! runtime_bytes = 402653184
 //!
 //! [[link]]
 //! from = "cpu"
@@ -55,6 +56,15 @@ pub struct ProfileDevice {
     /// Matmul throughput by problem size: `[[n, flops_per_second], ...]` for n×n×n, n ascending.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flops_by_size: Vec<(f64, f64)>,
+    /// The runtime's own memory on this device while it runs a plan, apart from weights, copies
+    /// and activations: libtorch's thread pool and allocator on the CPU, the workspaces and the
+    /// caching allocator's slack on a GPU. Bytes; every predicted peak of the device includes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_bytes: Option<u64>,
+    /// How far the probe's runs of these figures spread, at the widest: (slowest − fastest) /
+    /// median. Each figure is the median of its runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<f64>,
 }
 
 /// A link's measured bandwidth, in the direction the bytes go.
@@ -65,14 +75,25 @@ pub struct ProfileLink {
     pub to: Device,
     #[serde(with = "rate")]
     pub bytes_per_second: Bandwidth,
+    /// How far the probe's runs spread: (slowest − fastest) / median.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<f64>,
 }
 
 /// The model file's read speed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileDisk {
+    /// Read through the page cache (warm): the file read again while RAM holds it.
     #[serde(with = "rate")]
     pub read_bytes_per_second: Bandwidth,
+    /// Read from the device itself (cold): the file dropped from the page cache first, as a
+    /// file larger than RAM can cache is read every time.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rate::optional")]
+    pub cold_read_bytes_per_second: Option<Bandwidth>,
+    /// How far the probe's runs spread, at the widest: (slowest − fastest) / median.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<f64>,
 }
 
 /// Why a profile cannot be read or written.
@@ -84,6 +105,8 @@ pub enum ProfileError {
     Toml { message: String },
     #[error("{what} must be a positive number, not {value}")]
     NotPositive { what: String, value: String },
+    #[error("{what} must be 0 or more, not {value}")]
+    Negative { what: String, value: String },
 }
 
 impl Profile {
@@ -130,6 +153,15 @@ impl Profile {
         }
         if let Some(disk) = &self.disk {
             positive(&|| "`read_bytes_per_second` of `disk`".to_owned(), rate(disk.read_bytes_per_second))?;
+            if let Some(cold) = disk.cold_read_bytes_per_second {
+                positive(&|| "`cold_read_bytes_per_second` of `disk`".to_owned(), rate(cold))?;
+            }
+        }
+        let spreads = self.device.iter().map(|d| d.spread).chain(self.link.iter().map(|l| l.spread));
+        for spread in spreads.chain(self.disk.iter().map(|d| d.spread)).flatten() {
+            if !(spread.is_finite() && spread >= 0.0) {
+                return Err(ProfileError::Negative { what: "a `spread`".to_owned(), value: spread.to_string() });
+            }
         }
         Ok(())
     }
@@ -138,11 +170,18 @@ impl Profile {
         self.device.iter().find(|d| d.name == device)
     }
 
-    /// The measured throughput curve of a device, sizes ascending.
+    /// The measured throughput curve of a device, sizes ascending, made [`monotone`]: a larger
+    /// problem never runs slower than a smaller one (a profile written by hand, or by an older
+    /// probe, may have one noisy point).
     pub fn flops_by_size(&self, device: Device) -> Vec<(f64, f64)> {
         let mut curve = self.find(device).map(|d| d.flops_by_size.clone()).unwrap_or_default();
         curve.sort_by(|a, b| a.0.total_cmp(&b.0));
-        curve
+        monotone(&curve)
+    }
+
+    /// The runtime's own memory on `device`, measured.
+    pub fn runtime_bytes(&self, device: Device) -> Option<u64> {
+        self.find(device).and_then(|d| d.runtime_bytes)
     }
 
     pub fn threads(&self, device: Device) -> Option<u32> {
@@ -169,11 +208,38 @@ impl Profile {
         find(from, to).or_else(|| find(to, from)).map(|l| l.bytes_per_second.bytes_per_second() as f64)
     }
 
-    /// The model file's read speed, in bytes a second.
+    /// The model file's read speed through the page cache (warm), in bytes a second.
     #[expect(clippy::cast_precision_loss, reason = "a rate for the cost model's arithmetic")]
     pub fn disk_read(&self) -> Option<f64> {
         self.disk.as_ref().map(|d| d.read_bytes_per_second.bytes_per_second() as f64)
     }
+
+    /// The model file's read speed from the device itself (cold), in bytes a second.
+    #[expect(clippy::cast_precision_loss, reason = "a rate for the cost model's arithmetic")]
+    pub fn disk_read_cold(&self) -> Option<f64> {
+        self.disk.as_ref().and_then(|d| d.cold_read_bytes_per_second).map(|r| r.bytes_per_second() as f64)
+    }
+}
+
+/// A throughput curve made monotone: where a larger size measured slower than a smaller one
+/// (one noisy run, a cache boundary), the two are pooled into their mean, until the curve never
+/// falls as the size grows (pool-adjacent-violators). Sizes ascending.
+pub fn monotone(curve: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    // Blocks of (sum of throughputs, count), each at least its left neighbour's mean.
+    let mut blocks: Vec<(f64, usize)> = Vec::new();
+    for &(_, f) in curve {
+        blocks.push((f, 1));
+        while let [.., (s0, n0), (s1, n1)] = blocks.as_slice() {
+            if s1 / *n1 as f64 >= s0 / *n0 as f64 {
+                break;
+            }
+            let merged = (s0 + s1, n0 + n1);
+            blocks.truncate(blocks.len() - 2);
+            blocks.push(merged);
+        }
+    }
+    let means = blocks.iter().flat_map(|&(s, n)| std::iter::repeat_n(s / n as f64, n));
+    curve.iter().zip(means).map(|(&(size, _), mean)| (size, mean)).collect()
 }
 
 /// A bandwidth in a profile: written as whole bytes a second, read from any non-negative number
@@ -185,6 +251,25 @@ mod rate {
     use serde::{Deserializer, Serializer};
 
     use crate::Bandwidth;
+
+    /// An optional bandwidth, in the same form.
+    pub mod optional {
+        use serde::{Deserializer, Serializer};
+
+        use crate::Bandwidth;
+
+        #[expect(clippy::ref_option, reason = "the signature serde's `with` asks for")]
+        pub fn serialize<S: Serializer>(rate: &Option<Bandwidth>, serializer: S) -> Result<S::Ok, S::Error> {
+            match rate {
+                Some(rate) => super::serialize(rate, serializer),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Bandwidth>, D::Error> {
+            super::deserialize(deserializer).map(Some)
+        }
+    }
 
     pub fn serialize<S: Serializer>(rate: &Bandwidth, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_u64(rate.bytes_per_second())

@@ -86,10 +86,19 @@ pub struct DevicePlan {
     pub reserve_bytes: u64,
     /// Weights that live here for the whole workflow.
     pub resident_bytes: u64,
-    /// Resident weights plus the largest in-flight copies and activations of any phase.
+    /// Resident weights plus the largest in-flight copies and activations of any phase, staging,
+    /// and the runtime's own memory.
     pub peak_bytes: u64,
     /// Pinned host memory for batched copies (on `cpu` only).
     pub staging_bytes: u64,
+    /// The runtime's own memory here (libtorch's thread pool and allocator, a GPU's workspaces),
+    /// in `peak_bytes`.
+    #[serde(default)]
+    pub runtime_bytes: u64,
+    /// Where `runtime_bytes` comes from: `profile` (measured by `mgc probe`), `default` (a
+    /// conservative figure, for want of a profile) or `none` (on `disk`).
+    #[serde(default)]
+    pub runtime_source: String,
     /// Assumed compute throughput, FLOP/s at the models' dtype.
     pub flops_per_second: f64,
 }
@@ -139,6 +148,9 @@ pub struct ModelPlan {
     pub placement: Placement,
     /// How resident layers were chosen, in words.
     pub placement_reason: String,
+    /// How the compiler chose the budgets, in words, when the allocation is `auto` (or none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budgets_reason: Option<String>,
     pub prefetch: u32,
     /// Tokens per step the compute times assume.
     pub tokens: u64,
@@ -254,8 +266,9 @@ pub enum FileFormat {
     Gguf,
 }
 
-// What a model does in the workflow; the runtime steps diffusion models, others run once. (Not a
-// doc comment: the `role` field's schema has never had a description.)
+// What a model does in the workflow; the runtime runs text encoders and VAEs once and steps
+// every other model (an unknown role as a main model). (Not a doc comment: the `role` field's
+// schema has never had a description.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 #[schemars(inline)]

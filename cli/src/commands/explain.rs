@@ -194,6 +194,15 @@ pub fn text(plan: &Plan) -> String {
             budgets.join(", ")
         ));
     }
+    let runtime: Vec<String> = plan
+        .devices
+        .iter()
+        .filter(|d| d.runtime_bytes > 0)
+        .map(|d| format!("{} {} ({})", d.name, Bytes(d.runtime_bytes), runtime_source(&d.runtime_source)))
+        .collect();
+    if !runtime.is_empty() {
+        t.push_str(&format!("each peak holds the runtime's own memory: {}\n", runtime.join(", ")));
+    }
     if !plan.links.is_empty() {
         t.push_str("\nlinks\n");
         for l in &plan.links {
@@ -223,6 +232,9 @@ fn model_text(plan: &Plan, index: usize, m: &ModelPlan) -> String {
         m.allocation,
         m.placement_reason
     );
+    if let Some(reason) = &m.budgets_reason {
+        t.push_str(&format!("  budgets {reason}\n"));
+    }
     t.push_str(&format!("  {:<9} {:<40} {:<8} {:>11}  {}\n", "layers", "", "home", "bytes", ""));
     let mut i = 0;
     while let Some(first) = m.layers.get(i) {
@@ -260,4 +272,13 @@ fn model_text(plan: &Plan, index: usize, m: &ModelPlan) -> String {
         p.hidden_copy_fraction * 100.0
     ));
     t
+}
+
+/// Where a device's runtime memory figure comes from, in words.
+fn runtime_source(source: &str) -> &str {
+    match source {
+        "profile" => "measured by `mgc probe`",
+        "default" => "a conservative default: `mgc probe` measures it",
+        other => other,
+    }
 }

@@ -28,9 +28,10 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     pub plan: PathBuf,
-    /// Steps of each diffusion model (text encoders and VAEs run one)
-    #[arg(long, default_value_t = 4)]
-    pub steps: usize,
+    /// Steps of every model but text encoders and VAEs, which run once (a model of unknown role
+    /// steps); the first step is reported apart, as the warm-up
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub steps: u32,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
     /// How streamed layers are copied: `streams` overlaps copies with compute on CUDA (a copy

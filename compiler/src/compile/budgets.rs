@@ -20,6 +20,9 @@ pub struct Budgets {
 pub struct ModelBudgets {
     pub model: String,
     pub entries: Vec<BudgetEntry>,
+    /// Why the compiler chose these budgets, for a model whose allocation is `auto`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Budgets {
@@ -38,17 +41,41 @@ pub struct BudgetEntry {
     pub absorbs: bool,
 }
 
-/// Every model's budgets, or every allocation that cannot work.
+/// Every model's budgets, or every allocation that cannot work. Models with an allocation come
+/// first; models whose allocation is `auto` then share what the others leave.
 pub fn graph_to_budgets(graph: &LayerGraph, workflow: &Workflow) -> Result<Budgets, Vec<CompileError>> {
+    graph_to_budgets_within(graph, workflow, &[])
+}
+
+/// [`graph_to_budgets`], with `held_back` bytes (device, bytes) kept off each device's room for
+/// `auto` models: what an earlier try of the plan found them short of.
+pub fn graph_to_budgets_within(
+    graph: &LayerGraph,
+    workflow: &Workflow,
+    held_back: &[(Device, u64)],
+) -> Result<Budgets, Vec<CompileError>> {
     let mut models = Vec::new();
     let mut errors = Vec::new();
     for model in &graph.models {
-        match model_budgets(model, workflow) {
-            Ok(entries) => models.push(ModelBudgets { model: model.spec.name.clone(), entries }),
+        // `auto` models are given theirs below, from what the others leave.
+        let budgets = if model.spec.auto_budgets { Ok(Vec::new()) } else { model_budgets(model, workflow) };
+        match budgets {
+            Ok(entries) => models.push(ModelBudgets { model: model.spec.name.clone(), entries, reason: None }),
             Err(problem) => errors.push(CompileError::Problem(problem)),
         }
     }
-    if errors.is_empty() { Ok(Budgets { models }) } else { Err(errors) }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    for (m, model) in graph.models.iter().enumerate() {
+        if model.spec.auto_budgets {
+            let (entries, reason) = auto::budgets(graph, workflow, &models, m, held_back);
+            if let Some(slot) = models.get_mut(m) {
+                *slot = ModelBudgets { model: model.spec.name.clone(), entries, reason: Some(reason) };
+            }
+        }
+    }
+    Ok(Budgets { models })
 }
 
 /// The budgets an allocation gives a model, in the user's order, bytes exact.
@@ -130,4 +157,134 @@ fn model_budgets(model: &GraphModel, workflow: &Workflow) -> Result<Vec<BudgetEn
         }
     }
     Ok(entries)
+}
+
+/// `allocation = "auto"`: a model's budgets chosen by the compiler.
+mod auto {
+    use mgc_core::{Bytes, Device};
+
+    use super::super::graph::{GraphModel, LayerGraph};
+    use super::super::peaks::runtime_memory;
+    use super::{BudgetEntry, ModelBudgets};
+    use crate::workflow::{Prefetch, Workflow};
+
+    /// A model's budgets: as much of it on its compute device as that device has room for (every
+    /// byte there is one not copied each step), the rest on the devices with the fastest links to
+    /// it that have room (other accelerators, then `cpu`), and what is left on `disk`. Room is a
+    /// device's usable memory less the runtime's own, the budgets of the models decided before,
+    /// and the activations and copies in flight of the models that run there together.
+    pub fn budgets(
+        graph: &LayerGraph,
+        workflow: &Workflow,
+        decided: &[ModelBudgets],
+        m: usize,
+        held_back: &[(Device, u64)],
+    ) -> (Vec<BudgetEntry>, String) {
+        let Some(model) = graph.models.get(m) else { return (Vec::new(), String::new()) };
+        let compute = model.spec.compute;
+        let room_on = |device: Device| room(graph, workflow, decided, m, device, held_back);
+        let total = model.bytes;
+        let on_compute = room_on(compute).min(total);
+        if on_compute == total {
+            let entries = vec![BudgetEntry { device: compute, bytes: total, absorbs: true }];
+            let reason = format!("auto: all {} on {compute}, its compute device, which has room", Bytes(total));
+            return (entries, reason);
+        }
+        let mut entries = vec![BudgetEntry { device: compute, bytes: on_compute, absorbs: false }];
+        let mut parts = vec![format!("{} on {compute} (all the room it has)", Bytes(on_compute))];
+        let mut left = total - on_compute;
+        for device in spill_order(workflow, compute) {
+            if left == 0 {
+                break;
+            }
+            let bytes = room_on(device).min(left);
+            if bytes > 0 {
+                entries.push(BudgetEntry { device, bytes, absorbs: false });
+                parts.push(format!("{} on {device}", Bytes(bytes)));
+                left -= bytes;
+            }
+        }
+        if left > 0 {
+            entries.push(BudgetEntry { device: Device::Disk, bytes: left, absorbs: true });
+            parts.push(format!("{} read from disk", Bytes(left)));
+        } else if let Some(last) = entries.last_mut() {
+            last.absorbs = true;
+        }
+        let reason = format!(
+            "auto: {} does not fit on {compute}; fastest first: {} (other accelerators, then cpu, then disk: \
+             every byte off {compute} is copied to it each step, over the fastest link that has room)",
+            Bytes(total),
+            parts.join(", ")
+        );
+        (entries, reason)
+    }
+
+    /// Where the rest of a model goes, fastest link to its compute device first: the other
+    /// accelerators, then `cpu`.
+    fn spill_order(workflow: &Workflow, compute: Device) -> Vec<Device> {
+        let mut order: Vec<Device> =
+            workflow.devices.iter().map(|d| d.device).filter(|d| *d != compute && d.is_accelerator()).collect();
+        if compute != Device::Cpu && workflow.devices.iter().any(|d| d.device == Device::Cpu) {
+            order.push(Device::Cpu);
+        }
+        order
+    }
+
+    /// What `device` can still give model `m`'s weights.
+    fn room(
+        graph: &LayerGraph,
+        workflow: &Workflow,
+        decided: &[ModelBudgets],
+        m: usize,
+        device: Device,
+        held_back: &[(Device, u64)],
+    ) -> u64 {
+        let Some(spec) = workflow.devices.iter().find(|d| d.device == device) else { return 0 };
+        let others: u64 = graph
+            .models
+            .iter()
+            .enumerate()
+            .filter(|(o, other)| *o != m && (!other.spec.auto_budgets || *o < m))
+            .map(|(o, other)| {
+                let budget: u64 = decided
+                    .get(o)
+                    .map_or(0, |b| b.entries.iter().filter(|e| e.device == device).map(|e| e.bytes).sum());
+                budget.min(other.bytes)
+            })
+            .sum();
+        let held: u64 = held_back.iter().filter(|(d, _)| *d == device).map(|(_, b)| *b).sum();
+        spec.usable()
+            .get()
+            .saturating_sub(runtime_memory(workflow, device).0)
+            .saturating_sub(others)
+            .saturating_sub(transient(graph, workflow, m, device))
+            .saturating_sub(held)
+    }
+
+    /// The largest activations and copies in flight on `device` of any group of models that run
+    /// together with model `m`.
+    fn transient(graph: &LayerGraph, workflow: &Workflow, m: usize, device: Device) -> u64 {
+        let depth = match workflow.schedule.prefetch {
+            Prefetch::Layers(n) => u64::from(n),
+            Prefetch::Auto => 1,
+        };
+        let of = |model: &GraphModel| {
+            let largest = model.layers.iter().map(|l| l.bytes).max().unwrap_or(0);
+            model.activation_bytes + (depth + 1) * largest
+        };
+        graph
+            .live_together()
+            .iter()
+            .filter(|group| group.contains(&m))
+            .map(|group| {
+                group
+                    .iter()
+                    .filter_map(|&o| graph.models.get(o))
+                    .filter(|o| o.spec.compute == device)
+                    .map(of)
+                    .sum::<u64>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
 }

@@ -290,15 +290,20 @@ fn is_conditioning(name: &str) -> bool {
 }
 
 /// Activations and temporaries of one pass on the compute device: the widest per-token layer
-/// output for every token of the pass (without CFG's second half, which ComfyUI runs apart when
-/// memory is short), three times over (its input, the wide intermediate, its output). A VAE's decode is ComfyUI's own estimate ([`super::work::vae_decode`]).
+/// input or output for every token of the pass (without CFG's second half, which ComfyUI runs
+/// apart when memory is short), three times over (its input, the wide intermediate, its output).
+/// A layer's input can be wider than any output (a projection in from a text encoder's width);
+/// the runtime holds it all the same. A VAE's decode is ComfyUI's own estimate
+/// ([`super::work::vae_decode`]).
 pub fn activation_bytes(model: &Model, pass: &Pass) -> u64 {
-    // The widest output, looking at names only for tensors wider than the widest so far.
+    // The widest input or output, looking at names only for tensors wider than the widest so far.
     let mut width = 0;
     for t in model.tensors.iter().filter(|t| t.shape.len() >= 2) {
         let out = t.shape.first().copied().unwrap_or(0);
-        if out > width && !is_lookup(&t.name) && !is_conditioning(&t.name) && !t.name.starts_with("visual.") {
-            width = out;
+        let inner = t.shape.get(1).copied().unwrap_or(0);
+        let wide = if t.shape.len() == 2 { out.max(inner) } else { out };
+        if wide > width && !is_lookup(&t.name) && !is_conditioning(&t.name) && !t.name.starts_with("visual.") {
+            width = wide;
         }
     }
     pass.tokens_without_cfg()

@@ -128,6 +128,8 @@ fn device_plan(d: &DevicePeak) -> DevicePlan {
         resident_bytes: d.resident,
         peak_bytes: d.peak,
         staging_bytes: d.staging,
+        runtime_bytes: d.runtime,
+        runtime_source: d.runtime_source.to_owned(),
         flops_per_second: d.flops_per_second,
     }
 }
@@ -183,6 +185,7 @@ fn model_plan(schedule: &Schedule, m: usize, model: &GraphModel, timing: &ModelT
             Placement::Head => mgc_plan::Placement::Head,
         },
         placement_reason: schedule.reasons.get(m).cloned().unwrap_or_default(),
+        budgets_reason: schedule.budgets.models.get(m).and_then(|b| b.reason.clone()),
         prefetch: timing.step.prefetch,
         tokens: model.tokens,
         budgets,

@@ -54,8 +54,61 @@ pub fn workflow_to_plan(workflow: &Workflow) -> Result<Plan, Vec<CompileError>> 
 /// shallower prefetch (fewer copies in flight) from placement on before it is refused.
 fn workflow_to_peaks(workflow: &Workflow, cost: &cost::CostModel) -> Result<peaks::Peaks, Vec<CompileError>> {
     let graph = graph::workflow_to_graph(workflow)?;
-    let budgets = budgets::graph_to_budgets(&graph, workflow)?;
-    budgets_to_peaks(&graph, &budgets, workflow, cost)
+    auto_budgets_to_peaks(&graph, workflow, cost).map(|(_, peaks)| peaks)
+}
+
+/// Tries of `auto` budgets: each one that leaves a device short holds the shortfall back from
+/// the `auto` models there and tries again.
+const AUTO_BUDGET_TRIES: usize = 4;
+
+/// The budgets and the stages after them. Where a model's allocation is `auto` and the plan
+/// leaves a device short of memory (the budgets stage estimates copies in flight; the schedule
+/// knows them), the shortfall is held back from the `auto` models' room there and the budgets
+/// are chosen again.
+fn auto_budgets_to_peaks(
+    graph: &graph::LayerGraph,
+    workflow: &Workflow,
+    cost: &cost::CostModel,
+) -> Result<(budgets::Budgets, peaks::Peaks), Vec<CompileError>> {
+    let mut held_back: Vec<(mgc_core::Device, u64)> = Vec::new();
+    let mut tries = 0;
+    loop {
+        let budgets = budgets::graph_to_budgets_within(graph, workflow, &held_back)?;
+        let errors = match budgets_to_peaks(graph, &budgets, workflow, cost) {
+            Ok(peaks) => return Ok((budgets, peaks)),
+            Err(errors) => errors,
+        };
+        tries += 1;
+        let short = short_devices(graph, workflow, &errors);
+        if tries >= AUTO_BUDGET_TRIES || short.is_empty() {
+            return Err(errors);
+        }
+        held_back.extend(short);
+    }
+}
+
+/// The devices a failed plan was short on, with the bytes short, when a model's budgets are
+/// `auto` (others' budgets are the user's, not the compiler's to change).
+fn short_devices(
+    graph: &graph::LayerGraph,
+    workflow: &Workflow,
+    errors: &[CompileError],
+) -> Vec<(mgc_core::Device, u64)> {
+    if !graph.models.iter().any(|m| m.spec.auto_budgets) {
+        return Vec::new();
+    }
+    errors
+        .iter()
+        .filter_map(|e| match e {
+            CompileError::Problem(problem) => match &problem.kind {
+                error::ProblemKind::DeviceOverMemory { device, short, .. } => {
+                    workflow.devices.iter().find(|d| d.device.to_string() == *device).map(|d| (d.device, *short))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// The stages from placement to the peaks, for given budgets, with the retry of a shallower
@@ -118,7 +171,10 @@ pub fn workflow_to_stage(workflow: &Workflow, stage: Stage) -> Result<serde_json
     if stage == Stage::Graph {
         return Ok(json(&graph.view()));
     }
-    let budgets = budgets::graph_to_budgets(&graph, workflow)?;
+    let budgets = match auto_budgets_to_peaks(&graph, workflow, &cost) {
+        Ok((budgets, _)) => budgets,
+        Err(_) => budgets::graph_to_budgets(&graph, workflow)?,
+    };
     if stage == Stage::Budgets {
         return Ok(json(&budgets));
     }

@@ -3,7 +3,9 @@
 //! A device holds the weights the graph homes there for the whole workflow, plus, while a model
 //! runs, that model's transients: copies in flight and activations on its compute device, pinned
 //! staging on `cpu`. Which models can run at once comes from the graph
-//! ([`LayerGraph::live_together`]); the peak takes the largest group.
+//! ([`LayerGraph::live_together`]); the peak takes the largest group. Every device that computes
+//! also holds the runtime's own memory (libtorch's thread pool and allocator, a GPU's workspaces
+//! and allocator slack): measured by `mgc probe` into the profile, or a conservative default.
 
 use mgc_core::{Bytes, Device, Span};
 use serde::Serialize;
@@ -34,6 +36,10 @@ pub struct DevicePeak {
     pub transient: u64,
     /// Pinned host memory for copies (on `cpu`).
     pub staging: u64,
+    /// The runtime's own memory here, apart from weights, copies and activations.
+    pub runtime: u64,
+    /// Where `runtime` comes from: `profile` (measured by `mgc probe`) or `default`.
+    pub runtime_source: &'static str,
     pub peak: u64,
     /// Assumed compute throughput, FLOP/s.
     pub flops_per_second: f64,
@@ -62,6 +68,9 @@ impl DevicePeak {
         if self.staging > 0 {
             parts.push_str(&format!(", {} of pinned staging", Bytes(self.staging)));
         }
+        if self.runtime > 0 {
+            parts.push_str(&format!(", {} of the runtime's own ({})", Bytes(self.runtime), self.runtime_source));
+        }
         Some(ProblemKind::DeviceOverMemory {
             device: self.device.to_string(),
             peak: self.peak,
@@ -84,6 +93,10 @@ pub fn schedule_to_peaks(schedule: Schedule, workflow: &Workflow, cost: &CostMod
         .into_iter()
         .map(|(device, memory, reserve, span)| {
             let mut peak = device_peak(&schedule, &groups, device);
+            (peak.runtime, peak.runtime_source) = runtime_memory(workflow, device);
+            if device != Device::Disk {
+                peak.peak += peak.runtime;
+            }
             peak.memory = memory;
             peak.reserve = reserve;
             peak.span = span;
@@ -98,6 +111,29 @@ pub fn schedule_to_peaks(schedule: Schedule, workflow: &Workflow, cost: &CostMod
         .filter_map(|d| d.over_memory().map(|kind| Problem::new(kind, d.span.unwrap_or(fallback))))
         .collect();
     if problems.is_empty() { Ok(Peaks { schedule, devices }) } else { Err(problems) }
+}
+
+/// The runtime's default memory on a CPU: libtorch's thread pool (a stack and an allocator arena
+/// per thread) and the copy thread. Generous: a many-core machine has more threads than the
+/// 2 to 16 cores this was measured on; a probe's figure replaces it.
+const DEFAULT_CPU_RUNTIME: u64 = 64 << 20;
+
+/// The runtime's default memory on a GPU, not counting the CUDA context itself (which the driver
+/// holds before any plan's memory is measured): libtorch's cuBLAS workspaces and the caching
+/// allocator's rounding and slack. A probe's figure replaces it.
+const DEFAULT_GPU_RUNTIME: u64 = 512 << 20;
+
+/// The runtime's own memory on `device` and where the figure comes from: the profile's
+/// measurement, or a conservative default. None on `disk`.
+pub(super) fn runtime_memory(workflow: &Workflow, device: Device) -> (u64, &'static str) {
+    if device == Device::Disk {
+        return (0, "none");
+    }
+    match workflow.profile.as_ref().and_then(|p| p.runtime_bytes(device)) {
+        Some(bytes) => (bytes, "profile"),
+        None if device == Device::Cpu => (DEFAULT_CPU_RUNTIME, "default"),
+        None => (DEFAULT_GPU_RUNTIME, "default"),
+    }
 }
 
 /// Whether any layer lives on `device`.
@@ -155,6 +191,8 @@ fn device_peak(schedule: &Schedule, groups: &[Vec<usize>], device: Device) -> De
         resident,
         transient,
         staging,
+        runtime: 0,
+        runtime_source: "none",
         peak,
         flops_per_second: 0.0,
         transient_parts,

@@ -58,10 +58,11 @@ pub struct DeviceSpec {
     pub span: Option<Span>,
 }
 
-/// The least a GPU keeps back when the workflow gives no `reserve`: its CUDA context (about
-/// 300 MiB for torch with lazy module loading) and ComfyUI's own `EXTRA_RESERVED_VRAM` (400 MiB on
-/// Linux), rounded up.
-pub const MIN_GPU_RESERVE: u64 = 768 << 20;
+/// The least a GPU keeps back when the workflow gives no `reserve`: ComfyUI's own
+/// `EXTRA_RESERVED_VRAM` (400 MiB on Linux), rounded up. The CUDA context and libtorch are not in
+/// it: they are the runtime's own memory, which every predicted peak counts apart (measured by
+/// `mgc probe`, else a declared default).
+pub const MIN_GPU_RESERVE: u64 = 512 << 20;
 
 /// A device's reserve when the workflow gives none: for a GPU, the larger of
 /// [`MIN_GPU_RESERVE`] and 2% of its memory (the caching allocator's fragmentation grows with
@@ -154,6 +155,11 @@ pub struct ModelSpec {
     #[serde(serialize_with = "serialize_allocation")]
     pub allocation: Allocation,
     pub placement: Placement,
+    /// `allocation = "auto"`, or no allocation and no virtual VRAM: the compiler picks the budgets
+    /// (the budgets stage, to minimise the step time within every device's memory). `allocation`
+    /// is then everything on the compute device, the budgets when it all fits.
+    #[serde(skip)]
+    pub auto_budgets: bool,
     /// Where the allocation string sits in the workflow file, for errors found later.
     #[serde(skip)]
     pub allocation_span: Span,

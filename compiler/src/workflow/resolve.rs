@@ -415,7 +415,15 @@ impl Resolver<'_> {
                 }
             },
         };
+        let auto_budgets = item.virtual_vram.is_none()
+            && item.allocation.as_ref().is_none_or(|value| value.get_ref().trim() == "auto");
         let (allocation, allocation_span, allocation_offset) = match &item.allocation {
+            Some(value) if value.get_ref().trim() == "auto" => {
+                if let Some(virtual_vram) = &item.virtual_vram {
+                    self.push(Kind::AllocationAndVirtualVram { model: name.clone() }, span_of(virtual_vram));
+                }
+                (compute.map(everything_on), span_of(value), None)
+            }
             Some(value) => {
                 let parsed = parse_allocation(value.get_ref()).map_err(|errors| {
                     for error in errors {
@@ -456,6 +464,7 @@ impl Resolver<'_> {
             compute: compute?,
             allocation: allocation?,
             placement: placement?,
+            auto_budgets,
             allocation_span,
             allocation_offset,
         })

@@ -5,27 +5,40 @@ use tch::{Device, Kind, Tensor};
 use super::error::RunError;
 use super::load::Weight;
 
-/// Deterministic hidden states of every shape a model's layers ask for, made once.
+/// Deterministic hidden states of every shape a model's layers ask for: views of one buffer per
+/// dtype, as large as the largest shape asked for, so that the inputs of a run cost what one
+/// layer's input does (as a model's activations do), not one buffer per width. An element's value
+/// depends only on its index, so a shape reads the same values whatever was asked before.
 pub struct Inputs {
     tokens: i64,
     device: Device,
-    cache: Vec<((Vec<i64>, Kind), Tensor)>,
+    buffers: Vec<(Kind, Tensor)>,
 }
 
 impl Inputs {
     pub fn new(tokens: u64, device: Device) -> Self {
-        Self { tokens: i64::try_from(tokens).unwrap_or(1).max(1), device, cache: Vec::new() }
+        Self { tokens: i64::try_from(tokens).unwrap_or(1).max(1), device, buffers: Vec::new() }
     }
 
     fn get(&mut self, shape: &[i64], kind: Kind) -> Result<Tensor, RunError> {
-        if let Some((_, t)) = self.cache.iter().find(|((s, k), _)| s == shape && *k == kind) {
-            return Ok(t.shallow_clone());
-        }
         let n: i64 = shape.iter().product();
-        let x = Tensor::f_arange(n, (Kind::Float, self.device))?.remainder(251).g_div_scalar(251.0).g_sub_scalar(0.5);
-        let x = x.f_reshape(shape)?.f_to_kind(kind)?;
-        self.cache.push(((shape.to_vec(), kind), x.shallow_clone()));
-        Ok(x)
+        let slot = self.buffers.iter().position(|(k, t)| *k == kind && t.numel() >= usize::try_from(n).unwrap_or(0));
+        let buffer = match slot {
+            Some(i) => self.buffers.get(i).map(|(_, t)| t.shallow_clone()),
+            None => None,
+        };
+        let buffer = match buffer {
+            Some(buffer) => buffer,
+            None => {
+                // 251 values, repeated: no temporary larger than the buffer itself.
+                let pattern = Tensor::f_arange(251, (Kind::Float, self.device))?.g_div_scalar(251.0).g_sub_scalar(0.5);
+                let x = pattern.f_to_kind(kind)?.f_repeat([(n + 250) / 251])?;
+                self.buffers.retain(|(k, _)| *k != kind);
+                self.buffers.push((kind, x.shallow_clone()));
+                x
+            }
+        };
+        Ok(buffer.f_narrow(0, 0, n)?.f_reshape(shape)?)
     }
 
     /// The side of the square images convolutions see: as many pixels as tokens.

@@ -15,9 +15,11 @@ pub fn note_held(bytes: u64) {
 }
 
 /// The process's memory when the run started, to measure what the run adds.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Baseline {
     pub anon: u64,
+    /// Each CUDA device's free memory (its ordinal, bytes) before libtorch used it.
+    pub cuda_free: Vec<(usize, u64)>,
 }
 
 impl Baseline {
@@ -25,7 +27,15 @@ impl Baseline {
         let anon = anon_now();
         ANON_PEAK.store(anon, Ordering::Relaxed);
         HELD.store(0, Ordering::Relaxed);
-        Self { anon }
+        let count = mgc_devices::cuda_driver().ok().map_or(0, |_| cuda_count());
+        let cuda_free = (0..count).filter_map(|n| cuda_memory(n).map(|(free, _)| (n, free))).collect();
+        Self { anon, cuda_free }
+    }
+
+    /// Memory in use on CUDA device `ordinal` when its free memory is `low`, above the baseline:
+    /// the run's weights, copies and activations there and libtorch's own.
+    pub fn cuda_above(&self, ordinal: usize, low: u64) -> Option<u64> {
+        self.cuda_free.iter().find(|(n, _)| *n == ordinal).map(|(_, free)| free.saturating_sub(low))
     }
 
     /// The largest anonymous memory sampled since, above the baseline, with the pinned buffers
@@ -57,6 +67,11 @@ fn status_bytes(key: &str) -> Option<u64> {
 pub fn available_ram() -> Option<u64> {
     let text = fs_err::read_to_string("/proc/meminfo").ok()?;
     mgc_core::meminfo::kib_field(&text, "MemAvailable").map(Bytes::get)
+}
+
+/// CUDA devices the driver sees.
+fn cuda_count() -> usize {
+    cudarc::driver::CudaContext::device_count().ok().and_then(|n| usize::try_from(n).ok()).unwrap_or(0)
 }
 
 /// Free and total memory of a CUDA device, through the driver.

@@ -27,7 +27,8 @@ pub use step::Copies;
 /// How to run.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Steps of each diffusion model (other models run one step).
+    /// Steps of each model that steps: every model but text encoders and VAEs (a model of unknown
+    /// role counts as a main model). Text encoders and VAEs run once, as in a workflow.
     pub steps: usize,
     /// Show progress bars (when stderr is a terminal).
     pub progress: bool,
@@ -83,11 +84,12 @@ impl Session {
     pub fn run(&self, options: &Options, started: Instant) -> Result<Report, RunError> {
         let mut runs = Vec::new();
         for (index, (model, loaded)) in self.plan.models.iter().zip(&self.models).enumerate() {
-            let steps = if model.role == mgc_plan::Role::Diffusion { options.steps.max(1) } else { 1 };
+            let steps = steps_of(model.role, options.steps);
             let transfers = self.transfers_of(index);
             runs.push(step::run_model(model, &transfers, loaded, steps, options.progress, options.copies)?);
         }
-        Ok(report::report(&self.plan, &runs, &self.baseline, self.load_seconds, started.elapsed().as_secs_f64()))
+        let asked = options.steps.max(1);
+        Ok(report::report(&self.plan, &runs, asked, &self.baseline, self.load_seconds, started.elapsed().as_secs_f64()))
     }
 
     fn transfers_of(&self, model: usize) -> Vec<&mgc_plan::Transfer> {
@@ -108,6 +110,17 @@ impl Session {
         }
         Ok(started.elapsed().as_secs_f64())
     }
+}
+
+/// Whether a model of `role` runs once a workflow rather than every step: text encoders (once per
+/// prompt) and VAEs (once per image). Every other model steps, an unknown role included.
+pub const fn runs_once(role: mgc_plan::Role) -> bool {
+    matches!(role, mgc_plan::Role::TextEncoder | mgc_plan::Role::Vae)
+}
+
+/// Steps a model of `role` runs when `asked` steps were asked for.
+fn steps_of(role: mgc_plan::Role, asked: usize) -> usize {
+    if runs_once(role) { 1 } else { asked.max(1) }
 }
 
 /// The copies of model `model`, in the order the plan issues them.

@@ -1,6 +1,6 @@
 //! Measured against predicted.
 
-use mgc_plan::{Device, Plan};
+use mgc_plan::{Device, Plan, Role};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -31,7 +31,12 @@ pub struct LinkReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelReport {
     pub name: String,
+    /// Every step run, the first (the warm-up) included.
     pub steps: Vec<StepReport>,
+    /// The first step: caches, libtorch's allocator and thread pool warming up. Not in the
+    /// measured step time unless it is the only step.
+    pub warmup_seconds: f64,
+    /// The median of the steps after the first (the first when it is the only one).
     pub measured_step_seconds: f64,
     pub predicted_step_seconds: f64,
     pub hidden_copy_fraction: f64,
@@ -55,9 +60,17 @@ pub struct LayerReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub note: &'static str,
+    /// Steps asked for (`--steps`).
+    pub steps_asked: usize,
+    /// What the figures leave out or count differently from what was asked: models that ran
+    /// fewer steps than asked and why, a step time that includes the warm-up.
+    pub notes: Vec<String>,
     pub measured_step_seconds: f64,
     pub predicted_step_seconds: f64,
+    /// The headline model's steps, the first (its warm-up) included.
     pub steps: Vec<StepReport>,
+    /// The headline model's first step.
+    pub warmup_seconds: f64,
     pub devices: Vec<DeviceReport>,
     pub links: Vec<LinkReport>,
     pub hidden_copy_fraction: f64,
@@ -91,7 +104,37 @@ fn hidden(run: &ModelRun) -> f64 {
     (covered / total).clamp(0.0, 1.0)
 }
 
-pub fn report(plan: &Plan, runs: &[ModelRun], baseline: &Baseline, load_seconds: f64, total_seconds: f64) -> Report {
+/// Why a model ran fewer steps than `asked`, or why its step time includes the warm-up.
+fn step_notes(plan: &Plan, runs: &[ModelRun], asked: usize) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (m, r) in plan.models.iter().zip(runs) {
+        let ran = r.steps.len();
+        if ran < asked {
+            let why = match m.role {
+                Role::TextEncoder => "a text encoder runs once per prompt",
+                Role::Vae => "a VAE runs once per image",
+                Role::Diffusion | Role::Unknown => "the run stopped early",
+            };
+            notes.push(format!("`{}` ran {ran} of the {asked} steps asked: {why}", m.name));
+        }
+        if ran == 1 && !super::runs_once(m.role) {
+            notes.push(format!(
+                "`{}` ran one step: its step time includes the first step's warm-up; `--steps 2` or more measures a step apart from it",
+                m.name
+            ));
+        }
+    }
+    notes
+}
+
+pub fn report(
+    plan: &Plan,
+    runs: &[ModelRun],
+    asked: usize,
+    baseline: &Baseline,
+    load_seconds: f64,
+    total_seconds: f64,
+) -> Report {
     let models: Vec<ModelReport> = plan
         .models
         .iter()
@@ -104,6 +147,7 @@ pub fn report(plan: &Plan, runs: &[ModelRun], baseline: &Baseline, load_seconds:
             ModelReport {
                 name: m.name.clone(),
                 steps: r.steps.iter().map(|&seconds| StepReport { seconds }).collect(),
+                warmup_seconds: r.steps.first().copied().unwrap_or(0.0),
                 measured_step_seconds: measured(&r.steps),
                 predicted_step_seconds: m.predicted.step_seconds,
                 hidden_copy_fraction: hidden(r),
@@ -156,16 +200,25 @@ pub fn report(plan: &Plan, runs: &[ModelRun], baseline: &Baseline, load_seconds:
             peak_bytes_measured: match d.name {
                 Device::Cpu => Some(cpu_peak),
                 Device::Disk => Some(0),
-                name => runs.iter().filter_map(|r| r.device_peak).filter(|(n, _)| *n == name).map(|(_, b)| b).max(),
+                Device::Cuda(n) => runs
+                    .iter()
+                    .filter_map(|r| r.device_low)
+                    .filter(|(device, _)| *device == d.name)
+                    .filter_map(|(_, low)| baseline.cuda_above(n as usize, low))
+                    .max(),
+                _ => None,
             },
             peak_bytes_predicted: d.peak_bytes,
         })
         .collect();
     Report {
         note: "measures the plan (placement, copies, memory, time) with the model's real weights and shapes, not the model's numerics",
+        steps_asked: asked,
+        notes: step_notes(plan, runs, asked),
         measured_step_seconds: head.map_or(0.0, |m| m.measured_step_seconds),
         predicted_step_seconds: plan.predicted.step_seconds,
         steps: head.map(|m| m.steps.clone()).unwrap_or_default(),
+        warmup_seconds: head.map_or(0.0, |m| m.warmup_seconds),
         devices,
         links,
         hidden_copy_fraction: head.map_or(1.0, |m| m.hidden_copy_fraction),
@@ -203,17 +256,24 @@ pub fn human(report: &Report) -> String {
         report.hidden_copy_fraction_predicted * 100.0,
         seconds(report.load_seconds)
     ));
-    t.push_str(&format!("{:<12} {:>8} {:>12} {:>12}  {}\n", "model", "step", "measured", "predicted", "steps"));
+    t.push_str(&format!(
+        "{:<12} {:>6} {:>12} {:>12} {:>12}  {}\n",
+        "model", "steps", "warm-up", "measured", "predicted", "the steps after the first"
+    ));
     for m in &report.models {
-        let steps: Vec<String> = m.steps.iter().map(|s| seconds(s.seconds)).collect();
+        let after: Vec<String> = m.steps.iter().skip(1).map(|s| seconds(s.seconds)).collect();
         t.push_str(&format!(
-            "{:<12} {:>8} {:>12} {:>12}  {}\n",
+            "{:<12} {:>6} {:>12} {:>12} {:>12}  {}\n",
             m.name,
             m.steps.len(),
+            seconds(m.warmup_seconds),
             seconds(m.measured_step_seconds),
             seconds(m.predicted_step_seconds),
-            steps.join(", ")
+            if after.is_empty() { "-".to_owned() } else { after.join(", ") }
         ));
+    }
+    for note in &report.notes {
+        t.push_str(&format!("note: {note}\n"));
     }
     t.push_str(&format!("\n{:<8} {:>16} {:>16}\n", "device", "peak measured", "peak predicted"));
     for d in &report.devices {

@@ -36,8 +36,9 @@ pub struct ModelRun {
     pub compute: Vec<(f64, f64)>,
     /// Seconds the compute thread waited for copies.
     pub waited: f64,
-    /// Peak memory in use on a CUDA compute device, when there is one.
-    pub device_peak: Option<(PlanDevice, u64)>,
+    /// The lowest free memory seen on a CUDA compute device, when there is one: the run's peak
+    /// there is the free memory before the session opened less this.
+    pub device_low: Option<(PlanDevice, u64)>,
 }
 
 /// A transfer's layers on the compute device: which transfer, its weights there, and on CUDA the
@@ -111,17 +112,14 @@ pub fn run_model(
         let copies = copy_thread.join().map_err(|_| RunError::Torch("the copy thread panicked".into()))?;
         bar.finish_and_clear();
         tch::set_num_threads(threads_before);
-        let device_peak = match (cuda_before, device_low) {
-            (Some(before), Some(low)) => Some((model.compute, before.saturating_sub(low))),
-            _ => None,
-        };
+        let device_low = device_low.map(|low| (model.compute, low));
         Ok(ModelRun {
             steps: computed.step_times,
             checksums: computed.checksums,
             copies,
             compute: computed.intervals,
             waited: computed.waited,
-            device_peak,
+            device_low,
         })
     })
 }

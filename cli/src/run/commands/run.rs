@@ -12,7 +12,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io:
         CopiesArg::Streams => Copies::Streams,
         CopiesArg::Torch => Copies::Torch,
     };
-    let options = Options { steps: args.steps, progress: args.format == Format::Human, copies };
+    let options = Options { steps: args.steps as usize, progress: args.format == Format::Human, copies };
     match exec::run(&args.plan, &options) {
         Ok(report) => {
             match args.format {

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The plan-truth benchmark: how far this machine's runs are from what their plans predict. Probes
+# the machine, then compiles and runs every workflow it can run here (the small real models on
+# the CPU: all resident, half or most or all read from the model file every step) with the
+# probed profile, and prints measured/predicted for the step and for each device's peak. A plan
+# must never predict a peak below what the run measures; the step should be within 0.9-1.1.
+# Usage: plan-truth.sh [MGC] [STEPS] (MGC defaults to the release build; writes under target/).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mgc="${1:-$here/target/release/mgc}"
+steps="${2:-6}"
+work="$here/target/plan-truth"
+mkdir -p "$work"
+cd "$work"
+for model in tiny_flux tiny_wan21; do
+    [ -s "$model.safetensors" ] ||
+        "$mgc" synth-model "$here/tests/fixtures/models/$model.json" -o "$model.safetensors" --random --seed 1 >/dev/null
+done
+"$mgc" probe -o profile.toml | grep -E 'warning|runtime memory' || true
+
+printf '%-28s %10s %10s %8s   %10s %10s %8s\n' workflow "step ms" predicted ratio "peak MiB" predicted ratio
+fail=0
+for model in tiny_flux tiny_wan21; do
+    for allocation in "cpu,*" "cpu,50%;disk,*" "cpu,20%;disk,*" "disk,*"; do
+        name="$model-$(echo "$allocation" | tr -c 'a-z0-9\n' '-')"
+        cat >"$name.toml" <<TOML
+profile = "profile.toml"
+[[device]]
+name = "cpu"
+memory = "4gb"
+[[model]]
+name = "$model"
+file = "$model.safetensors"
+compute = "cpu"
+allocation = "$allocation"
+[workload]
+tokens = 256
+[schedule]
+prefetch = 1
+TOML
+        "$mgc" compile "$name.toml" -o "$name.plan.json" >/dev/null 2>&1 || continue
+        "$mgc" run "$name.plan.json" --steps "$steps" --format json >"$name.run.json"
+        python3 - "$name" "$name.run.json" <<'PY' || fail=1
+import json, sys
+name, path = sys.argv[1], sys.argv[2]
+r = json.load(open(path))
+step, predicted = r["measured_step_seconds"], r["predicted_step_seconds"]
+cpu = next(d for d in r["devices"] if d["name"] == "cpu")
+peak, peak_predicted = cpu["peak_bytes_measured"], cpu["peak_bytes_predicted"]
+print(f"{name:<28} {step * 1e3:10.2f} {predicted * 1e3:10.2f} {step / predicted:8.2f}   "
+      f"{peak / 2**20:10.2f} {peak_predicted / 2**20:10.2f} {peak / peak_predicted:8.3f}")
+sys.exit(0 if peak <= peak_predicted else 1)
+PY
+    done
+done
+[ "$fail" = 0 ] || { echo "plan-truth: a measured peak is above its prediction" >&2; exit 1; }
