@@ -470,3 +470,54 @@ def test_distorch2_widgets_place_the_bytes_distorch2_places(tmp_path, monkeypatc
     for device, memory in DECLARED.items():
         gap = abs(mgc_bytes.get(device, 0) - distorch_bytes.get(device, 0))
         assert gap <= max(layer_bytes) + memory // 10_000, (device, mgc_bytes, distorch_bytes, full)
+
+
+PROMPT = "a photo of a cat"
+
+
+def _encode(clip):
+    """ComfyUI's conditioning of ``PROMPT`` by ``clip``: the tokens' and the pooled output."""
+    cond, pooled = clip.encode_from_tokens(clip.tokenize(PROMPT), return_pooled=True)
+    return cond, pooled
+
+
+def _assert_equal(got, expected, what):
+    for g, e in zip(got, expected):
+        assert torch.equal(g, e), (what, (g - e).abs().max())
+
+
+def _assert_where_planned(module, applied):
+    """Every weight of the plan's model is where the plan says, and something is on `disk`."""
+    from comfyui import core
+
+    entry = applied.model
+    assert core.placement(module, entry, core.key_prefix(module, entry)) == _homes(entry)
+    assert any(layer["home"] == "disk" and layer["streamed"] for layer in entry["layers"]), entry["allocation"]
+
+
+def _gib(*paths, share=1.0):
+    return share * sum(os.path.getsize(p) for p in paths) / (1 << 30)
+
+
+@pytest.mark.slow
+def test_dual_clip_loader_sdxl_streams_both_encoders_from_disk_and_encodes_as_comfyuis(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import nodes as comfy_nodes
+
+    from comfyui import loaders
+
+    clip_l = _synth(tmp_path, "clip_l.json", "clip_l.safetensors")
+    clip_g = _synth(tmp_path, "clip_g.json", "clip_g.safetensors")
+    _model_folder(monkeypatch, "text_encoders", clip_l)
+    (plain,) = comfy_nodes.DualCLIPLoader().load_clip(clip_l.name, clip_g.name, "sdxl")
+    expected = _encode(plain)
+    del plain
+
+    (clip,) = loaders.DualCLIPLoaderMGC().load(**_inputs(
+        virtual_vram_gb=_gib(clip_l, clip_g, share=0.6), donor="disk", clip_name1=clip_l.name, clip_name2=clip_g.name,
+        type="sdxl"))
+    assert [applied.model["name"] for applied in clip.mgc_plans] == ["clip_l", "clip_g"]
+    for applied in clip.mgc_plans:
+        _assert_where_planned(clip.patcher.model, applied)
+    _assert_equal(_encode(clip), expected, "DualCLIPLoaderMGC")
+    assert all(applied.stats.copies > 0 for applied in clip.mgc_plans)
