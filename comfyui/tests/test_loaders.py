@@ -17,7 +17,7 @@ import subprocess
 import pytest
 import torch
 
-from comfyui.tests.test_comfyui import COMFYUI, DEVICE, GGUF_NODES, MGC, ROOT, _comfy, _forward, _homes, _model_folder, _plan, _tiny_wan
+from comfyui.tests.test_comfyui import COMFYUI, DEVICE, GGUF_NODES, MGC, ROOT, TINY, _comfy, _forward, _homes, _model_folder, _plan, _tiny_wan
 
 pytestmark = pytest.mark.skipif(
     not COMFYUI or not os.path.isdir(os.path.join(COMFYUI or "", "comfy")),
@@ -521,3 +521,94 @@ def test_dual_clip_loader_sdxl_streams_both_encoders_from_disk_and_encodes_as_co
         _assert_where_planned(clip.patcher.model, applied)
     _assert_equal(_encode(clip), expected, "DualCLIPLoaderMGC")
     assert all(applied.stats.copies > 0 for applied in clip.mgc_plans)
+
+
+@pytest.mark.slow
+def test_clip_vision_loader_streams_vit_l_from_disk_and_encodes_an_image_as_comfyuis(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import nodes as comfy_nodes
+
+    from comfyui import loaders
+    from comfyui.tests.fixture_models import clip_vision_vit_l
+
+    model_file = clip_vision_vit_l(COMFYUI, tmp_path / "clip_vision_vit_l.safetensors")
+    _model_folder(monkeypatch, "clip_vision", model_file)
+    image = torch.rand(1, 96, 128, 3, generator=torch.Generator().manual_seed(5))
+    keys = ("last_hidden_state", "image_embeds", "penultimate_hidden_states")
+    (plain,) = comfy_nodes.CLIPVisionLoader().load_clip(model_file.name)
+    expected = [plain.encode_image(image)[k] for k in keys]
+    del plain
+
+    (vision,) = loaders.CLIPVisionLoaderMGC().load(**_inputs(
+        virtual_vram_gb=_gib(model_file, share=0.5), donor="disk", clip_name=model_file.name))
+    _assert_where_planned(vision.model, vision.mgc_plan)
+    got = vision.encode_image(image)
+    _assert_equal([got[k] for k in keys], expected, "CLIPVisionLoaderMGC")
+    assert vision.mgc_plan.stats.copies > 0
+
+
+def _flux_sampling():
+    """What a ControlNet reads of the model it is applied with: Flux's model sampling (timesteps)."""
+    import types
+
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.Flux({"image_model": "flux"})
+    return types.SimpleNamespace(model_sampling=comfy.model_base.model_sampling(config, comfy.model_base.ModelType.FLUX))
+
+
+def _control(control_net):
+    """What a ControlNet gives one Flux sampling step: applied to a conditioning by ComfyUI's
+    *Apply ControlNet* node, loaded as sampling loads it, and run on a noisy latent."""
+    import comfy.model_management
+    import nodes as comfy_nodes
+
+    g = torch.Generator().manual_seed(11)
+    context, pooled = torch.randn(1, 8, 4096, generator=g), torch.randn(1, 768, generator=g)
+    conditioning = [[context, {"pooled_output": pooled}]]
+    hint = torch.rand(1, 64, 64, 3, generator=g)
+    positive, _ = comfy_nodes.ControlNetApplyAdvanced().apply_controlnet(conditioning, conditioning, control_net, hint,
+                                                                          1.0, 0.0, 1.0)
+    control = positive[0][1]["control"]
+    control.pre_run(_flux_sampling(), lambda percent: 1000 * (1 - percent))
+    comfy.model_management.load_models_gpu(control.get_models())
+    x = torch.randn(1, 16, 8, 8, generator=g)
+    cond = {"c_crossattn": context, "y": pooled, "guidance": torch.tensor([3.5])}
+    with torch.no_grad():
+        out = control.get_control(x, torch.tensor([0.7]), cond, 1, {})
+    control.cleanup()
+    return [t for kind in sorted(out) for t in out[kind] if t is not None]
+
+
+@pytest.mark.slow
+def test_controlnet_loaders_stream_a_flux_controlnet_from_disk_and_control_as_comfyuis(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import comfy.model_management
+    import nodes as comfy_nodes
+
+    from comfyui import loaders
+    from comfyui.tests.fixture_models import flux_controlnet
+
+    control_file = flux_controlnet(tmp_path / "flux_controlnet_xlabs.safetensors")
+    _model_folder(monkeypatch, "controlnet", control_file)
+    (plain,) = comfy_nodes.ControlNetLoader().load_controlnet(control_file.name)
+    expected = _control(plain)
+    assert expected and all(torch.isfinite(t).all() for t in expected)
+    del plain
+    comfy.model_management.unload_all_models()
+
+    # DiffControlNetLoader takes the diffusion model a difference file is added to; this file is
+    # a whole ControlNet, which it loads as ControlNetLoader does.
+    model_file, _ = _tiny_wan(tmp_path)
+    _model_folder(monkeypatch, "diffusion_models", model_file)
+    (model,) = comfy_nodes.UNETLoader().load_unet(os.path.basename(model_file), "default")
+    virtual = _gib(control_file, share=0.5)
+    for node, extra in ((loaders.ControlNetLoaderMGC, {}), (loaders.DiffControlNetLoaderMGC, {"model": model})):
+        (control_net,) = node().load(**_inputs(virtual_vram_gb=virtual, donor="disk",
+                                               control_net_name=control_file.name, **extra))
+        _assert_where_planned(control_net.control_model, control_net.mgc_plan)
+        _assert_equal(_control(control_net), expected, node.__name__)
+        assert control_net.mgc_plan.stats.copies > 0
+        del control_net
+        comfy.model_management.unload_all_models()
