@@ -499,15 +499,22 @@ def _gib(*paths, share=1.0):
     return share * sum(os.path.getsize(p) for p in paths) / (1 << 30)
 
 
+@pytest.fixture(scope="module")
+def sdxl_text_encoders(tmp_path_factory):
+    """CLIP-L and CLIP-G at their real size (ComfyUI builds both from fixed configs), random
+    weights: written once for the tests that load them."""
+    folder = tmp_path_factory.mktemp("text_encoders")
+    return _synth(folder, "clip_l.json", "clip_l.safetensors"), _synth(folder, "clip_g.json", "clip_g.safetensors")
+
+
 @pytest.mark.slow
-def test_dual_clip_loader_sdxl_streams_both_encoders_from_disk_and_encodes_as_comfyuis(tmp_path, monkeypatch):
+def test_dual_clip_loader_sdxl_streams_both_encoders_from_disk_and_encodes_as_comfyuis(sdxl_text_encoders, monkeypatch):
     _comfy(monkeypatch)
     import nodes as comfy_nodes
 
     from comfyui import loaders
 
-    clip_l = _synth(tmp_path, "clip_l.json", "clip_l.safetensors")
-    clip_g = _synth(tmp_path, "clip_g.json", "clip_g.safetensors")
+    clip_l, clip_g = sdxl_text_encoders
     _model_folder(monkeypatch, "text_encoders", clip_l)
     (plain,) = comfy_nodes.DualCLIPLoader().load_clip(clip_l.name, clip_g.name, "sdxl")
     expected = _encode(plain)
@@ -521,6 +528,39 @@ def test_dual_clip_loader_sdxl_streams_both_encoders_from_disk_and_encodes_as_co
         _assert_where_planned(clip.patcher.model, applied)
     _assert_equal(_encode(clip), expected, "DualCLIPLoaderMGC")
     assert all(applied.stats.copies > 0 for applied in clip.mgc_plans)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not GGUF_NODES or not os.path.isfile(os.path.join(GGUF_NODES or "", "nodes.py")),
+                    reason="set MGC_COMFYUI_GGUF to a ComfyUI-GGUF checkout to run its loaders with DisTorch2's inputs")
+def test_gguf_clip_loaders_stream_safetensors_encoders_from_disk_and_encode_as_comfyui_ggufs(sdxl_text_encoders,
+                                                                                             monkeypatch):
+    """ComfyUI-GGUF's CLIP loaders also take `.safetensors` files (a GGUF T5 beside a safetensors
+    CLIP-L is the usual mix). The text encoders ComfyUI-GGUF reads from a GGUF file are T5 and
+    LLMs of fixed configs (T5-XXL: 4.8B parameters), too large for a test: these load CLIP-L and
+    CLIP-G through its loaders' own code."""
+    _comfy(monkeypatch)
+    import nodes as comfy_nodes
+
+    from comfyui import loaders
+
+    asyncio.run(comfy_nodes.load_custom_node(GGUF_NODES))
+    loaders = importlib.reload(loaders)
+    clip_l, clip_g = sdxl_text_encoders
+    _model_folder(monkeypatch, "text_encoders", clip_l)
+    cases = [("CLIPLoaderGGUF", {"clip_name": clip_l.name, "type": "stable_diffusion"}, [clip_l]),
+             ("DualCLIPLoaderGGUF", {"clip_name1": clip_l.name, "clip_name2": clip_g.name, "type": "sdxl"}, [clip_l, clip_g])]
+    for stock, args, files in cases:
+        (plain,) = comfy_nodes.NODE_CLASS_MAPPINGS[stock]().load_clip(**args)
+        expected = _encode(plain)
+        del plain
+        (clip,) = getattr(loaders, f"{stock}MGC")().load(**_inputs(virtual_vram_gb=_gib(*files, share=0.6), donor="disk",
+                                                                  **args))
+        assert len(clip.mgc_plans) == len(files), stock
+        for applied in clip.mgc_plans:
+            _assert_where_planned(clip.patcher.model, applied)
+        _assert_equal(_encode(clip), expected, f"{stock}MGC")
+        del clip
 
 
 @pytest.mark.slow
