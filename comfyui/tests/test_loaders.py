@@ -4,6 +4,12 @@ inputs and DisTorch2's; a loader compiles its plan from its inputs and gives the
 output with part of the model on another tier (`disk`: views of the model file); bad inputs,
 a plan for another file or another machine are refused before any weight is read; a device with
 less free memory than planned gets a recompiled plan; *Load mgc plan* reads `models/mgc_plans`.
+
+The loaders of models ComfyUI builds from fixed configs (CLIP-G, CLIP ViT-L, a Flux ControlNet's
+width) load files of the real size, written with random weights (`fixture_models.py`, `mgc
+synth-model`): those tests are marked `slow` (about two minutes together on two cores). The triple
+and quadruple CLIP loaders are not run: ComfyUI builds both with T5-XXL (4.9B parameters: 9.8 GB
+in F16, twice that in the F32 it computes in on the CPU), the quadruple one with Llama 3.1 8B too.
 """
 
 import asyncio
@@ -537,7 +543,7 @@ def test_gguf_clip_loaders_stream_safetensors_encoders_from_disk_and_encode_as_c
                                                                                              monkeypatch):
     """ComfyUI-GGUF's CLIP loaders also take `.safetensors` files (a GGUF T5 beside a safetensors
     CLIP-L is the usual mix). The text encoders ComfyUI-GGUF reads from a GGUF file are T5 and
-    LLMs of fixed configs (T5-XXL: 4.8B parameters), too large for a test: these load CLIP-L and
+    LLMs of fixed configs (T5-XXL: 4.9B parameters), too large for a test: these load CLIP-L and
     CLIP-G through its loaders' own code."""
     _comfy(monkeypatch)
     import nodes as comfy_nodes
@@ -560,6 +566,7 @@ def test_gguf_clip_loaders_stream_safetensors_encoders_from_disk_and_encode_as_c
         for applied in clip.mgc_plans:
             _assert_where_planned(clip.patcher.model, applied)
         _assert_equal(_encode(clip), expected, f"{stock}MGC")
+        assert all(applied.stats.copies > 0 for applied in clip.mgc_plans), stock
         del clip
 
 
