@@ -514,7 +514,9 @@ def sdxl_text_encoders(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_dual_clip_loader_sdxl_streams_both_encoders_from_disk_and_encodes_as_comfyuis(sdxl_text_encoders, monkeypatch):
+def test_dual_clip_loader_streams_both_encoders_from_disk_and_encodes_as_comfyuis(sdxl_text_encoders, monkeypatch):
+    """CLIP-L and CLIP-G as SDXL's pair (`sdxl`) and as SD3's without its T5 (`sd3`: another model
+    class, the encoders under other names)."""
     _comfy(monkeypatch)
     import nodes as comfy_nodes
 
@@ -522,18 +524,20 @@ def test_dual_clip_loader_sdxl_streams_both_encoders_from_disk_and_encodes_as_co
 
     clip_l, clip_g = sdxl_text_encoders
     _model_folder(monkeypatch, "text_encoders", clip_l)
-    (plain,) = comfy_nodes.DualCLIPLoader().load_clip(clip_l.name, clip_g.name, "sdxl")
-    expected = _encode(plain)
-    del plain
+    for kind in ("sdxl", "sd3"):
+        (plain,) = comfy_nodes.DualCLIPLoader().load_clip(clip_l.name, clip_g.name, kind)
+        expected = _encode(plain)
+        del plain
 
-    (clip,) = loaders.DualCLIPLoaderMGC().load(**_inputs(
-        virtual_vram_gb=_gib(clip_l, clip_g, share=0.6), donor="disk", clip_name1=clip_l.name, clip_name2=clip_g.name,
-        type="sdxl"))
-    assert [applied.model["name"] for applied in clip.mgc_plans] == ["clip_l", "clip_g"]
-    for applied in clip.mgc_plans:
-        _assert_where_planned(clip.patcher.model, applied)
-    _assert_equal(_encode(clip), expected, "DualCLIPLoaderMGC")
-    assert all(applied.stats.copies > 0 for applied in clip.mgc_plans)
+        (clip,) = loaders.DualCLIPLoaderMGC().load(**_inputs(
+            virtual_vram_gb=_gib(clip_l, clip_g, share=0.6), donor="disk", clip_name1=clip_l.name,
+            clip_name2=clip_g.name, type=kind))
+        assert [applied.model["name"] for applied in clip.mgc_plans] == ["clip_l", "clip_g"]
+        for applied in clip.mgc_plans:
+            _assert_where_planned(clip.patcher.model, applied)
+        _assert_equal(_encode(clip), expected, f"DualCLIPLoaderMGC {kind}")
+        assert all(applied.stats.copies > 0 for applied in clip.mgc_plans), kind
+        del clip
 
 
 @pytest.mark.slow
