@@ -6,7 +6,7 @@ detect, so the file loads as a real one would.
   it is the real size: 304M parameters).
 - `flux_controlnet`: an XLabs-format Flux ControlNet (double blocks and `controlnet_blocks`).
   ComfyUI's Flux detection fixes the width (hidden size 3072) and counts the blocks, so the
-  smallest it accepts has one double block: 381M parameters.
+  smallest it accepts has one double block: 395M parameters.
 """
 
 import os
