@@ -4,6 +4,12 @@ inputs and DisTorch2's; a loader compiles its plan from its inputs and gives the
 output with part of the model on another tier (`disk`: views of the model file); bad inputs,
 a plan for another file or another machine are refused before any weight is read; a device with
 less free memory than planned gets a recompiled plan; *Load mgc plan* reads `models/mgc_plans`.
+
+The loaders of models ComfyUI builds from fixed configs (CLIP-G, CLIP ViT-L, a Flux ControlNet's
+width) load files of the real size, written with random weights (`fixture_models.py`, `mgc
+synth-model`): those tests are marked `slow` (about two minutes together on two cores). The triple
+and quadruple CLIP loaders are not run: ComfyUI builds both with T5-XXL (4.9B parameters: 9.8 GB
+in F16, twice that in the F32 it computes in on the CPU), the quadruple one with Llama 3.1 8B too.
 """
 
 import asyncio
@@ -17,7 +23,7 @@ import subprocess
 import pytest
 import torch
 
-from comfyui.tests.test_comfyui import COMFYUI, DEVICE, GGUF_NODES, MGC, ROOT, _comfy, _forward, _homes, _model_folder, _plan, _tiny_wan
+from comfyui.tests.test_comfyui import COMFYUI, DEVICE, GGUF_NODES, MGC, ROOT, TINY, _comfy, _forward, _homes, _model_folder, _plan, _tiny_wan
 
 pytestmark = pytest.mark.skipif(
     not COMFYUI or not os.path.isdir(os.path.join(COMFYUI or "", "comfy")),
@@ -470,3 +476,190 @@ def test_distorch2_widgets_place_the_bytes_distorch2_places(tmp_path, monkeypatc
     for device, memory in DECLARED.items():
         gap = abs(mgc_bytes.get(device, 0) - distorch_bytes.get(device, 0))
         assert gap <= max(layer_bytes) + memory // 10_000, (device, mgc_bytes, distorch_bytes, full)
+
+
+PROMPT = "a photo of a cat"
+
+
+def _encode(clip):
+    """ComfyUI's conditioning of ``PROMPT`` by ``clip``: the tokens' and the pooled output."""
+    cond, pooled = clip.encode_from_tokens(clip.tokenize(PROMPT), return_pooled=True)
+    return cond, pooled
+
+
+def _assert_equal(got, expected, what):
+    for g, e in zip(got, expected):
+        assert torch.equal(g, e), (what, (g - e).abs().max())
+
+
+def _assert_where_planned(module, applied):
+    """Every weight of the plan's model is where the plan says, and something is on `disk`."""
+    from comfyui import core
+
+    entry = applied.model
+    assert core.placement(module, entry, core.key_prefix(module, entry)) == _homes(entry)
+    assert any(layer["home"] == "disk" and layer["streamed"] for layer in entry["layers"]), entry["allocation"]
+
+
+def _gib(*paths, share=1.0):
+    return share * sum(os.path.getsize(p) for p in paths) / (1 << 30)
+
+
+@pytest.fixture(scope="module")
+def sdxl_text_encoders(tmp_path_factory):
+    """CLIP-L and CLIP-G at their real size (ComfyUI builds both from fixed configs), random
+    weights: written once for the tests that load them."""
+    folder = tmp_path_factory.mktemp("text_encoders")
+    return _synth(folder, "clip_l.json", "clip_l.safetensors"), _synth(folder, "clip_g.json", "clip_g.safetensors")
+
+
+@pytest.mark.slow
+def test_dual_clip_loader_streams_both_encoders_from_disk_and_encodes_as_comfyuis(sdxl_text_encoders, monkeypatch):
+    """CLIP-L and CLIP-G as SDXL's pair (`sdxl`) and as SD3's without its T5 (`sd3`: another model
+    class, the encoders under other names)."""
+    _comfy(monkeypatch)
+    import nodes as comfy_nodes
+
+    from comfyui import loaders
+
+    clip_l, clip_g = sdxl_text_encoders
+    _model_folder(monkeypatch, "text_encoders", clip_l)
+    for kind in ("sdxl", "sd3"):
+        (plain,) = comfy_nodes.DualCLIPLoader().load_clip(clip_l.name, clip_g.name, kind)
+        expected = _encode(plain)
+        del plain
+
+        (clip,) = loaders.DualCLIPLoaderMGC().load(**_inputs(
+            virtual_vram_gb=_gib(clip_l, clip_g, share=0.6), donor="disk", clip_name1=clip_l.name,
+            clip_name2=clip_g.name, type=kind))
+        assert [applied.model["name"] for applied in clip.mgc_plans] == ["clip_l", "clip_g"]
+        for applied in clip.mgc_plans:
+            _assert_where_planned(clip.patcher.model, applied)
+        _assert_equal(_encode(clip), expected, f"DualCLIPLoaderMGC {kind}")
+        assert all(applied.stats.copies > 0 for applied in clip.mgc_plans), kind
+        del clip
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not GGUF_NODES or not os.path.isfile(os.path.join(GGUF_NODES or "", "nodes.py")),
+                    reason="set MGC_COMFYUI_GGUF to a ComfyUI-GGUF checkout to run its loaders with DisTorch2's inputs")
+def test_gguf_clip_loaders_stream_safetensors_encoders_from_disk_and_encode_as_comfyui_ggufs(sdxl_text_encoders,
+                                                                                             monkeypatch):
+    """ComfyUI-GGUF's CLIP loaders also take `.safetensors` files (a GGUF T5 beside a safetensors
+    CLIP-L is the usual mix). The text encoders ComfyUI-GGUF reads from a GGUF file are T5 and
+    LLMs of fixed configs (T5-XXL: 4.9B parameters), too large for a test: these load CLIP-L and
+    CLIP-G through its loaders' own code."""
+    _comfy(monkeypatch)
+    import nodes as comfy_nodes
+
+    from comfyui import loaders
+
+    asyncio.run(comfy_nodes.load_custom_node(GGUF_NODES))
+    loaders = importlib.reload(loaders)
+    clip_l, clip_g = sdxl_text_encoders
+    _model_folder(monkeypatch, "text_encoders", clip_l)
+    cases = [("CLIPLoaderGGUF", {"clip_name": clip_l.name, "type": "stable_diffusion"}, [clip_l]),
+             ("DualCLIPLoaderGGUF", {"clip_name1": clip_l.name, "clip_name2": clip_g.name, "type": "sdxl"}, [clip_l, clip_g])]
+    for stock, args, files in cases:
+        (plain,) = comfy_nodes.NODE_CLASS_MAPPINGS[stock]().load_clip(**args)
+        expected = _encode(plain)
+        del plain
+        (clip,) = getattr(loaders, f"{stock}MGC")().load(**_inputs(virtual_vram_gb=_gib(*files, share=0.6), donor="disk",
+                                                                  **args))
+        assert len(clip.mgc_plans) == len(files), stock
+        for applied in clip.mgc_plans:
+            _assert_where_planned(clip.patcher.model, applied)
+        _assert_equal(_encode(clip), expected, f"{stock}MGC")
+        assert all(applied.stats.copies > 0 for applied in clip.mgc_plans), stock
+        del clip
+
+
+@pytest.mark.slow
+def test_clip_vision_loader_streams_vit_l_from_disk_and_encodes_an_image_as_comfyuis(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import nodes as comfy_nodes
+
+    from comfyui import loaders
+    from comfyui.tests.fixture_models import clip_vision_vit_l
+
+    model_file = clip_vision_vit_l(COMFYUI, tmp_path / "clip_vision_vit_l.safetensors")
+    _model_folder(monkeypatch, "clip_vision", model_file)
+    image = torch.rand(1, 96, 128, 3, generator=torch.Generator().manual_seed(5))
+    keys = ("last_hidden_state", "image_embeds", "penultimate_hidden_states")
+    (plain,) = comfy_nodes.CLIPVisionLoader().load_clip(model_file.name)
+    expected = [plain.encode_image(image)[k] for k in keys]
+    del plain
+
+    (vision,) = loaders.CLIPVisionLoaderMGC().load(**_inputs(
+        virtual_vram_gb=_gib(model_file, share=0.5), donor="disk", clip_name=model_file.name))
+    _assert_where_planned(vision.model, vision.mgc_plan)
+    got = vision.encode_image(image)
+    _assert_equal([got[k] for k in keys], expected, "CLIPVisionLoaderMGC")
+    assert vision.mgc_plan.stats.copies > 0
+
+
+def _flux_sampling():
+    """What a ControlNet reads of the model it is applied with: Flux's model sampling (timesteps)."""
+    import types
+
+    import comfy.model_base
+    import comfy.supported_models
+
+    config = comfy.supported_models.Flux({"image_model": "flux"})
+    return types.SimpleNamespace(model_sampling=comfy.model_base.model_sampling(config, comfy.model_base.ModelType.FLUX))
+
+
+def _control(control_net):
+    """What a ControlNet gives one Flux sampling step: applied to a conditioning by ComfyUI's
+    *Apply ControlNet* node, loaded as sampling loads it, and run on a noisy latent."""
+    import comfy.model_management
+    import nodes as comfy_nodes
+
+    g = torch.Generator().manual_seed(11)
+    context, pooled = torch.randn(1, 8, 4096, generator=g), torch.randn(1, 768, generator=g)
+    conditioning = [[context, {"pooled_output": pooled}]]
+    hint = torch.rand(1, 64, 64, 3, generator=g)
+    positive, _ = comfy_nodes.ControlNetApplyAdvanced().apply_controlnet(conditioning, conditioning, control_net, hint,
+                                                                          1.0, 0.0, 1.0)
+    control = positive[0][1]["control"]
+    control.pre_run(_flux_sampling(), lambda percent: 1000 * (1 - percent))
+    comfy.model_management.load_models_gpu(control.get_models())
+    x = torch.randn(1, 16, 8, 8, generator=g)
+    cond = {"c_crossattn": context, "y": pooled, "guidance": torch.tensor([3.5])}
+    with torch.no_grad():
+        out = control.get_control(x, torch.tensor([0.7]), cond, 1, {})
+    control.cleanup()
+    return [t for kind in sorted(out) for t in out[kind] if t is not None]
+
+
+@pytest.mark.slow
+def test_controlnet_loaders_stream_a_flux_controlnet_from_disk_and_control_as_comfyuis(tmp_path, monkeypatch):
+    _comfy(monkeypatch)
+    import comfy.model_management
+    import nodes as comfy_nodes
+
+    from comfyui import loaders
+    from comfyui.tests.fixture_models import flux_controlnet
+
+    control_file = flux_controlnet(tmp_path / "flux_controlnet_xlabs.safetensors")
+    _model_folder(monkeypatch, "controlnet", control_file)
+    (plain,) = comfy_nodes.ControlNetLoader().load_controlnet(control_file.name)
+    expected = _control(plain)
+    assert expected and all(torch.isfinite(t).all() for t in expected)
+    del plain
+    comfy.model_management.unload_all_models()
+
+    # DiffControlNetLoader takes the diffusion model a difference file is added to; this file is
+    # a whole ControlNet, which it loads as ControlNetLoader does.
+    model_file, _ = _tiny_wan(tmp_path)
+    _model_folder(monkeypatch, "diffusion_models", model_file)
+    (model,) = comfy_nodes.UNETLoader().load_unet(os.path.basename(model_file), "default")
+    virtual = _gib(control_file, share=0.5)
+    for node, extra in ((loaders.ControlNetLoaderMGC, {}), (loaders.DiffControlNetLoaderMGC, {"model": model})):
+        (control_net,) = node().load(**_inputs(virtual_vram_gb=virtual, donor="disk",
+                                               control_net_name=control_file.name, **extra))
+        _assert_where_planned(control_net.control_model, control_net.mgc_plan)
+        _assert_equal(_control(control_net), expected, node.__name__)
+        assert control_net.mgc_plan.stats.copies > 0
+        del control_net
+        comfy.model_management.unload_all_models()
