@@ -67,7 +67,7 @@ def save_safetensors(module, path):
 
 def compile_plan(tmp_path, name, allocation, batch_below="1kb", prefetch="1", compute="cpu"):
     workflow = tmp_path / f"{name}.toml"
-    gpu = '[[device]]\nname = "cuda:0"\nmemory = "1gb"\n' if compute.startswith("cuda") else ""
+    gpu = '[[device]]\nname = "cuda:0"\nmemory = "4gb"\n' if compute.startswith("cuda") else ""
     workflow.write_text(
         '[[device]]\nname = "cpu"\nmemory = "1gb"\n' + gpu +
         f'[[model]]\nname = "tiny"\nfile = "tiny.safetensors"\ncompute = "{compute}"\nallocation = "{allocation}"\n'
@@ -429,7 +429,7 @@ def test_allocation_string_is_the_one_distorch2_builds(inputs, expected):
     assert allocation.allocation_string(*inputs) == expected
 
 
-HARDWARE = [{"device": "cuda:0", "memory": 1 << 30}, {"device": "cpu", "memory": 1 << 30}]
+HARDWARE = [{"device": "cuda:0", "memory": 4 << 30}, {"device": "cpu", "memory": 1 << 30}]
 
 
 def test_plan_for_files_moves_the_virtual_vram_onto_the_donor(model_file):
