@@ -11,6 +11,7 @@ import logging
 import os
 
 from . import core
+from .allocation import _mgc, _toml_string
 
 PLAN = "MGC_PLAN"
 
@@ -280,22 +281,6 @@ def compile_allocation(path: str, compute: str, allocation: str) -> dict:
     except mgc.MgcError as e:
         raise core.PlanError(str(e)) from None
     return core.load_plan(json.dumps(plan))
-
-
-def _mgc():
-    """The compiler: the `mgc` Python package, built from this repository."""
-    try:
-        import mgc
-    except ImportError:
-        raise core.PlanError(
-            "the mgc compiler (Python package `mgc`) is not installed: run `pip install -r requirements.txt` "
-            "in this node pack's folder with ComfyUI's Python"
-        ) from None
-    return mgc
-
-
-def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 NODE_CLASS_MAPPINGS = {

@@ -13,7 +13,8 @@ import os
 from typing import Iterable, List, Optional
 
 from . import core
-from .nodes import PLAN, _mgc
+from .allocation import _mgc
+from .nodes import PLAN
 
 
 def plan_preview(plan: dict, models: Optional[Iterable[str]] = None) -> dict:
