@@ -4,6 +4,9 @@
 # the CPU: all resident, half or most or all read from the model file every step) with the
 # probed profile, and prints measured/predicted for the step and for each device's peak. A plan
 # must never predict a peak below what the run measures; the step should be within 0.9-1.1.
+# Then `mgc sweep` of each model from nothing to all of it on the CPU (the rest on disk), and
+# `mgc run` of the plan compiled at each of its budgets: the sweep's predicted step against the
+# measured one, which should agree within 10%.
 # Usage: plan-truth.sh [MGC] [STEPS] (MGC defaults to the release build; writes under target/).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,5 +55,29 @@ print(f"{name:<28} {step * 1e3:10.2f} {predicted * 1e3:10.2f} {step / predicted:
 sys.exit(0 if peak <= peak_predicted else 1)
 PY
     done
+done
+
+echo
+printf '%-28s %10s %10s %10s %8s\n' sweep budget "step ms" "sweep ms" ratio
+for model in tiny_flux tiny_wan21; do
+    base="$model-cpu-50--disk--"
+    "$mgc" sweep "$base.toml" --model "$model" --points 4 --format json >"$model.sweep.json"
+    python3 - "$model.sweep.json" <<'PY' >"$model.budgets"
+import json, sys
+for p in json.load(open(sys.argv[1]))["points"]:
+    print(p["budget_bytes"], p["step_seconds"])
+PY
+    while read -r budget predicted; do
+        name="$model-sweep-$budget"
+        sed "s/^allocation = .*/allocation = \"cpu,${budget}b;disk,*\"/" "$base.toml" >"$name.toml"
+        "$mgc" compile "$name.toml" -o "$name.plan.json" >/dev/null
+        "$mgc" run "$name.plan.json" --steps "$steps" --format json >"$name.run.json"
+        python3 - "$model" "$budget" "$predicted" "$name.run.json" <<'PY'
+import json, sys
+model, budget, predicted, path = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+step = json.load(open(path))["measured_step_seconds"]
+print(f"{model:<28} {budget / 2**20:7.2f} MiB {step * 1e3:10.2f} {predicted * 1e3:10.2f} {step / predicted:8.2f}")
+PY
+    done <"$model.budgets"
 done
 [ "$fail" = 0 ] || { echo "plan-truth: a measured peak is above its prediction" >&2; exit 1; }

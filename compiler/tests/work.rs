@@ -151,7 +151,7 @@ fn a_video_decode_reserves_what_comfyui_does_and_is_tiled_when_it_does_not_fit()
     close(flops(&tight), flops(&roomy) * decode.factor);
     // Every one of the 81 frames is decoded: the head convolves 4·20+1 frames at full size.
     let head = roomy.models[0].layers.iter().find(|l| l.name == "decoder.head").unwrap();
-    let conv = head.work.matmuls.iter().map(|(rows, _)| *rows).fold(0.0, f64::max);
+    let conv = head.work.matmuls.iter().map(|(rows, _, _)| *rows).fold(0.0, f64::max);
     close(conv, 81.0 * 832.0 * 480.0);
 }
 

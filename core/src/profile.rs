@@ -54,8 +54,16 @@ pub struct ProfileDevice {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<u32>,
     /// Matmul throughput by problem size: `[[n, flops_per_second], ...]` for n×n×n, n ascending.
+    /// Read by the cost model where no [`Self::matmul`] table was measured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flops_by_size: Vec<(f64, f64)>,
+    /// Matmul throughput by shape, as layers apply their weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matmul: Option<MatmulTable>,
+    /// A CPU's figures measured with one core fewer, as a run computes while its copy thread
+    /// streams layers on the core left over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streaming: Option<StreamingFigures>,
     /// The runtime's own memory on this device while it runs a plan, apart from weights, copies
     /// and activations: libtorch's thread pool and allocator on the CPU, the workspaces and the
     /// caching allocator's slack on a GPU. Bytes; every predicted peak of the device includes it.
@@ -65,6 +73,82 @@ pub struct ProfileDevice {
     /// median. Each figure is the median of its runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spread: Option<f64>,
+}
+
+/// Matmul throughput by shape: `rows × inner` inputs through an `inner → outputs` weight (stored
+/// `outputs × inner`, as layers store theirs), measured on a grid of inner widths and output
+/// sizes (rows × outputs). A small inner width runs slower than its FLOPs say on many CPUs and
+/// a small output underfills a GPU, so one figure per problem size is not enough.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatmulTable {
+    /// Inner widths measured, ascending.
+    pub inner: Vec<f64>,
+    /// Output sizes measured (rows × outputs), ascending.
+    pub outputs: Vec<f64>,
+    /// FLOP/s: one row per inner width, one column per output size.
+    pub flops_per_second: Vec<Vec<f64>>,
+}
+
+impl MatmulTable {
+    /// The throughput at `inner` and `outputs`, interpolated on both axes (log-log), held at the
+    /// table's edges; `None` when the table is empty or not rectangular.
+    pub fn at(&self, inner: f64, outputs: f64) -> Option<f64> {
+        let (i0, i1, ti) = bracket(&self.inner, inner)?;
+        let (o0, o1, to) = bracket(&self.outputs, outputs)?;
+        let f = |i: usize, o: usize| self.flops_per_second.get(i).and_then(|row| row.get(o)).map(|f| f.ln());
+        let low = f(i0, o0)? + to * (f(i0, o1)? - f(i0, o0)?);
+        let high = f(i1, o0)? + to * (f(i1, o1)? - f(i1, o0)?);
+        Some((low + ti * (high - low)).exp())
+    }
+
+    fn check(&self, name: Device) -> Result<(), ProfileError> {
+        let shape = self.flops_per_second.len() == self.inner.len()
+            && self.flops_per_second.iter().all(|row| row.len() == self.outputs.len());
+        let ascending = |axis: &[f64]| !axis.is_empty() && axis.windows(2).all(|w| w.first() < w.get(1));
+        if !shape || !ascending(&self.inner) || !ascending(&self.outputs) {
+            return Err(ProfileError::Toml {
+                message: format!(
+                    "`matmul` of `{name}` must have ascending `inner` and `outputs` and one row of                      `flops_per_second` per inner width, one figure per output size"
+                ),
+            });
+        }
+        let figures = self.inner.iter().chain(&self.outputs).chain(self.flops_per_second.iter().flatten());
+        match figures.copied().find(|v| !(v.is_finite() && *v > 0.0)) {
+            Some(value) => Err(ProfileError::NotPositive {
+                what: format!("every figure in `matmul` of `{name}`"),
+                value: value.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Where `x` falls on an ascending axis: the two points around it and how far along (0 to 1, in
+/// logs); held at the ends.
+fn bracket(axis: &[f64], x: f64) -> Option<(usize, usize, f64)> {
+    let last = axis.len().checked_sub(1)?;
+    let x = x.max(f64::MIN_POSITIVE);
+    let above = axis.iter().position(|&a| a >= x).unwrap_or(last + 1);
+    Some(match above {
+        0 => (0, 0, 0.0),
+        n if n > last => (last, last, 0.0),
+        n => {
+            let (a, b) = (axis.get(n - 1).copied()?, axis.get(n).copied()?);
+            (n - 1, n, (x.ln() - a.ln()) / (b.ln() - a.ln()))
+        }
+    })
+}
+
+/// A CPU's compute figures with one core fewer: the cores the run computes on while its copy
+/// thread streams.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamingFigures {
+    pub threads: u32,
+    pub seconds_per_tensor: f64,
+    pub elements_per_second: f64,
+    pub matmul: MatmulTable,
 }
 
 /// A link's measured bandwidth, in the direction the bytes go.
@@ -143,6 +227,14 @@ impl Profile {
             if let Some(overhead) = d.seconds_per_tensor {
                 positive(&|| format!("`seconds_per_tensor` of `{name}`"), overhead)?;
             }
+            if let Some(table) = &d.matmul {
+                table.check(name)?;
+            }
+            if let Some(streaming) = &d.streaming {
+                positive(&|| format!("`streaming.seconds_per_tensor` of `{name}`"), streaming.seconds_per_tensor)?;
+                positive(&|| format!("`streaming.elements_per_second` of `{name}`"), streaming.elements_per_second)?;
+                streaming.matmul.check(name)?;
+            }
             for (size, flops) in &d.flops_by_size {
                 positive(&|| format!("a size in `flops_by_size` of `{name}`"), *size)?;
                 positive(&|| format!("a throughput in `flops_by_size` of `{name}`"), *flops)?;
@@ -177,6 +269,21 @@ impl Profile {
         let mut curve = self.find(device).map(|d| d.flops_by_size.clone()).unwrap_or_default();
         curve.sort_by(|a, b| a.0.total_cmp(&b.0));
         monotone(&curve)
+    }
+
+    /// The measured matmul table of a device: measured with one core fewer when `streaming` and
+    /// the profile has those figures.
+    pub fn matmul(&self, device: Device, streaming: bool) -> Option<&MatmulTable> {
+        let d = self.find(device)?;
+        match (&d.streaming, streaming) {
+            (Some(s), true) => Some(&s.matmul),
+            _ => d.matmul.as_ref(),
+        }
+    }
+
+    /// The figures measured with one core fewer, when the profile has them.
+    pub fn streaming(&self, device: Device) -> Option<&StreamingFigures> {
+        self.find(device).and_then(|d| d.streaming.as_ref())
     }
 
     /// The runtime's own memory on `device`, measured.

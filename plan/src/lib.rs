@@ -193,6 +193,20 @@ pub struct LayerPlan {
     pub start_seconds: f64,
     pub end_seconds: f64,
     pub tensors: Vec<TensorPlan>,
+    /// The layer's attention products in one step, as the cost model counts them: `QKᵀ` and
+    /// `AV` over these lengths. `mgc run` computes them, so that it does the work predicted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attention: Vec<AttentionPlan>,
+}
+
+/// One attention of a layer in one step, every sample of the batch (and CFG's pass) included.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttentionPlan {
+    pub queries: u64,
+    pub keys: u64,
+    /// The width of queries, keys and values, all heads together.
+    pub width: u64,
 }
 
 /// A tensor of a layer, where it is in the file.
@@ -206,6 +220,11 @@ pub struct TensorPlan {
     /// Bytes from the start of the file.
     pub offset: u64,
     pub bytes: u64,
+    /// Vectors one step applies the weight to, every sample included (1 for a modulation weight,
+    /// the text tokens for a text-side projection, 0 for a weight the step does not use); absent
+    /// in plans written before it was recorded, where `mgc run` takes the model's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
 }
 
 /// One copy of streamed layers to the compute device.

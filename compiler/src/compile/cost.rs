@@ -41,6 +41,10 @@ pub struct CostModel {
     classes: Vec<(Device, f64)>,
     class_names: Vec<(Device, &'static str)>,
     disk_read: u64,
+    /// Whether the disk tier is read from the device itself: the profile's cold figure, for a
+    /// workflow whose models do not all fit in RAM beside each other (the page cache cannot keep
+    /// what a step reads until the next).
+    disk_cold: bool,
     profile: Option<Profile>,
 }
 
@@ -59,7 +63,28 @@ impl CostModel {
         let class_names = workflow.devices.iter().filter_map(|d| d.class.map(|c| (d.device, c))).collect();
         let profile = workflow.profile.clone();
         let disk_read = profile.as_ref().and_then(Profile::disk_read).map_or(DEFAULT_DISK_READ, |r| r as u64);
-        Self { links, flops, classes, class_names, disk_read, profile }
+        Self { links, flops, classes, class_names, disk_read, disk_cold: false, profile }
+    }
+
+    /// The cost model of a workflow whose models hold `model_bytes` in all: the disk tier is read
+    /// at the profile's cold speed when they exceed the CPU's usable memory (the weights kept in
+    /// RAM and the file's pages cached for the next step cannot all stay), else through the page
+    /// cache (warm), as a file read again each step is once RAM holds it.
+    pub fn for_models(workflow: &Workflow, model_bytes: u64) -> Self {
+        let mut cost = Self::new(workflow);
+        let ram = workflow
+            .devices
+            .iter()
+            .find(|d| d.device == Device::Cpu)
+            .map(|d| d.memory.get().saturating_sub(d.reserve.get()));
+        let cold = cost.profile.as_ref().and_then(Profile::disk_read_cold);
+        if let (Some(ram), Some(cold)) = (ram, cold)
+            && model_bytes > ram
+        {
+            cost.disk_read = cold as u64;
+            cost.disk_cold = true;
+        }
+        cost
     }
 
     /// Where [`Self::flops`] takes a device's figure from.
@@ -86,9 +111,29 @@ impl CostModel {
             .unwrap_or_else(|| default_flops(device))
     }
 
-    /// The fixed cost of applying one weight tensor on a device, seconds.
-    pub fn seconds_per_tensor(&self, device: Device) -> f64 {
-        self.profile.as_ref().and_then(|p| p.seconds_per_tensor(device)).unwrap_or(DEFAULT_SECONDS_PER_TENSOR)
+    /// The fixed cost of applying one weight tensor on a device, seconds: as measured with one
+    /// core fewer when the device computes while streaming and the profile has that figure.
+    pub fn seconds_per_tensor(&self, device: Device, streaming: bool) -> f64 {
+        let profile = self.profile.as_ref();
+        let measured = match profile.and_then(|p| p.streaming(device)) {
+            Some(s) if streaming => Some(s.seconds_per_tensor),
+            _ => profile.and_then(|p| p.seconds_per_tensor(device)),
+        };
+        measured.unwrap_or(DEFAULT_SECONDS_PER_TENSOR)
+    }
+
+    /// Seconds of one matrix product: `rows` vectors of `inner` through a weight of `outputs ×
+    /// inner`. From the profile's table of shapes where it has one (measured with one core fewer
+    /// when streaming), else the throughput at the problem's size.
+    pub fn matmul_seconds(&self, device: Device, streaming: bool, rows: f64, inner: f64, outputs: f64) -> f64 {
+        let flops = 2.0 * rows * inner * outputs;
+        let declared = self.flops.iter().any(|(d, _)| *d == device);
+        let table = self.profile.as_ref().and_then(|p| p.matmul(device, streaming));
+        let rate = match table.and_then(|t| t.at(inner, rows * outputs)) {
+            Some(rate) if !declared => rate,
+            _ => self.flops_at(device, (rows * inner * outputs).cbrt()),
+        };
+        flops / rate
     }
 
     /// Matmul throughput of a device at a problem of `size` (the cube root of m·k·n): measured
@@ -118,16 +163,25 @@ impl CostModel {
     }
 
     /// Elements a second through norms and elementwise ops on a device.
-    pub fn elements_per_second(&self, device: Device) -> f64 {
-        self.profile.as_ref().and_then(|p| p.elements_per_second(device)).unwrap_or(match device.kind() {
+    pub fn elements_per_second(&self, device: Device, streaming: bool) -> f64 {
+        let profile = self.profile.as_ref();
+        let measured = match profile.and_then(|p| p.streaming(device)) {
+            Some(s) if streaming => Some(s.elements_per_second),
+            _ => profile.and_then(|p| p.elements_per_second(device)),
+        };
+        measured.unwrap_or(match device.kind() {
             DeviceKind::Cpu | DeviceKind::Disk => DEFAULT_CPU_ELEMENTS_PER_SECOND,
             _ => DEFAULT_ACCELERATOR_ELEMENTS_PER_SECOND,
         })
     }
 
     /// How much slower a CPU computes while a copy thread streams layers: the runtime leaves the
-    /// copy thread one of the cores the profile was measured with.
+    /// copy thread one of the cores the profile was measured with. 1 where the profile measured
+    /// the CPU with one core fewer too ([`Self::layer_seconds`] uses those figures).
     pub fn sharing_factor(&self, device: Device, streams: bool) -> f64 {
+        if self.profile.as_ref().and_then(|p| p.streaming(device)).is_some() {
+            return 1.0;
+        }
         match (device, streams, self.profile.as_ref().and_then(|p| p.threads(device))) {
             (Device::Cpu, true, Some(threads)) if threads > 1 => f64::from(threads) / f64::from(threads - 1),
             _ => 1.0,
@@ -141,20 +195,24 @@ impl CostModel {
     /// eighth of the shorter, where they do not overlap: a Wan 2.1 1.3B block at 4096 tokens
     /// took 1.19 and 1.33 ms on two H200s, against 1.12 and 1.11 ms of kernels and 0.90 and
     /// 1.01 ms of launches as their probes predicted.
-    pub fn layer_seconds(&self, work: &LayerWork, device: Device) -> f64 {
-        let fixed = work.tensors as f64 * self.seconds_per_tensor(device);
-        let work = self.layer_work_seconds(work, device);
+    /// `streaming`: the device computes while a copy thread streams layers to it.
+    pub fn layer_seconds(&self, work: &LayerWork, device: Device, streaming: bool) -> f64 {
+        let fixed = work.tensors as f64 * self.seconds_per_tensor(device, streaming);
+        let work = self.layer_work_seconds(work, device, streaming);
         if device.is_accelerator() { fixed.max(work) + fixed.min(work) / 8.0 } else { fixed + work }
     }
 
-    /// The arithmetic of a layer alone, without the fixed cost of its tensors.
-    fn layer_work_seconds(&self, work: &LayerWork, device: Device) -> f64 {
-        let mut seconds = work.elementwise / self.elements_per_second(device);
-        for &(rows, e) in work.matmuls.iter().filter(|(rows, _)| *rows > 0.0) {
-            seconds += 2.0 * rows * e / self.flops_at(device, (rows * e).cbrt());
+    /// The arithmetic of a layer alone, without the fixed cost of its tensors. An attention is
+    /// two products: `QKᵀ` (queries × width through a keys × width matrix) and `AV` (queries ×
+    /// keys through a width × keys one).
+    fn layer_work_seconds(&self, work: &LayerWork, device: Device, streaming: bool) -> f64 {
+        let mut seconds = work.elementwise / self.elements_per_second(device, streaming);
+        for &(rows, inner, outputs) in work.matmuls.iter().filter(|(rows, _, _)| *rows > 0.0) {
+            seconds += self.matmul_seconds(device, streaming, rows, inner, outputs);
         }
         for &(q, k, d) in &work.attention {
-            seconds += 4.0 * q * k * d / self.flops_at(device, (q * k * d).cbrt());
+            seconds +=
+                self.matmul_seconds(device, streaming, q, d, k) + self.matmul_seconds(device, streaming, q, k, d);
         }
         seconds
     }
@@ -172,7 +230,11 @@ impl CostModel {
         if from == Device::Disk {
             let disk = self.disk_read as f64;
             let measured = self.profile.as_ref().and_then(Profile::disk_read).is_some();
-            let what = if measured { "profile disk read" } else { "default disk read" };
+            let what = match (measured, self.disk_cold) {
+                (true, true) => "profile disk read, cold (the models exceed RAM)",
+                (true, false) => "profile disk read",
+                (false, _) => "default disk read",
+            };
             if to == Device::Cpu {
                 return Rate { bytes_per_second: disk, source: what.into() };
             }

@@ -3,8 +3,8 @@
 
 use mgc_core::Device;
 use mgc_plan::{
-    Budget, DevicePlan, InputFile, LayerPlan, LinkPlan, ModelPlan, PLAN_VERSION, Plan, Predicted, RunPrediction,
-    ScheduleSettings, TensorPlan, Transfer,
+    AttentionPlan, Budget, DevicePlan, InputFile, LayerPlan, LinkPlan, ModelPlan, PLAN_VERSION, Plan, Predicted,
+    RunPrediction, ScheduleSettings, TensorPlan, Transfer,
 };
 
 use super::cost::{CLASS_UNCERTAINTY, CostModel, FlopsBasis};
@@ -223,12 +223,24 @@ fn layer_plans(model: &GraphModel, homes: &[Device], timing: &ModelTiming) -> Ve
             tensors: layer
                 .tensors
                 .iter()
-                .map(|t| TensorPlan {
+                .enumerate()
+                .map(|(i, t)| TensorPlan {
                     name: t.name.clone(),
                     dtype: t.dtype.name().to_owned(),
                     shape: t.shape.clone(),
                     offset: t.offset,
                     bytes: t.bytes,
+                    rows: layer.work.rows.get(i).map(|&rows| count(rows)),
+                })
+                .collect(),
+            attention: layer
+                .work
+                .attention
+                .iter()
+                .map(|&(queries, keys, width)| AttentionPlan {
+                    queries: count(queries),
+                    keys: count(keys),
+                    width: count(width),
                 })
                 .collect(),
         })
@@ -249,6 +261,11 @@ fn links(transfers: &[Transfer], cost: &CostModel) -> Vec<LinkPlan> {
         links.push(LinkPlan { from, to, bandwidth_bytes_per_second: rate.bytes_per_second as u64, source: rate.source })
     }
     links
+}
+
+/// A count the cost model keeps as a float (a tiled decode's overlaps make it fractional), whole.
+fn count(x: f64) -> u64 {
+    x.round().max(0.0) as u64
 }
 
 fn role(role: Role) -> mgc_plan::Role {

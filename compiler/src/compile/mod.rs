@@ -45,16 +45,15 @@ pub fn toml_to_plan(source: &str, dir: &Path, detect: &dyn Fn() -> Hardware) -> 
 
 /// Compiles a resolved workflow into a plan.
 pub fn workflow_to_plan(workflow: &Workflow) -> Result<Plan, Vec<CompileError>> {
-    let cost = cost::CostModel::new(workflow);
-    let peaks = workflow_to_peaks(workflow, &cost)?;
+    let graph = graph::workflow_to_graph(workflow)?;
+    let cost = cost_of(workflow, &graph);
+    let (_, peaks) = auto_budgets_to_peaks(&graph, workflow, &cost)?;
     Ok(emit::peaks_to_plan(&peaks, workflow, &cost))
 }
 
-/// Every stage up to the peaks. With `prefetch = "auto"`, a plan that is short of memory tries
-/// shallower prefetch (fewer copies in flight) from placement on before it is refused.
-fn workflow_to_peaks(workflow: &Workflow, cost: &cost::CostModel) -> Result<peaks::Peaks, Vec<CompileError>> {
-    let graph = graph::workflow_to_graph(workflow)?;
-    auto_budgets_to_peaks(&graph, workflow, cost).map(|(_, peaks)| peaks)
+/// The cost model of a workflow, knowing its models' sizes (which decide how the disk tier reads).
+pub(crate) fn cost_of(workflow: &Workflow, graph: &graph::LayerGraph) -> cost::CostModel {
+    cost::CostModel::for_models(workflow, graph.models.iter().map(|m| m.bytes).sum())
 }
 
 /// Tries of `auto` budgets: each one that leaves a device short holds the shortfall back from
@@ -166,19 +165,20 @@ impl fmt::Display for Stage {
 
 /// The intermediate form of one stage, as JSON: the pipeline is run up to it.
 pub fn workflow_to_stage(workflow: &Workflow, stage: Stage) -> Result<serde_json::Value, Vec<CompileError>> {
-    let cost = cost::CostModel::new(workflow);
     let graph = graph::workflow_to_graph(workflow)?;
+    let cost = cost_of(workflow, &graph);
     if stage == Stage::Graph {
         return Ok(json(&graph.view()));
     }
-    let budgets = match auto_budgets_to_peaks(&graph, workflow, &cost) {
-        Ok((budgets, _)) => budgets,
+    let tried = auto_budgets_to_peaks(&graph, workflow, &cost);
+    let budgets = match &tried {
+        Ok((budgets, _)) => budgets.clone(),
         Err(_) => budgets::graph_to_budgets(&graph, workflow)?,
     };
     if stage == Stage::Budgets {
         return Ok(json(&budgets));
     }
-    let peaks = match (workflow_to_peaks(workflow, &cost), stage) {
+    let peaks = match (tried.map(|(_, peaks)| peaks), stage) {
         (Ok(peaks), _) => peaks,
         // Where the plan cannot work, the first placement tried still shows why.
         (Err(_), Stage::Placement) => {

@@ -100,7 +100,7 @@ pub fn layer_times(model: &GraphModel, budgets: &[BudgetEntry], cost: &CostModel
     // The compute device streams when its budget is smaller than the model.
     let streams = budgets.iter().find(|b| b.device == compute).is_none_or(|b| b.bytes < model.bytes);
     let sharing = cost.sharing_factor(compute, streams);
-    model.layers.iter().map(|l| cost.layer_seconds(&l.work, compute) * sharing).collect()
+    model.layers.iter().map(|l| cost.layer_seconds(&l.work, compute, streams) * sharing).collect()
 }
 
 /// One model's step under given homes, with the workflow's prefetch setting.

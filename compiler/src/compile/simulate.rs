@@ -49,7 +49,9 @@ pub struct Step {
     pub compute_seconds: f64,
     pub copy_seconds: f64,
     pub hidden_copy_fraction: f64,
-    /// Most bytes of copies in flight at once on the compute device.
+    /// The ring of copy buffers on the compute device, as the runtime allocates it for the run:
+    /// `prefetch + 1` slots, each as large as the largest copy laid out (every tensor at an
+    /// aligned offset); 0 without copies.
     pub inflight_peak: u64,
     /// Pinned host memory for copies from `cpu` or `disk` (on `cpu`).
     pub staging: u64,
@@ -223,8 +225,8 @@ pub fn simulate(model: &Model<'_>, cost: &CostModel, prefetch: u32) -> Simulatio
         }
         *step_end = compute_free;
     }
-    let Streams { rates, copy, release, slots, .. } = streams;
-    let report = Report { n, k: copies.len(), step_ends, layer_times, copy, release };
+    let Streams { rates, copy, slots, .. } = streams;
+    let report = Report { n, k: copies.len(), step_ends, layer_times, copy };
     let layers = report.layer_timings(model.times);
     report.time_copies(&mut copies, slots);
     let compute_seconds: f64 = model.times.iter().sum();
@@ -234,7 +236,7 @@ pub fn simulate(model: &Model<'_>, cost: &CostModel, prefetch: u32) -> Simulatio
     // schedule can sustain; the bound holds.
     let step_seconds = report.steady_step().max(lower_bound_seconds);
     let hidden_copy_fraction = report.hidden_fraction(copy_seconds);
-    let inflight_peak = report.inflight_peak(&copies);
+    let inflight_peak = ring_bytes(model, &copies, slots);
     let staging = staging(model.compute, &copies);
     Simulation {
         copies,
@@ -259,7 +261,6 @@ struct Report {
     step_ends: [f64; STEPS],
     layer_times: Vec<(f64, f64)>,
     copy: Vec<(f64, f64)>,
-    release: Vec<Option<f64>>,
 }
 
 impl Report {
@@ -317,26 +318,18 @@ impl Report {
         }
         if copy_seconds > 0.0 { (hidden / copy_seconds).min(1.0) } else { 1.0 }
     }
+}
 
-    /// The most bytes in flight on the compute device: from a copy's start until its buffer is
-    /// released, over every step after the first.
-    fn inflight_peak(&self, copies: &[SimulatedCopy]) -> u64 {
-        let mut events: Vec<(f64, i128)> = Vec::new();
-        for g in self.k..self.copy.len() {
-            let bytes = copies.get(g % self.k.max(1)).map_or(0, |t| t.bytes) as i128;
-            let (start, _) = self.copy.get(g).copied().unwrap_or((0.0, 0.0));
-            let end = self.release.get(g).copied().flatten().unwrap_or(f64::INFINITY);
-            events.push((start, bytes));
-            events.push((end, -bytes));
-        }
-        events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let (mut current, mut peak) = (0i128, 0i128);
-        for (_, delta) in events {
-            current += delta;
-            peak = peak.max(current);
-        }
-        u64::try_from(peak).unwrap_or(0)
-    }
+/// Where the runtime puts each tensor of a copy in its buffer: at a multiple of this.
+pub const SLOT_ALIGN: u64 = 256;
+
+/// Bytes of the ring of copy buffers: `slots` of the largest copy laid out as the runtime lays it.
+fn ring_bytes(model: &Model<'_>, copies: &[SimulatedCopy], slots: usize) -> u64 {
+    let laid_out = |c: &SimulatedCopy| -> u64 {
+        let layers = model.layers.get(c.first..=c.last).unwrap_or_default();
+        layers.iter().flat_map(|l| &l.tensors).map(|t| t.bytes.div_ceil(SLOT_ALIGN) * SLOT_ALIGN).sum()
+    };
+    copies.iter().map(laid_out).max().unwrap_or(0).saturating_mul(slots as u64)
 }
 
 /// The time the busiest copy stream needs for one step's copies.

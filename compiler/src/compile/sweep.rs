@@ -9,7 +9,6 @@ use mgc_core::{Bytes, Device};
 use serde::Serialize;
 
 use super::budgets::{BudgetEntry, Budgets, graph_to_budgets};
-use super::cost::CostModel;
 use super::error::CompileError;
 use super::graph::workflow_to_graph;
 use super::{budgets_to_peaks, peaks::Peaks};
@@ -67,8 +66,8 @@ pub struct Range {
 /// The sweep of one model over a range of budgets on its compute device; `None` when the
 /// workflow has no model of that name.
 pub fn workflow_to_sweep(workflow: &Workflow, model: &str, range: Range) -> Result<Option<Sweep>, Vec<CompileError>> {
-    let cost = CostModel::new(workflow);
     let graph = workflow_to_graph(workflow)?;
+    let cost = super::cost_of(workflow, &graph);
     let base = graph_to_budgets(&graph, workflow)?;
     let Some((m, target)) = graph.models.iter().enumerate().find(|(_, g)| g.spec.name == model) else {
         return Ok(None);

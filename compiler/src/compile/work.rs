@@ -205,20 +205,26 @@ pub fn vae_decode(pass: &Pass, room: u64) -> Option<Decode> {
 /// The work of one layer of one pass.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct LayerWork {
-    /// `(rows, weight elements)`: a weight applied to `rows` vectors, 2 FLOPs an element a row.
-    pub matmuls: Vec<(f64, f64)>,
+    /// `(rows, inner, outputs)`: a weight of `outputs × inner` elements (a convolution's inner
+    /// width is its input channels × kernel) applied to `rows` vectors, 2 FLOPs an element a row.
+    pub matmuls: Vec<(f64, f64, f64)>,
     /// Elements through norms, biases and other vectors.
     pub elementwise: f64,
     /// `(queries, keys, width)`: an attention's `QKᵀ` and `AV`, 4 FLOPs per query, key and channel.
     pub attention: Vec<(f64, f64, f64)>,
     /// Weight tensors, each a kernel or more to launch.
     pub tensors: usize,
+    /// Per tensor, in the layer's order: the vectors it is applied to (0 for a lookup table, or a
+    /// weight the pass does not use).
+    #[serde(skip)]
+    pub rows: Vec<f64>,
 }
 
 impl LayerWork {
     /// The same work done `factor` times over (a tiled decode's overlaps).
     pub fn scaled(mut self, factor: f64) -> Self {
-        self.matmuls.iter_mut().for_each(|(rows, _)| *rows *= factor);
+        self.matmuls.iter_mut().for_each(|(rows, _, _)| *rows *= factor);
+        self.rows.iter_mut().for_each(|rows| *rows *= factor);
         self.attention.iter_mut().for_each(|(q, _, _)| *q *= factor);
         self.elementwise *= factor;
         self
@@ -226,7 +232,7 @@ impl LayerWork {
 
     /// Floating-point operations of the layer.
     pub fn flops(&self) -> f64 {
-        let matmuls: f64 = self.matmuls.iter().map(|(rows, e)| 2.0 * rows * e).sum();
+        let matmuls: f64 = self.matmuls.iter().map(|(rows, inner, outputs)| 2.0 * rows * inner * outputs).sum();
         let attention: f64 = self.attention.iter().map(|(q, k, d)| 4.0 * q * k * d).sum();
         matmuls + self.elementwise + attention
     }
@@ -238,8 +244,10 @@ pub fn layer_work(pass: &Pass, tensors: &[&Tensor]) -> LayerWork {
     let mut work = LayerWork { tensors: tensors.len(), ..LayerWork::default() };
     for t in tensors {
         let rows = rows(pass, &t.name) * items;
+        work.rows.push(rows);
         if t.shape.len() >= 2 && !is_vector(t) {
-            work.matmuls.push((rows, elements(t)));
+            let outputs = t.shape.first().copied().unwrap_or(1).max(1) as f64;
+            work.matmuls.push((rows, elements(t) / outputs, outputs));
         } else {
             work.elementwise += rows * elements(t);
         }

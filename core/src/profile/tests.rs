@@ -13,6 +13,13 @@ fn measured() -> Profile {
             elements_per_second: Some(2.5e10),
             threads: Some(1),
             flops_by_size: vec![(256.0, 1.5e12), (8192.0, 1.1e14)],
+            matmul: Some(table()),
+            streaming: Some(StreamingFigures {
+                threads: 3,
+                seconds_per_tensor: 6e-6,
+                elements_per_second: 2e10,
+                matmul: MatmulTable { flops_per_second: vec![vec![1e12, 2e12], vec![4e12, 9e12]], ..table() },
+            }),
             runtime_bytes: Some(402_653_184),
             spread: Some(0.125),
         }],
@@ -28,6 +35,41 @@ fn measured() -> Profile {
             spread: None,
         }),
     }
+}
+
+fn table() -> MatmulTable {
+    MatmulTable {
+        inner: vec![128.0, 2048.0],
+        outputs: vec![4096.0, 16_777_216.0],
+        flops_per_second: vec![vec![1e12, 4e12], vec![8e12, 1.6e13]],
+    }
+}
+
+#[test]
+fn a_matmul_table_is_read_between_and_beyond_its_shapes() {
+    let t = table();
+    let close = |a: f64, b: f64| (a - b).abs() <= b * 1e-9;
+    // At its points, the figures measured.
+    assert!(close(t.at(128.0, 4096.0).unwrap(), 1e12));
+    assert!(close(t.at(2048.0, 16_777_216.0).unwrap(), 1.6e13));
+    // Beyond its edges, held at the nearest.
+    assert!(close(t.at(16.0, 1.0).unwrap(), 1e12));
+    assert!(close(t.at(1e6, 1e12).unwrap(), 1.6e13));
+    // Half way on both axes (in logs): the geometric mean of the four corners.
+    let middle = t.at((128.0f64 * 2048.0).sqrt(), (4096.0f64 * 16_777_216.0).sqrt()).unwrap();
+    assert!(close(middle, (1e12f64 * 4e12 * 8e12 * 1.6e13).powf(0.25)), "{middle}");
+    // Monotone in each axis where the corners are.
+    assert!(t.at(512.0, 65536.0).unwrap() < t.at(1024.0, 65536.0).unwrap());
+}
+
+#[test]
+fn streaming_figures_are_read_when_a_model_streams() {
+    let p = measured();
+    let cuda = Device::Cuda(1);
+    assert_eq!(p.matmul(cuda, false).unwrap().flops_per_second[0][0], 1e12);
+    assert_eq!(p.matmul(cuda, true).unwrap().flops_per_second[1][1], 9e12);
+    assert_eq!(p.streaming(cuda).unwrap().threads, 3);
+    assert!(p.matmul(Device::Cpu, false).is_none(), "a device the profile does not have");
 }
 
 #[test]
@@ -98,6 +140,22 @@ fn bad_profiles_say_what_is_wrong() {
         (
             "[[device]]\nname = \"cpu\"\nflops_per_second = 1\nflops_by_size = [[0, 1]]\n",
             "a size in `flops_by_size` of `cpu`",
+        ),
+        (
+            "[[device]]\nname = \"cpu\"\nflops_per_second = 1\n[device.matmul]\ninner = [64, 32]\noutputs = [1]\nflops_per_second = [[1], [2]]\n",
+            "`matmul` of `cpu` must have ascending `inner`",
+        ),
+        (
+            "[[device]]\nname = \"cpu\"\nflops_per_second = 1\n[device.matmul]\ninner = [32]\noutputs = [1, 2]\nflops_per_second = [[1]]\n",
+            "one figure per output size",
+        ),
+        (
+            "[[device]]\nname = \"cpu\"\nflops_per_second = 1\n[device.matmul]\ninner = [32]\noutputs = [1]\nflops_per_second = [[-1]]\n",
+            "every figure in `matmul` of `cpu` must be a positive number, not -1",
+        ),
+        (
+            "[[device]]\nname = \"cpu\"\nflops_per_second = 1\n[device.streaming]\nthreads = 1\nseconds_per_tensor = 0\nelements_per_second = 1\n[device.streaming.matmul]\ninner = [32]\noutputs = [1]\nflops_per_second = [[1]]\n",
+            "`streaming.seconds_per_tensor` of `cpu` must be a positive number, not 0",
         ),
     ];
     for (text, expected) in cases {

@@ -1,27 +1,100 @@
-//! The arithmetic of one layer: its real weights applied at the plan's token count.
+//! The arithmetic of one layer: its real weights, each applied to as many vectors as the plan
+//! says the model applies it to in a step, and the layer's attention products at their lengths:
+//! the work the plan's prediction counts, with the model's own weights.
 
 use tch::{Device, Kind, Tensor};
 
 use super::error::RunError;
 use super::load::Weight;
 
-/// Deterministic hidden states of every shape a model's layers ask for: views of one buffer per
-/// dtype, as large as the largest shape asked for, so that the inputs of a run cost what one
-/// layer's input does (as a model's activations do), not one buffer per width. An element's value
-/// depends only on its index, so a shape reads the same values whatever was asked before.
+/// Where a layer computes: deterministic hidden states of every shape its weights ask for, and
+/// room for what it computes.
+///
+/// With an arena (a run: the plan's activation bytes for the model, allocated and touched once,
+/// so that a run holds what its plan reserves and no more), the arena is three equal regions:
+/// the inputs, the outputs, and an attention's scores; a product whose rows do not fit goes
+/// through in chunks of rows that do. Without one (the probe's small layers), every input is a
+/// view of one buffer per dtype and every output a tensor of its own.
+///
+/// An input element's value depends only on its index, so a shape reads the same values
+/// whatever was asked before, arena or not.
 pub struct Inputs {
     tokens: i64,
     device: Device,
+    arena: Option<Arena>,
     buffers: Vec<(Kind, Tensor)>,
 }
 
+/// The run's activation memory, in three regions of `region` bytes.
+struct Arena {
+    bytes: Tensor,
+    region: i64,
+    /// The inputs region: the dtype its pattern is written in, and how many elements of it.
+    filled: Option<(Kind, i64)>,
+}
+
+/// Which third of the arena.
+#[derive(Clone, Copy)]
+enum Region {
+    Inputs = 0,
+    Outputs = 1,
+    Scores = 2,
+}
+
 impl Inputs {
-    pub fn new(tokens: u64, device: Device) -> Self {
-        Self { tokens: i64::try_from(tokens).unwrap_or(1).max(1), device, buffers: Vec::new() }
+    /// Inputs of `tokens` rows (where a plan does not say a weight's rows) on `device`, in an
+    /// arena of `arena_bytes` (none when 0).
+    pub fn new(tokens: u64, device: Device, arena_bytes: u64) -> Result<Self, RunError> {
+        let region = i64::try_from(arena_bytes / 3).unwrap_or(i64::MAX);
+        let arena = if region > 0 {
+            // Zeroed, so that every page is resident from the start, as the plan counts it.
+            let bytes = Tensor::f_zeros([region * 3], (Kind::Uint8, device))?;
+            Some(Arena { bytes, region, filled: None })
+        } else {
+            None
+        };
+        Ok(Self { tokens: i64::try_from(tokens).unwrap_or(1).max(1), device, arena, buffers: Vec::new() })
+    }
+
+    /// Elements of `kind` one region holds; unbounded without an arena.
+    fn capacity(&self, kind: Kind) -> i64 {
+        self.arena.as_ref().map_or(i64::MAX, |a| a.region / element_bytes(kind))
+    }
+
+    /// Rows of `inner` in and `outputs` out that go through at once.
+    fn rows_at_once(&self, inner: i64, outputs: i64, kind: Kind) -> i64 {
+        let capacity = self.capacity(kind);
+        (capacity / inner.max(1)).min(capacity / outputs.max(1)).max(1)
+    }
+
+    /// A view of `shape` in `region` of the arena, when there is one and it fits.
+    fn view(&self, region: Region, shape: &[i64], kind: Kind) -> Result<Option<Tensor>, RunError> {
+        let Some(arena) = &self.arena else { return Ok(None) };
+        let n: i64 = shape.iter().product();
+        let bytes = n.saturating_mul(element_bytes(kind));
+        if bytes > arena.region {
+            return Ok(None);
+        }
+        let at = arena.region * region as i64;
+        Ok(Some(arena.bytes.f_narrow(0, at, bytes)?.f_view_dtype(kind)?.f_reshape(shape)?))
+    }
+
+    /// Room for an output of `shape`: in the arena's outputs region, or a tensor of its own.
+    fn output(&self, shape: &[i64], kind: Kind) -> Result<Option<Tensor>, RunError> {
+        self.view(Region::Outputs, shape, kind)
     }
 
     fn get(&mut self, shape: &[i64], kind: Kind) -> Result<Tensor, RunError> {
         let n: i64 = shape.iter().product();
+        if let Some(view) = self.view(Region::Inputs, shape, kind)? {
+            let arena = self.arena.as_mut().ok_or_else(|| RunError::Torch("no arena".into()))?;
+            if arena.filled.is_none_or(|(k, filled)| k != kind || filled < n) {
+                let bytes = n * element_bytes(kind);
+                fill(&arena.bytes.f_narrow(0, 0, bytes)?.f_view_dtype(kind)?, self.device, kind)?;
+                arena.filled = Some((kind, n));
+            }
+            return Ok(view);
+        }
         let slot = self.buffers.iter().position(|(k, t)| *k == kind && t.numel() >= usize::try_from(n).unwrap_or(0));
         let buffer = match slot {
             Some(i) => self.buffers.get(i).map(|(_, t)| t.shallow_clone()),
@@ -30,9 +103,8 @@ impl Inputs {
         let buffer = match buffer {
             Some(buffer) => buffer,
             None => {
-                // 251 values, repeated: no temporary larger than the buffer itself.
-                let pattern = Tensor::f_arange(251, (Kind::Float, self.device))?.g_div_scalar(251.0).g_sub_scalar(0.5);
-                let x = pattern.f_to_kind(kind)?.f_repeat([(n + 250) / 251])?;
+                let x = Tensor::f_empty([n.max(1)], (kind, self.device))?;
+                fill(&x, self.device, kind)?;
                 self.buffers.retain(|(k, _)| *k != kind);
                 self.buffers.push((kind, x.shallow_clone()));
                 x
@@ -40,23 +112,73 @@ impl Inputs {
         };
         Ok(buffer.f_narrow(0, 0, n)?.f_reshape(shape)?)
     }
+}
 
-    /// The side of the square images convolutions see: as many pixels as tokens.
-    fn side(&self, at_least: i64) -> i64 {
-        ((self.tokens as f64).sqrt().round() as i64).max(at_least).max(1)
+/// Writes the inputs' pattern into `x` (1-D): 251 values from -0.5 up, repeated, by doubling
+/// copies within `x`, so that no temporary larger than the pattern is made.
+fn fill(x: &Tensor, device: Device, kind: Kind) -> Result<(), RunError> {
+    let n = i64::try_from(x.numel()).unwrap_or(i64::MAX);
+    if n == 0 {
+        return Ok(());
+    }
+    let first = n.min(251);
+    let pattern = Tensor::f_arange(251, (Kind::Float, device))?.g_div_scalar(251.0).g_sub_scalar(0.5);
+    x.f_narrow(0, 0, first)?.f_copy_(&pattern.f_narrow(0, 0, first)?.f_to_kind(kind)?)?;
+    let mut done = first;
+    while done < n {
+        let m = done.min(n - done);
+        x.f_narrow(0, done, m)?.f_copy_(&x.f_narrow(0, 0, m)?)?;
+        done += m;
+    }
+    Ok(())
+}
+
+/// Bytes of one element of `kind`.
+fn element_bytes(kind: Kind) -> i64 {
+    match kind {
+        Kind::Double | Kind::Int64 | Kind::ComplexFloat => 8,
+        Kind::Float | Kind::Int => 4,
+        Kind::Half | Kind::BFloat16 | Kind::Int16 => 2,
+        _ => 1,
     }
 }
+
+/// What a layer computes in one step, from its plan.
+#[derive(Clone, Debug, Default)]
+pub struct Work {
+    /// Per weight, in order: the vectors it is applied to; `None` (a plan that does not say): the
+    /// model's tokens.
+    pub rows: Vec<Option<i64>>,
+    /// `(queries, keys, width)` of each attention.
+    pub attention: Vec<(i64, i64, i64)>,
+}
+
+impl Work {
+    pub fn of(layer: &mgc_plan::LayerPlan) -> Self {
+        let whole = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Self {
+            rows: layer.tensors.iter().map(|t| t.rows.map(whole)).collect(),
+            attention: layer.attention.iter().map(|a| (whole(a.queries), whole(a.keys), whole(a.width))).collect(),
+        }
+    }
+}
+
+/// Bytes of attention scores computed at once: queries go through in chunks this size allows, so
+/// that a long sequence needs no `queries × keys` matrix.
+const SCORES_BYTES: i64 = 8 << 20;
 
 fn is_float(kind: Kind) -> bool {
     matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16 | Kind::Float8e4m3fn | Kind::Float8e5m2)
 }
 
-/// Applies a layer's weights; returns a checksum of everything it computed. The checksum is summed
-/// on the compute device and read once per layer: one wait for the device per layer, not per
-/// weight.
-pub fn layer(weights: &[Weight], inputs: &mut Inputs) -> Result<f64, RunError> {
+/// Applies a layer's weights and computes its attention; returns a checksum of everything it
+/// computed. The checksum is summed on the compute device and read once per layer: one wait for
+/// the device per layer, not per weight.
+pub fn layer(weights: &[Weight], work: &Work, inputs: &mut Inputs) -> Result<f64, RunError> {
     let mut sum = Sum(None);
-    for w in weights {
+    let mut kind_seen = None;
+    for (i, w) in weights.iter().enumerate() {
+        let rows = work.rows.get(i).copied().flatten().unwrap_or(inputs.tokens);
         let name = &w.name;
         let dequantized = match &w.quantized {
             Some((dtype, shape)) => Some(super::gguf::dequantize(&w.tensor, dtype, shape)?),
@@ -64,6 +186,14 @@ pub fn layer(weights: &[Weight], inputs: &mut Inputs) -> Result<f64, RunError> {
         };
         let weight = dequantized.as_ref().unwrap_or(&w.tensor);
         let kind = weight.kind();
+        if rows == 0 && !mgc_plan::is_lookup(name) {
+            // Not used by a step (a VAE's encoder, a text encoder's logits): its first element
+            // only, so that the checksum still sees it arrive.
+            if weight.numel() > 0 {
+                sum.add(weight.f_flatten(0, -1)?.f_narrow(0, 0, 1)?.f_sum(Kind::Double)?)?;
+            }
+            continue;
+        }
         if !is_float(kind) {
             sum.add(weight.f_sum(Kind::Double)?)?;
             continue;
@@ -75,37 +205,136 @@ pub fn layer(weights: &[Weight], inputs: &mut Inputs) -> Result<f64, RunError> {
             (weight.shallow_clone(), kind)
         };
         let size = w.size();
+        kind_seen.get_or_insert(kind);
         if mgc_plan::is_lookup(name) && size.len() == 2 {
             // An embedding: one row gathered per token, as the model does.
             let rows = size.first().copied().unwrap_or(1).max(1);
             let index = Tensor::f_arange(inputs.tokens, (Kind::Int64, w.device()))?.remainder(rows);
-            sum.add(w.f_index_select(0, &index)?.f_sum(Kind::Double)?)?;
+            let width = size.get(1).copied().unwrap_or(1);
+            let out = match inputs.output(&[inputs.tokens, width], kind)? {
+                Some(room) => w.f_index_select_out(&room, 0, &index)?,
+                None => w.f_index_select(0, &index)?,
+            };
+            sum.add(first_row(&out)?)?;
             continue;
         }
-        let out = match size.as_slice() {
-            [_, inner] => inputs.get(&[inputs.tokens, *inner], kind)?.f_matmul(&w.f_transpose(0, 1)?)?,
-            [n] if name.ends_with("bias") => inputs.get(&[inputs.tokens, *n], kind)?.f_add(&w)?,
-            [n] => {
-                inputs.get(&[inputs.tokens, *n], kind)?.f_layer_norm([*n], Some(&w), None::<&Tensor>, 1e-6, false)?
+        let first = match size.as_slice() {
+            [outputs, inner] => {
+                let wt = w.f_transpose(0, 1)?;
+                by_rows(inputs, rows, *inner, *outputs, kind, |x, out| match out {
+                    Some(out) => Ok(x.f_matmul_out(out, &wt)?),
+                    None => Ok(x.f_matmul(&wt)?),
+                })?
             }
-            [_, channels, kh, kw] => {
-                let side = inputs.side((*kh).max(*kw));
-                let x = inputs.get(&[1, *channels, side, side], kind)?;
-                x.f_conv2d(&w, None::<&Tensor>, [1, 1], [*kh / 2, *kw / 2], [1, 1], 1)?
+            [n] if name.ends_with("bias") => by_rows(inputs, rows, *n, *n, kind, |x, out| match out {
+                Some(out) => Ok(x.f_add_out(out, &w)?),
+                None => Ok(x.f_add(&w)?),
+            })?,
+            [n] => by_rows(inputs, rows, *n, *n, kind, |x, out| norm(x, out, &w, *n))?,
+            // A convolution's arithmetic, as the plan counts it: each of `rows` positions through
+            // the kernel as one matrix of `outputs × (channels × kernel)` (what im2col makes of
+            // it), without a convolution kernel's own buffers.
+            [outputs, _, ..] if size.iter().filter(|&&d| d > 1).count() > 1 => {
+                let inner = size.iter().skip(1).product::<i64>();
+                let wt = w.f_reshape([*outputs, inner])?.f_transpose(0, 1)?;
+                by_rows(inputs, rows, inner, *outputs, kind, |x, out| match out {
+                    Some(out) => Ok(x.f_matmul_out(out, &wt)?),
+                    None => Ok(x.f_matmul(&wt)?),
+                })?
             }
-            [_, channels, kd, kh, kw] => {
-                let side = inputs.side((*kh).max(*kw)) / 2;
-                let x = inputs.get(&[1, *channels, (*kd).max(1), side.max(*kh), side.max(*kw)], kind)?;
-                x.f_conv3d(&w, None::<&Tensor>, [1, 1, 1], [0, *kh / 2, *kw / 2], [1, 1, 1], 1)?
-            }
-            _ => w.shallow_clone(),
+            _ => w.f_sum(Kind::Double)?,
         };
-        // The first row of the output depends on every weight of the tensor: its sum tells plans
-        // apart bit for bit without a second pass over the whole output.
-        let first = if out.dim() > 1 { out.f_select(0, 0)? } else { out };
-        sum.add(first.f_sum(Kind::Double)?)?;
+        sum.add(first)?;
+    }
+    let kind = kind_seen.unwrap_or(Kind::BFloat16);
+    for &(queries, keys, width) in &work.attention {
+        sum.add(attention(inputs, queries, keys, width, kind)?)?;
     }
     Ok(sum.0.map_or(0.0, |t| t.double_value(&[])))
+}
+
+/// `QKᵀ` then `AV` over `queries × keys` at `width`, the 4·q·k·d the cost model counts, queries
+/// in chunks whose scores fit the arena's scores region (or [`SCORES_BYTES`] without an arena);
+/// returns the sum of the first output row.
+fn attention(inputs: &mut Inputs, queries: i64, keys: i64, width: i64, kind: Kind) -> Result<Tensor, RunError> {
+    let (queries, keys, width) = (queries.max(1), keys.max(1), width.max(1));
+    let room = if inputs.arena.is_some() { inputs.capacity(kind) } else { SCORES_BYTES / element_bytes(kind) };
+    let chunk = (room / keys).clamp(1, queries);
+    // Keys as stored `keys × width` and values as `width × keys`: both products read their second
+    // matrix transposed, as a layer reads its weights (the layout the probe measures; values
+    // stored the other way run several times slower on some CPUs).
+    let kt = inputs.get(&[keys, width], kind)?.f_transpose(0, 1)?;
+    let vt = inputs.get(&[width, keys], kind)?.f_transpose(0, 1)?;
+    let mut first = None;
+    let mut at = 0;
+    while at < queries {
+        let n = chunk.min(queries - at);
+        let q = inputs.get(&[n, width], kind)?;
+        let scores = match inputs.view(Region::Scores, &[n, keys], kind)? {
+            Some(room) => q.f_matmul_out(&room, &kt)?,
+            None => q.f_matmul(&kt)?,
+        };
+        let out = match inputs.output(&[n, width], kind)? {
+            Some(room) => scores.f_matmul_out(&room, &vt)?,
+            None => scores.f_matmul(&vt)?,
+        };
+        if first.is_none() {
+            first = Some(first_row(&out)?);
+        }
+        at += n;
+    }
+    first.ok_or_else(|| RunError::Torch("an attention without queries".into()))
+}
+
+/// `rows` vectors of `inner` through `apply`, which writes `outputs` per row into the room it is
+/// given (or makes its own), in chunks of rows that fit the arena; returns the sum of the first
+/// output row, which depends on every element of the weight.
+fn by_rows(
+    inputs: &mut Inputs,
+    rows: i64,
+    inner: i64,
+    outputs: i64,
+    kind: Kind,
+    apply: impl Fn(&Tensor, Option<&Tensor>) -> Result<Tensor, RunError>,
+) -> Result<Tensor, RunError> {
+    let chunk = inputs.rows_at_once(inner, outputs, kind).min(rows.max(1));
+    let mut first = None;
+    let mut at = 0;
+    while at < rows.max(1) {
+        let n = chunk.min(rows.max(1) - at);
+        let x = inputs.get(&[n, inner], kind)?;
+        let room = inputs.output(&[n, outputs], kind)?;
+        let out = apply(&x, room.as_ref())?;
+        if first.is_none() {
+            first = Some(first_row(&out)?);
+        }
+        at += n;
+    }
+    first.ok_or_else(|| RunError::Torch("a product without rows".into()))
+}
+
+/// The sum of an output's first row (the whole of a vector), on its device.
+fn first_row(out: &Tensor) -> Result<Tensor, RunError> {
+    let first = if out.dim() > 1 { out.f_select(0, 0)? } else { out.shallow_clone() };
+    Ok(first.f_sum(Kind::Double)?)
+}
+
+/// A layer norm of `x` by the weight `w`, into `out` where there is room.
+fn norm(x: &Tensor, out: Option<&Tensor>, w: &Tensor, n: i64) -> Result<Tensor, RunError> {
+    if let Some(out) = out {
+        // Mean and deviation per row, in the dtype the device's kernel keeps them in (a GPU
+        // keeps 16-bit inputs' statistics in F32); where that guess is wrong, the plain norm.
+        let stats = match (x.device(), x.kind()) {
+            (Device::Cuda(_), Kind::BFloat16 | Kind::Half) => Kind::Float,
+            (_, kind) => kind,
+        };
+        let mean = Tensor::f_empty([0], (stats, x.device()))?;
+        let rstd = Tensor::f_empty([0], (stats, x.device()))?;
+        if let Ok((y, _, _)) = x.f_native_layer_norm_out(out, &mean, &rstd, [n], Some(w), None::<&Tensor>, 1e-6) {
+            return Ok(y);
+        }
+    }
+    Ok(x.f_layer_norm([n], Some(w), None::<&Tensor>, 1e-6, false)?)
 }
 
 /// A running sum on the device, in order (the same order gives the same bits).

@@ -201,6 +201,8 @@ impl Weight {
 pub struct LoadedLayer {
     pub tensors: Vec<Weight>,
     pub streamed: bool,
+    /// What a step computes with them.
+    pub work: super::compute::Work,
 }
 
 /// A model ready to run.
@@ -274,7 +276,7 @@ pub fn load_model(
             tensors.push(Weight { name: t.name.clone(), tensor: placed, quantized });
             bar.inc(t.bytes);
         }
-        layers.push(LoadedLayer { tensors, streamed: layer.streamed });
+        layers.push(LoadedLayer { tensors, streamed: layer.streamed, work: super::compute::Work::of(layer) });
     }
     let mut packed = Vec::new();
     let mut done = vec![false; layers.len()];

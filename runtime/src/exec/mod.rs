@@ -101,10 +101,10 @@ impl Session {
     pub fn plain_loop(&self, steps: usize) -> Result<f64, RunError> {
         let started = Instant::now();
         for (model, loaded) in self.plan.models.iter().zip(&self.models) {
-            let mut inputs = compute::Inputs::new(model.tokens, loaded.compute);
+            let mut inputs = compute::Inputs::new(model.tokens, loaded.compute, model.activation_bytes)?;
             for _ in 0..steps {
                 for layer in &loaded.layers {
-                    compute::layer(&layer.tensors, &mut inputs)?;
+                    compute::layer(&layer.tensors, &layer.work, &mut inputs)?;
                 }
             }
         }

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use mgc_core::Bandwidth;
-use mgc_core::profile::{Profile, ProfileDevice, ProfileDisk, ProfileError, ProfileLink};
+use mgc_core::profile::{
+    MatmulTable, Profile, ProfileDevice, ProfileDisk, ProfileError, ProfileLink, StreamingFigures,
+};
 use tch::{Device, Kind, Tensor};
 
 use super::error::RunError;
@@ -120,7 +122,7 @@ fn sync(device: Device) {
 /// Elements a second through a norm, as the runtime applies 1-D weights: back to back, as a
 /// layer's norms and biases run, with one wait for the device at the end.
 fn elements_per_second(device: Device) -> Result<(f64, Timing), RunError> {
-    let (rows, width, reps) = if device == Device::Cpu { (1024i64, 1024i64, 4) } else { (4096, 4096, 20) };
+    let (rows, width, reps) = if device == Device::Cpu { (1024i64, 1024i64, 32) } else { (4096, 4096, 20) };
     let x = Tensor::f_ones([rows, width], (Kind::BFloat16, device))?;
     let w = Tensor::f_ones([width], (Kind::BFloat16, device))?;
     let timing = median(|| {
@@ -148,11 +150,12 @@ fn seconds_per_tensor(device: Device) -> Result<(f64, Timing), RunError> {
             });
         }
     }
-    let mut inputs = super::compute::Inputs::new(1, device);
-    let rounds = 50;
+    // With an arena, as a run computes: one row of the widest weight, three regions.
+    let mut inputs = super::compute::Inputs::new(1, device, 3 * 8 * 2)?;
+    let rounds = 200;
     let timing = median(|| {
         for _ in 0..rounds {
-            super::compute::layer(&weights, &mut inputs)?;
+            super::compute::layer(&weights, &super::compute::Work::default(), &mut inputs)?;
         }
         Ok(())
     })?;
@@ -181,6 +184,82 @@ fn flops_by_size(device: Device) -> Result<Vec<(f64, f64, Timing)>, RunError> {
         curve.push((n as f64, 2.0 * (n as f64).powi(3) * f64::from(reps) / timing.seconds, timing));
     }
     Ok(curve)
+}
+
+/// Inner widths and output sizes (rows, outputs) of the matmul table.
+fn matmul_grid(device: Device) -> (&'static [i64], &'static [(i64, i64)]) {
+    if device == Device::Cpu {
+        (&[32, 128, 512, 2048], &[(1, 512), (64, 256), (256, 512), (1024, 1024)])
+    } else {
+        (&[128, 512, 2048, 8192], &[(1, 4096), (256, 4096), (4096, 4096), (8192, 8192)])
+    }
+}
+
+/// Seconds a timed run of the matmul table aims at: repetitions of small problems add up to it.
+const TABLE_RUN_SECONDS: f64 = 0.02;
+
+/// Rounds of the matmul table: the median of this many runs of each shape, spread over seconds.
+const TABLE_ROUNDS: usize = 9;
+
+/// BF16 matmul throughput on the grid of [`matmul_grid`], each problem shaped as a layer applies
+/// its weight (`rows × inner` through a stored `outputs × inner`), with the thread count set now.
+/// The grid is timed in rounds, every shape once a round, so that a machine that speeds up or
+/// slows down while it is measured moves every figure alike, not one shape's.
+fn matmul_table(device: Device) -> Result<(MatmulTable, Vec<Timing>), RunError> {
+    let (inners, outputs) = matmul_grid(device);
+    let mut problems = Vec::new();
+    for &inner in inners {
+        for &(m, n) in outputs {
+            let x = Tensor::f_ones([m, inner], (Kind::BFloat16, device))?;
+            let w = Tensor::f_ones([n, inner], (Kind::BFloat16, device))?;
+            // The warm-up, which also sizes the repetitions of a timed run.
+            let start = Instant::now();
+            drop(x.f_matmul(&w.f_transpose(0, 1)?)?);
+            sync(device);
+            let first = start.elapsed().as_secs_f64().max(1e-7);
+            let reps = (TABLE_RUN_SECONDS / first).ceil().clamp(1.0, 10_000.0) as u32;
+            problems.push((x, w, reps, 2.0 * (m * inner * n) as f64, Vec::with_capacity(TABLE_ROUNDS)));
+        }
+    }
+    for _ in 0..TABLE_ROUNDS {
+        for (x, w, reps, _, runs) in &mut problems {
+            let start = Instant::now();
+            for _ in 0..*reps {
+                drop(x.f_matmul(&w.f_transpose(0, 1)?)?);
+            }
+            sync(device);
+            runs.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let timings: Vec<Timing> = problems.iter().map(|(_, _, _, _, runs)| Timing::of(runs)).collect();
+    let flops: Vec<f64> =
+        problems.iter().zip(&timings).map(|((_, _, reps, f, _), t)| f * f64::from(*reps) / t.seconds).collect();
+    let table = MatmulTable {
+        inner: inners.iter().map(|&k| k as f64).collect(),
+        outputs: outputs.iter().map(|&(m, n)| (m * n) as f64).collect(),
+        flops_per_second: flops.chunks(outputs.len()).map(<[f64]>::to_vec).collect(),
+    };
+    Ok((table, timings))
+}
+
+/// A CPU's figures with one core fewer, as a run computes while its copy thread streams; `None`
+/// on a single core (the run does not leave the copy thread one) and on GPUs.
+fn streaming_figures(device: Device, cores: u32) -> Result<Option<(StreamingFigures, Vec<Timing>)>, RunError> {
+    if device != Device::Cpu || cores < 2 {
+        return Ok(None);
+    }
+    let before = tch::get_num_threads();
+    let threads = cores - 1;
+    tch::set_num_threads(i32::try_from(threads).unwrap_or(1));
+    let measured = (|| {
+        let (overhead, t0) = seconds_per_tensor(device)?;
+        let (rate, t1) = elements_per_second(device)?;
+        let (matmul, mut timings) = matmul_table(device)?;
+        timings.extend([t0, t1]);
+        Ok((StreamingFigures { threads, seconds_per_tensor: overhead, elements_per_second: rate, matmul }, timings))
+    })();
+    tch::set_num_threads(before);
+    measured.map(Some)
 }
 
 fn matmul_flops(device: Device, kind: Kind) -> Result<(f64, Timing), RunError> {
@@ -222,46 +301,54 @@ fn small_layer(width: i64, device: Device) -> Result<Vec<super::load::Weight>, R
 /// starts libtorch's threads.
 fn cpu_runtime_bytes() -> Result<u64, RunError> {
     let baseline = super::memory::Baseline::now();
-    let width = 64i64;
+    let width = 256i64;
     let tokens = 64u64;
     let weights = small_layer(width, Device::Cpu)?;
-    let own: u64 = weights.iter().map(|w| w.tensor.numel() as u64 * 2).sum::<u64>()
-        // the inputs of each width, kept, and the widest output
-        + tokens * (width as u64 + 4 * width as u64) * 2 * 2;
+    let weight_bytes: u64 = weights.iter().map(|w| super::streams::tensor_bytes(&w.tensor)).sum();
+    // The arena a run holds for its activations (three regions of the widest rows), and the ring
+    // its copy thread copies into (two buffers of a layer).
+    let arena = 3 * tokens * 4 * width as u64 * 2;
+    let layout = super::streams::layout([weights.as_slice()]);
+    let ring: Vec<Tensor> =
+        (0..2).map(|_| Tensor::f_zeros([layout.total as i64], (Kind::Uint8, Device::Cpu))).collect::<Result<_, _>>()?;
+    let own = weight_bytes + arena + 2 * layout.total;
     std::thread::scope(|scope| -> Result<(), RunError> {
-        // The copy thread copies a layer's weights as a run's does (into tensors of its own, two
-        // in flight), so that its allocator arena and stack are measured too.
+        // The copy thread copies the layer into the ring as a run's does, so that its stack, its
+        // allocator arena and libtorch's threads for its copies are measured too.
         let handles: Vec<Tensor> = weights.iter().map(|w| w.tensor.shallow_clone()).collect();
+        let slots: Vec<Tensor> = ring.iter().map(Tensor::shallow_clone).collect();
+        let offsets = layout.offsets.first().cloned().unwrap_or_default();
         let copies = scope.spawn(move || -> Result<(), RunError> {
-            let mut in_flight: Vec<Vec<Tensor>> = Vec::new();
-            for _ in 0..4 {
-                in_flight.push(handles.iter().map(Tensor::f_detach_copy).collect::<Result<_, _>>()?);
-                if in_flight.len() > 2 {
-                    in_flight.remove(0);
+            for round in 0..8 {
+                let slot = slots.get(round % 2).ok_or_else(|| RunError::Torch("no slot".into()))?;
+                for (w, &offset) in handles.iter().zip(&offsets) {
+                    super::streams::view_like(slot, offset, w)?.f_copy_(w)?;
                 }
                 super::memory::sample();
             }
             Ok(())
         });
-        let mut inputs = super::compute::Inputs::new(tokens, Device::Cpu);
-        for _ in 0..4 {
-            super::compute::layer(&weights, &mut inputs)?;
+        let mut inputs = super::compute::Inputs::new(tokens, Device::Cpu, arena)?;
+        for _ in 0..8 {
+            super::compute::layer(&weights, &super::compute::Work::default(), &mut inputs)?;
             super::memory::sample();
         }
         copies.join().map_err(|_| RunError::Torch("the probe's copy thread panicked".into()))??;
         Ok(())
     })?;
-    // Rounded up to a whole MiB, and one more: glibc keeps freed chunks resident in each thread's
-    // arena, and a run's pattern of allocations (layers of many widths, copies handed between
-    // threads) leaves more of them than this one layer does.
+    drop(ring);
+    // Rounded up to a quarter MiB, and [`ALLOCATOR_SLACK`] more: glibc keeps freed chunks resident
+    // in each thread's heap, and a run's pattern of small allocations (the plan read and parsed,
+    // layers of many widths, a report) leaves more of them than this one layer does: up to 1.6 MiB
+    // more in the runs of the plan-truth benchmark.
     let measured = baseline.peak_above().saturating_sub(own);
-    Ok(measured.div_ceil(MIB) * MIB + ALLOCATOR_SLACK)
+    Ok(measured.div_ceil(QUARTER_MIB) * QUARTER_MIB + ALLOCATOR_SLACK)
 }
 
-const MIB: u64 = 1 << 20;
+const QUARTER_MIB: u64 = 1 << 18;
 
 /// What a run's allocator keeps beyond the probe's measurement: see [`cpu_runtime_bytes`].
-const ALLOCATOR_SLACK: u64 = MIB;
+const ALLOCATOR_SLACK: u64 = 7 * QUARTER_MIB;
 
 /// The runtime's own memory on a GPU: what libtorch holds on the device beyond the tensors it
 /// was asked for once it has run layers (cuBLAS handles and workspaces, the caching allocator's
@@ -272,11 +359,12 @@ fn gpu_runtime_bytes(device: Device) -> Result<Option<u64>, RunError> {
     let Some((before, _)) = super::memory::cuda_memory(n) else { return Ok(None) };
     let width = 1024i64;
     let weights = small_layer(width, device)?;
-    let mut inputs = super::compute::Inputs::new(1024, device);
-    super::compute::layer(&weights, &mut inputs)?;
+    let arena = 3 * 1024 * 4 * width as u64 * 2;
+    let mut inputs = super::compute::Inputs::new(1024, device, arena)?;
+    super::compute::layer(&weights, &super::compute::Work::default(), &mut inputs)?;
     sync(device);
     let Some((after, _)) = super::memory::cuda_memory(n) else { return Ok(None) };
-    let own: u64 = weights.iter().map(|w| w.tensor.numel() as u64 * 2).sum();
+    let own: u64 = weights.iter().map(|w| w.tensor.numel() as u64 * 2).sum::<u64>() + arena;
     Ok(Some(before.saturating_sub(after).saturating_sub(own)))
 }
 
@@ -344,6 +432,21 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
             } else {
                 1
             };
+            let (matmul, table_timings) = matmul_table(device)?;
+            push_table(&mut p.figures, &name, "", &matmul, &table_timings);
+            timings.extend(table_timings);
+            let streaming = streaming_figures(device, threads)?;
+            if let Some((s, t)) = &streaming {
+                let what = format!(" with {} thread{}", s.threads, if s.threads == 1 { "" } else { "s" });
+                p.figures.push(Figure::new(
+                    format!("{name} cost of one small weight{what}"),
+                    s.seconds_per_tensor * 1e6,
+                    "µs",
+                ));
+                p.figures.push(Figure::new(format!("{name} norm{what}"), s.elements_per_second / 1e9, "G elements/s"));
+                push_table(&mut p.figures, &name, &what, &s.matmul, t);
+                timings.extend(t.iter().copied());
+            }
             p.profile.device.push(ProfileDevice {
                 name: profile_device(device),
                 flops_per_second: flops,
@@ -351,6 +454,8 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
                 elements_per_second: Some(rate),
                 threads: Some(threads),
                 flops_by_size: curve,
+                matmul: Some(matmul),
+                streaming: streaming.map(|(s, _)| s),
                 runtime_bytes: runtime.iter().find(|(d, _)| *d == device).and_then(|(_, b)| *b),
                 spread: Some(spread_of(timings)),
             });
@@ -410,6 +515,22 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
     }
     p.warnings = wide_spreads(&p.figures);
     Ok(p)
+}
+
+/// The figures of a matmul table, a line a shape.
+fn push_table(figures: &mut Vec<Figure>, name: &str, what: &str, table: &MatmulTable, timings: &[Timing]) {
+    let mut timings = timings.iter();
+    for (inner, row) in table.inner.iter().zip(&table.flops_per_second) {
+        for (outputs, flops) in table.outputs.iter().zip(row) {
+            let spread = timings.next().map_or(0.0, |t| t.spread);
+            figures.push(Figure {
+                what: format!("{name} matmul BF16 inner {inner} outputs {outputs}{what}"),
+                value: flops / 1e9,
+                unit: "GFLOP/s",
+                spread,
+            });
+        }
+    }
 }
 
 /// The widest spread of some timings.

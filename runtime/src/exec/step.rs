@@ -93,15 +93,19 @@ pub fn run_model(
         Some(gpu) => Some(open_copier(gpu, model, transfers, loaded, &sources)?),
         None => None,
     };
+    // On the CPU, a ring of buffers in RAM the copy thread copies into, allocated once.
+    let ring = match (compute_device, copies) {
+        (Device::Cpu, Copies::Streams) if !transfers.is_empty() => Some(cpu_ring(model, transfers, &sources)?),
+        _ => None,
+    };
     let (free_tx, free_rx) = channel::<(usize, Option<CudaEvent>)>();
-    if let Some(copier) = &copier {
-        for slot in 0..copier.slot_count() {
-            let _ = free_tx.send((slot, None));
-        }
+    let slots = copier.as_ref().map_or(0, Copier::slot_count) + ring.as_ref().map_or(0, Vec::len);
+    for slot in 0..slots {
+        let _ = free_tx.send((slot, None));
     }
     let packed: Vec<Option<tch::Tensor>> =
         loaded.packed.iter().map(|p| p.as_ref().map(tch::Tensor::shallow_clone)).collect();
-    let feed = CopyFeed { transfers, sources, packed, copier, compute: compute_device, clock, steps };
+    let feed = CopyFeed { transfers, sources, packed, copier, ring, compute: compute_device, clock, steps };
     std::thread::scope(|scope| -> Result<ModelRun, RunError> {
         let copy_thread = scope.spawn(move || feed.run(&tx, &free_rx));
         let mut computed = Computed::new(model.layers.len());
@@ -186,13 +190,26 @@ fn open_copier(
     Copier::new(gpu, loaded.compute, slots, slot_bytes, staging_bytes)
 }
 
+/// The ring of buffers a CPU run copies streamed layers into: `prefetch + 1` of the largest
+/// transfer laid out, zeroed so that they are resident from the start (as the plan counts them).
+fn cpu_ring(model: &ModelPlan, transfers: &[&Transfer], sources: &[Vec<Weight>]) -> Result<Vec<tch::Tensor>, RunError> {
+    let mut slot_bytes = 0;
+    for t in transfers {
+        slot_bytes = slot_bytes.max(streams::layout(carried(sources, t)?.iter().map(Vec::as_slice)).total);
+    }
+    let slots = (model.prefetch as usize).max(1) + 1;
+    let size = i64::try_from(slot_bytes.max(1)).unwrap_or(i64::MAX);
+    (0..slots).map(|_| Ok(tch::Tensor::f_zeros([size], (tch::Kind::Uint8, Device::Cpu))?)).collect()
+}
+
 /// What the copy thread works from: the model's transfers, its own handles on their weights, and
-/// on CUDA the copy stream.
+/// on CUDA the copy stream, on the CPU the ring of buffers.
 struct CopyFeed<'a> {
     transfers: &'a [&'a Transfer],
     sources: Vec<Vec<Weight>>,
     packed: Vec<Option<tch::Tensor>>,
     copier: Option<Copier>,
+    ring: Option<Vec<tch::Tensor>>,
     compute: Device,
     clock: Instant,
     steps: usize,
@@ -209,12 +226,16 @@ impl CopyFeed<'_> {
         let mut records = Vec::new();
         for _ in 0..self.steps {
             for (k, t) in self.transfers.iter().enumerate() {
-                let message = match &self.copier {
-                    Some(copier) => {
+                let message = match (&self.copier, &self.ring) {
+                    (Some(copier), _) => {
                         let Ok((slot, release)) = free.recv() else { return records };
                         self.on_stream(copier, k, t, slot, release.as_ref(), &mut records)
                     }
-                    None => self.with_torch(k, t, &mut records),
+                    (None, Some(ring)) => {
+                        let Ok((slot, _)) = free.recv() else { return records };
+                        self.into_ring(ring, k, t, slot, &mut records)
+                    }
+                    (None, None) => self.with_torch(k, t, &mut records),
                 };
                 let failed = message.is_err();
                 if tx.send(message).is_err() || failed {
@@ -241,6 +262,37 @@ impl CopyFeed<'_> {
         records.push(CopyRecord { from: t.from, to: t.to, bytes: t.bytes, start: end - c.seconds, end });
         memory::sample();
         Ok(Delivery { transfer: k, layers: c.layers, ready: Some(c.ready), slot: Some(c.slot) })
+    }
+
+    /// A copy into a buffer of the CPU ring, once the compute side has handed it back.
+    fn into_ring(
+        &self,
+        ring: &[tch::Tensor],
+        k: usize,
+        t: &Transfer,
+        slot: usize,
+        records: &mut Vec<CopyRecord>,
+    ) -> Result<Delivery, RunError> {
+        let start = self.clock.elapsed().as_secs_f64();
+        let buffer = ring.get(slot).ok_or_else(|| RunError::Torch(format!("no buffer {slot} in the ring")))?;
+        let group = carried(&self.sources, t)?;
+        let layout = streams::layout(group.iter().map(Vec::as_slice));
+        let mut layers = Vec::with_capacity(group.len());
+        for (layer, offsets) in group.iter().zip(&layout.offsets) {
+            let mut moved = Vec::with_capacity(layer.len());
+            for (w, &offset) in layer.iter().zip(offsets) {
+                let mut view = streams::view_like(buffer, offset, &w.tensor)?;
+                if !copy_bytes(&w.tensor, &view) {
+                    view.f_copy_(&w.tensor)?;
+                }
+                moved.push(w.with(view));
+            }
+            layers.push(moved);
+        }
+        let end = self.clock.elapsed().as_secs_f64();
+        records.push(CopyRecord { from: t.from, to: t.to, bytes: t.bytes, start, end });
+        memory::sample();
+        Ok(Delivery { transfer: k, layers, ready: None, slot: Some(slot) })
     }
 
     /// libtorch's own copies, waited for before they are handed over.
@@ -274,6 +326,28 @@ impl CopyFeed<'_> {
             None => Ok(Delivery { transfer: k, layers: buffer, ready: None, slot: None }),
         }
     }
+}
+
+/// Copies a contiguous CPU tensor's bytes into a contiguous CPU tensor of the same size, on this
+/// thread alone: libtorch's copy would start a thread team of its own for the copy thread, whose
+/// stacks and allocator arenas the run would then hold. Whether it could (else the caller copies
+/// with libtorch).
+fn copy_bytes(from: &tch::Tensor, to: &tch::Tensor) -> bool {
+    let bytes = streams::tensor_bytes(from);
+    let cpu = from.device() == Device::Cpu && to.device() == Device::Cpu;
+    if !cpu || !from.is_contiguous() || !to.is_contiguous() || streams::tensor_bytes(to) != bytes {
+        return false;
+    }
+    let Ok(len) = usize::try_from(bytes) else { return false };
+    #[allow(unsafe_code, reason = "a byte copy between two live tensors' storages")]
+    // SAFETY: both tensors are alive for the whole call, contiguous and `len` bytes long (checked
+    // above); `to` is a view of a ring buffer only this thread writes until it hands the view over,
+    // and `from` is a weight in RAM or in the file's mapping, which no one writes: they do not
+    // overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(from.data_ptr().cast::<u8>(), to.data_ptr().cast::<u8>(), len);
+    }
+    true
 }
 
 /// What the compute side measured.
@@ -312,7 +386,7 @@ impl Stepper<'_> {
         cuda_before: Option<u64>,
         computed: &mut Computed,
     ) -> Result<Option<u64>, RunError> {
-        let mut inputs = Inputs::new(self.model.tokens, self.loaded.compute);
+        let mut inputs = Inputs::new(self.model.tokens, self.loaded.compute, self.model.activation_bytes)?;
         let mut device_low = cuda_before;
         for _ in 0..steps {
             let step_start = self.clock.elapsed().as_secs_f64();
@@ -321,7 +395,7 @@ impl Stepper<'_> {
                 let value = if layer.streamed {
                     self.streamed_layer(l, &mut current, &rx, &free_tx, &mut inputs, computed)?
                 } else {
-                    self.timed(&layer.tensors, &mut inputs, computed)?
+                    self.timed(&layer.tensors, &layer.work, &mut inputs, computed)?
                 };
                 if let Some(c) = computed.checksums.get_mut(l) {
                     *c = value.to_bits();
@@ -367,12 +441,20 @@ impl Stepper<'_> {
         let first = self.transfers.get(delivery.transfer).map_or(l, |t| t.first_layer);
         let tensors =
             delivery.layers.get(l - first).ok_or_else(|| RunError::Torch("copy and layer disagree".into()))?;
-        let value = self.timed(tensors, inputs, computed)?;
+        let work = self.loaded.layers.get(l).map(|layer| &layer.work);
+        let value = self.timed(tensors, work.unwrap_or(&compute::Work::default()), inputs, computed)?;
         if last_of(delivery) == Some(l) {
             // Release the buffer: on CUDA, hand its slot back once the kernels launched so far
             // (the last readers) are done.
-            if let (Some(gpu), Some(slot)) = (self.gpu, delivery.slot) {
-                let _ = free_tx.send((slot, Some(gpu.torch_event()?)));
+            match (self.gpu, delivery.slot) {
+                (Some(gpu), Some(slot)) => {
+                    let _ = free_tx.send((slot, Some(gpu.torch_event()?)));
+                }
+                // The CPU ring: its computations are done when the layer returns.
+                (None, Some(slot)) => {
+                    let _ = free_tx.send((slot, None));
+                }
+                _ => {}
             }
             *current = None;
         }
@@ -380,9 +462,15 @@ impl Stepper<'_> {
     }
 
     /// One layer's compute, its interval recorded.
-    fn timed(&self, tensors: &[Weight], inputs: &mut Inputs, computed: &mut Computed) -> Result<f64, RunError> {
+    fn timed(
+        &self,
+        tensors: &[Weight],
+        work: &compute::Work,
+        inputs: &mut Inputs,
+        computed: &mut Computed,
+    ) -> Result<f64, RunError> {
         let start = self.clock.elapsed().as_secs_f64();
-        let value = compute::layer(tensors, inputs)?;
+        let value = compute::layer(tensors, work, inputs)?;
         computed.intervals.push((start, self.clock.elapsed().as_secs_f64()));
         Ok(value)
     }
