@@ -147,6 +147,34 @@ fn a_hardware_profile_replaces_the_defaults_and_workflow_figures_replace_the_pro
     );
 }
 
+#[test]
+fn the_disk_tier_is_read_cold_when_the_models_exceed_ram() {
+    let dir = with_flux();
+    std::fs::write(
+        dir.path().join("hw.toml"),
+        "[disk]\nread_bytes_per_second = 3.5e9\ncold_read_bytes_per_second = 1.2e9\n",
+    )
+    .unwrap();
+    let disk_link = |ram: &str| {
+        let text = format!("profile = \"hw.toml\"\n{}", workflow("24gb", "1gb", "cuda:0,12gb;disk,*"))
+            .replace("memory = \"64gb\"", &format!("memory = \"{ram}\""));
+        std::fs::write(dir.path().join("d.toml"), text).unwrap();
+        let (code, _, err) = mgc(&["compile", "d.toml"], dir.path());
+        assert_eq!(code, 0, "{err}");
+        let plan =
+            mgc_plan::Plan::from_json(&std::fs::read_to_string(dir.path().join("d.plan.json")).unwrap()).unwrap();
+        let link = plan.links.iter().find(|l| l.from == Device::Disk).unwrap().clone();
+        (link.bandwidth_bytes_per_second, link.source)
+    };
+    // Flux (23.8 GB) fits in 64 GB of RAM: the file stays in the page cache between steps.
+    let (warm, source) = disk_link("64gb");
+    assert_eq!(warm, 3_500_000_000, "{source}");
+    // Not in 16 GB: every step reads it from the drive.
+    let (cold, source) = disk_link("16gb");
+    assert_eq!(cold, 1_200_000_000, "{source}");
+    assert!(source.contains("cold"), "{source}");
+}
+
 /// A compile killed at any moment leaves either no plan or a whole one — never half of one.
 #[test]
 fn an_interrupted_compile_never_leaves_a_partial_plan() {

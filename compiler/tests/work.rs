@@ -232,3 +232,36 @@ fn llm_text_encoders_are_text_encoders_with_their_layers_in_order() {
     let names: Vec<&str> = models[0].layers.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["token_embd", "blk.0", "blk.1", "output_norm"]);
 }
+
+#[test]
+fn each_weight_carries_the_vectors_it_sees_and_its_shape_into_the_plan() {
+    let graph = graph(&["flux1-dev"], "resolution = [1024, 1024]").unwrap();
+    let (i, t, h) = (4096.0_f64, 256.0_f64, 3072.0_f64);
+    let layer = |name: &str| graph.models[0].layers.iter().find(|l| l.name == name).unwrap();
+    let rows = |layer_name: &str, tensor: &str| {
+        let l = layer(layer_name);
+        let at = l.tensors.iter().position(|x| x.name == format!("{layer_name}.{tensor}")).unwrap();
+        l.work.rows[at]
+    };
+    assert_eq!(rows("double_blocks.0", "img_attn.qkv.weight"), i);
+    assert_eq!(rows("double_blocks.0", "txt_attn.qkv.weight"), t);
+    assert_eq!(rows("double_blocks.0", "img_mod.lin.weight"), 1.0, "a modulation weight acts once per sample");
+    assert_eq!(rows("single_blocks.0", "linear1.weight"), i + t);
+    // Products as (rows, inner, outputs): the QKV projection of the image stream.
+    assert!(layer("double_blocks.0").work.matmuls.contains(&(i, h, 3.0 * h)));
+    // The plan carries both, for `mgc run` to compute.
+    let dir = tempfile::tempdir().unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/flux1-dev.json");
+    let inventory: InventoryFixture = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    write_header_only(&inventory, "", &dir.path().join("flux.safetensors")).unwrap();
+    let text = "[[device]]\nname = \"cuda:0\"\nmemory = \"200gb\"\n[[device]]\nname = \"cpu\"\nmemory = \"8gb\"\n\
+                [workload]\nresolution = [1024, 1024]\n[[model]]\nname = \"flux\"\nfile = \"flux.safetensors\"\n\
+                compute = \"cuda:0\"\n";
+    let plan = mgc_compiler::compile::toml_to_plan(text, dir.path(), &Hardware::default).unwrap();
+    let double = plan.models[0].layers.iter().find(|l| l.name == "double_blocks.0").unwrap();
+    let mod_rows = double.tensors.iter().find(|x| x.name == "double_blocks.0.img_mod.lin.weight").unwrap().rows;
+    assert_eq!(mod_rows, Some(1));
+    let attention = &double.attention;
+    assert_eq!(attention.len(), 1);
+    assert_eq!((attention[0].queries, attention[0].keys, attention[0].width), (4352, 4352, 3072));
+}

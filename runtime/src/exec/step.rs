@@ -233,7 +233,7 @@ impl CopyFeed<'_> {
                     }
                     (None, Some(ring)) => {
                         let Ok((slot, _)) = free.recv() else { return records };
-                        self.into_ring(ring, k, t, slot, &mut records)
+                        self.on_ring(ring, k, t, slot, &mut records)
                     }
                     (None, None) => self.with_torch(k, t, &mut records),
                 };
@@ -265,7 +265,7 @@ impl CopyFeed<'_> {
     }
 
     /// A copy into a buffer of the CPU ring, once the compute side has handed it back.
-    fn into_ring(
+    fn on_ring(
         &self,
         ring: &[tch::Tensor],
         k: usize,
