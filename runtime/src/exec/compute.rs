@@ -45,7 +45,8 @@ impl Inputs {
     /// Inputs of `tokens` rows (where a plan does not say a weight's rows) on `device`, in an
     /// arena of `arena_bytes` (none when 0).
     pub fn new(tokens: u64, device: Device, arena_bytes: u64) -> Result<Self, RunError> {
-        let region = i64::try_from(arena_bytes / 3).unwrap_or(i64::MAX);
+        // Each region starts at a multiple of 256 bytes, so that a view of any dtype is aligned.
+        let region = i64::try_from(arena_bytes / 3 / 256 * 256).unwrap_or(i64::MAX);
         let arena = if region > 0 {
             // Zeroed, so that every page is resident from the start, as the plan counts it.
             let bytes = Tensor::f_zeros([region * 3], (Kind::Uint8, device))?;
@@ -347,5 +348,60 @@ impl Sum {
             None => part,
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn weight(name: &str, shape: &[i64]) -> Weight {
+        let n: i64 = shape.iter().product();
+        let tensor = Tensor::f_arange(n, (Kind::Float, Device::Cpu))
+            .unwrap()
+            .remainder(7)
+            .g_div_scalar(7.0)
+            .f_to_kind(Kind::BFloat16)
+            .unwrap()
+            .f_reshape(shape)
+            .unwrap();
+        Weight { name: name.to_owned(), tensor, quantized: None }
+    }
+
+    /// A layer's checksum is the same in an arena large enough for everything, in one so small
+    /// that every product goes through in chunks of rows, and without one.
+    #[test]
+    fn an_arena_and_its_chunks_compute_what_plain_tensors_do() {
+        let weights = [
+            weight("attn.qkv.weight", &[96, 32]),
+            weight("attn.qkv.bias", &[96]),
+            weight("norm.weight", &[32]),
+            weight("mod.lin.weight", &[64, 32]),
+            weight("patch.weight", &[8, 4, 1, 2, 2]),
+        ];
+        let work =
+            Work { rows: vec![Some(100), Some(100), Some(100), Some(1), Some(49)], attention: vec![(100, 80, 32)] };
+        let checksum = |arena: u64| {
+            let mut inputs = Inputs::new(100, Device::Cpu, arena).unwrap();
+            layer(&weights, &work, &mut inputs).unwrap()
+        };
+        let plain = checksum(0);
+        assert!(plain.is_finite() && plain != 0.0);
+        assert_eq!(checksum(3 * 100 * 96 * 2 * 2).to_bits(), plain.to_bits(), "the whole layer at once");
+        assert_eq!(checksum(3 * 1024).to_bits(), plain.to_bits(), "in chunks of a few rows");
+    }
+
+    /// The inputs' pattern reads the same through the arena as through a buffer of its own.
+    #[test]
+    fn the_inputs_pattern_does_not_depend_on_where_it_is_written() {
+        let mut arena = Inputs::new(1, Device::Cpu, 3 * 4096).unwrap();
+        let mut plain = Inputs::new(1, Device::Cpu, 0).unwrap();
+        for shape in [[3i64, 5], [40, 25], [1, 600]] {
+            let a = arena.get(&shape, Kind::BFloat16).unwrap();
+            let b = plain.get(&shape, Kind::BFloat16).unwrap();
+            assert!(a.equal(&b), "{shape:?}");
+        }
     }
 }
