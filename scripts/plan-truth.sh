@@ -7,11 +7,12 @@
 # Then `mgc sweep` of each model from nothing to all of it on the CPU (the rest on disk), and
 # `mgc run` of the plan compiled at each of its budgets: the sweep's predicted step against the
 # measured one, which should agree within 10%.
-# Usage: plan-truth.sh [MGC] [STEPS] (MGC defaults to the release build; writes under target/).
+# Usage: plan-truth.sh [MGC] [STEPS] (MGC defaults to the release build, STEPS to 10; writes under
+# target/).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mgc="${1:-$here/target/release/mgc}"
-steps="${2:-6}"
+steps="${2:-10}"
 work="$here/target/plan-truth"
 mkdir -p "$work"
 cd "$work"
@@ -69,7 +70,9 @@ for p in json.load(open(sys.argv[1]))["points"]:
 PY
     while read -r budget predicted; do
         name="$model-sweep-$budget"
-        sed "s/^allocation = .*/allocation = \"cpu,${budget}b;disk,*\"/" "$base.toml" >"$name.toml"
+        allocation="cpu,${budget}b;disk,*"
+        [ "$budget" = 0 ] && allocation="disk,*"
+        sed "s/^allocation = .*/allocation = \"$allocation\"/" "$base.toml" >"$name.toml"
         "$mgc" compile "$name.toml" -o "$name.plan.json" >/dev/null
         "$mgc" run "$name.plan.json" --steps "$steps" --format json >"$name.run.json"
         python3 - "$model" "$budget" "$predicted" "$name.run.json" <<'PY'

@@ -339,7 +339,7 @@ fn cpu_runtime_bytes() -> Result<u64, RunError> {
     drop(ring);
     // Rounded up to a quarter MiB, and [`ALLOCATOR_SLACK`] more: glibc keeps freed chunks resident
     // in each thread's heap, and a run's pattern of small allocations (the plan read and parsed,
-    // layers of many widths, a report) leaves more of them than this one layer does: up to 1.6 MiB
+    // layers of many widths, a report) leaves more of them than this one layer does: up to 1.75 MiB
     // more in the runs of the plan-truth benchmark.
     let measured = baseline.peak_above().saturating_sub(own);
     Ok(measured.div_ceil(QUARTER_MIB) * QUARTER_MIB + ALLOCATOR_SLACK)
@@ -348,7 +348,7 @@ fn cpu_runtime_bytes() -> Result<u64, RunError> {
 const QUARTER_MIB: u64 = 1 << 18;
 
 /// What a run's allocator keeps beyond the probe's measurement: see [`cpu_runtime_bytes`].
-const ALLOCATOR_SLACK: u64 = 7 * QUARTER_MIB;
+const ALLOCATOR_SLACK: u64 = 8 * QUARTER_MIB;
 
 /// The runtime's own memory on a GPU: what libtorch holds on the device beyond the tensors it
 /// was asked for once it has run layers (cuBLAS handles and workspaces, the caching allocator's
