@@ -329,9 +329,8 @@ impl CopyFeed<'_> {
 }
 
 /// Copies a contiguous CPU tensor's bytes into a contiguous CPU tensor of the same size, on this
-/// thread alone: libtorch's copy would start a thread team of its own for the copy thread, whose
-/// stacks and allocator arenas the run would then hold. Whether it could (else the caller copies
-/// with libtorch).
+/// thread alone: libtorch's copy may split a large copy over a thread pool, onto the cores the
+/// compute thread has. Whether it could (else the caller copies with libtorch).
 fn copy_bytes(from: &tch::Tensor, to: &tch::Tensor) -> bool {
     let bytes = streams::tensor_bytes(from);
     let cpu = from.device() == Device::Cpu && to.device() == Device::Cpu;
