@@ -295,12 +295,24 @@ impl Profile {
         self.find(device).and_then(|d| d.threads)
     }
 
-    pub fn elements_per_second(&self, device: Device) -> Option<f64> {
-        self.find(device).and_then(|d| d.elements_per_second)
+    /// Elements a second through a norm: measured with one core fewer when `streaming` and the
+    /// profile has that figure.
+    pub fn elements_per_second(&self, device: Device, streaming: bool) -> Option<f64> {
+        let d = self.find(device)?;
+        match (&d.streaming, streaming) {
+            (Some(s), true) => Some(s.elements_per_second),
+            _ => d.elements_per_second,
+        }
     }
 
-    pub fn seconds_per_tensor(&self, device: Device) -> Option<f64> {
-        self.find(device).and_then(|d| d.seconds_per_tensor)
+    /// The fixed cost of one weight tensor: measured with one core fewer when `streaming` and the
+    /// profile has that figure.
+    pub fn seconds_per_tensor(&self, device: Device, streaming: bool) -> Option<f64> {
+        let d = self.find(device)?;
+        match (&d.streaming, streaming) {
+            (Some(s), true) => Some(s.seconds_per_tensor),
+            _ => d.seconds_per_tensor,
+        }
     }
 
     pub fn flops(&self, device: Device) -> Option<f64> {

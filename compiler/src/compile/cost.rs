@@ -114,12 +114,10 @@ impl CostModel {
     /// The fixed cost of applying one weight tensor on a device, seconds: as measured with one
     /// core fewer when the device computes while streaming and the profile has that figure.
     pub fn seconds_per_tensor(&self, device: Device, streaming: bool) -> f64 {
-        let profile = self.profile.as_ref();
-        let measured = match profile.and_then(|p| p.streaming(device)) {
-            Some(s) if streaming => Some(s.seconds_per_tensor),
-            _ => profile.and_then(|p| p.seconds_per_tensor(device)),
-        };
-        measured.unwrap_or(DEFAULT_SECONDS_PER_TENSOR)
+        self.profile
+            .as_ref()
+            .and_then(|p| p.seconds_per_tensor(device, streaming))
+            .unwrap_or(DEFAULT_SECONDS_PER_TENSOR)
     }
 
     /// Seconds of one matrix product: `rows` vectors of `inner` through a weight of `outputs ×
@@ -164,12 +162,7 @@ impl CostModel {
 
     /// Elements a second through norms and elementwise ops on a device.
     pub fn elements_per_second(&self, device: Device, streaming: bool) -> f64 {
-        let profile = self.profile.as_ref();
-        let measured = match profile.and_then(|p| p.streaming(device)) {
-            Some(s) if streaming => Some(s.elements_per_second),
-            _ => profile.and_then(|p| p.elements_per_second(device)),
-        };
-        measured.unwrap_or(match device.kind() {
+        self.profile.as_ref().and_then(|p| p.elements_per_second(device, streaming)).unwrap_or(match device.kind() {
             DeviceKind::Cpu | DeviceKind::Disk => DEFAULT_CPU_ELEMENTS_PER_SECOND,
             _ => DEFAULT_ACCELERATOR_ELEMENTS_PER_SECOND,
         })

@@ -222,10 +222,7 @@ pub fn layer(weights: &[Weight], work: &Work, inputs: &mut Inputs) -> Result<f64
         let first = match size.as_slice() {
             [outputs, inner] => {
                 let wt = w.f_transpose(0, 1)?;
-                by_rows(inputs, rows, *inner, *outputs, kind, |x, out| match out {
-                    Some(out) => Ok(x.f_matmul_out(out, &wt)?),
-                    None => Ok(x.f_matmul(&wt)?),
-                })?
+                by_rows(inputs, rows, *inner, *outputs, kind, |x, out| product(x, &wt, out))?
             }
             [n] if name.ends_with("bias") => by_rows(inputs, rows, *n, *n, kind, |x, out| match out {
                 Some(out) => Ok(x.f_add_out(out, &w)?),
@@ -238,10 +235,7 @@ pub fn layer(weights: &[Weight], work: &Work, inputs: &mut Inputs) -> Result<f64
             [outputs, _, ..] if size.iter().filter(|&&d| d > 1).count() > 1 => {
                 let inner = size.iter().skip(1).product::<i64>();
                 let wt = w.f_reshape([*outputs, inner])?.f_transpose(0, 1)?;
-                by_rows(inputs, rows, inner, *outputs, kind, |x, out| match out {
-                    Some(out) => Ok(x.f_matmul_out(out, &wt)?),
-                    None => Ok(x.f_matmul(&wt)?),
-                })?
+                by_rows(inputs, rows, inner, *outputs, kind, |x, out| product(x, &wt, out))?
             }
             _ => w.f_sum(Kind::Double)?,
         };
@@ -271,14 +265,8 @@ fn attention(inputs: &mut Inputs, queries: i64, keys: i64, width: i64, kind: Kin
     while at < queries {
         let n = chunk.min(queries - at);
         let q = inputs.get(&[n, width], kind)?;
-        let scores = match inputs.view(Region::Scores, &[n, keys], kind)? {
-            Some(room) => q.f_matmul_out(&room, &kt)?,
-            None => q.f_matmul(&kt)?,
-        };
-        let out = match inputs.output(&[n, width], kind)? {
-            Some(room) => scores.f_matmul_out(&room, &vt)?,
-            None => scores.f_matmul(&vt)?,
-        };
+        let scores = product(&q, &kt, inputs.view(Region::Scores, &[n, keys], kind)?.as_ref())?;
+        let out = product(&scores, &vt, inputs.output(&[n, width], kind)?.as_ref())?;
         if first.is_none() {
             first = Some(first_row(&out)?);
         }
@@ -312,6 +300,14 @@ fn by_rows(
         at += n;
     }
     first.ok_or_else(|| RunError::Torch("a product without rows".into()))
+}
+
+/// `x · b`, written into `room` where there is one.
+fn product(x: &Tensor, b: &Tensor, room: Option<&Tensor>) -> Result<Tensor, RunError> {
+    Ok(match room {
+        Some(room) => x.f_matmul_out(room, b)?,
+        None => x.f_matmul(b)?,
+    })
 }
 
 /// The sum of an output's first row (the whole of a vector), on its device.
