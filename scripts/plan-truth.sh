@@ -7,12 +7,22 @@
 # Then `mgc sweep` of each model from nothing to all of it on the CPU (the rest on disk), and
 # `mgc run` of the plan compiled at each of its budgets: the sweep's predicted step against the
 # measured one, which should agree within 10%.
-# Usage: plan-truth.sh [MGC] [STEPS] (MGC defaults to the release build, STEPS to 10; writes under
-# target/).
+# Each run takes as many steps as its plan predicts fill SECONDS (10 at least): a shared machine
+# runs fast and slow for seconds at a time, and a run of two seconds measures one spell of it.
+# Usage: plan-truth.sh [MGC] [SECONDS] (MGC defaults to the release build, SECONDS to 8; writes
+# under target/).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mgc="${1:-$here/target/release/mgc}"
-steps="${2:-10}"
+seconds="${2:-8}"
+# Steps that fill $seconds at the predicted step of the plan $1, 10 at least.
+steps_for() {
+    python3 - "$1" "$seconds" <<'PY'
+import json, math, sys
+step = json.load(open(sys.argv[1]))["predicted"]["step_seconds"]
+print(max(10, math.ceil(float(sys.argv[2]) / step)) if step > 0 else 10)
+PY
+}
 work="$here/target/plan-truth"
 mkdir -p "$work"
 cd "$work"
@@ -43,7 +53,7 @@ tokens = 256
 prefetch = 1
 TOML
         "$mgc" compile "$name.toml" -o "$name.plan.json" >/dev/null 2>&1 || continue
-        "$mgc" run "$name.plan.json" --steps "$steps" --format json >"$name.run.json"
+        "$mgc" run "$name.plan.json" --steps "$(steps_for "$name.plan.json")" --format json >"$name.run.json"
         python3 - "$name" "$name.run.json" <<'PY' || fail=1
 import json, sys
 name, path = sys.argv[1], sys.argv[2]
@@ -74,7 +84,7 @@ PY
         [ "$budget" = 0 ] && allocation="disk,*"
         sed "s/^allocation = .*/allocation = \"$allocation\"/" "$base.toml" >"$name.toml"
         "$mgc" compile "$name.toml" -o "$name.plan.json" >/dev/null
-        "$mgc" run "$name.plan.json" --steps "$steps" --format json >"$name.run.json"
+        "$mgc" run "$name.plan.json" --steps "$(steps_for "$name.plan.json")" --format json >"$name.run.json"
         python3 - "$model" "$budget" "$predicted" "$name.run.json" <<'PY'
 import json, sys
 model, budget, predicted, path = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]

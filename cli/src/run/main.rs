@@ -14,6 +14,7 @@ use mgc_cli::Status;
 use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
+    mgc_runtime::exec::steady_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -48,6 +48,27 @@ impl Baseline {
     }
 }
 
+/// glibc serves an allocation of 128 KiB or more from a mapping of its own, returned on free, but
+/// raises that threshold (up to 32 MiB) each time such a block is freed, and then keeps later
+/// blocks of that size in its heaps, resident after they are freed. How far it rose depended on
+/// the order of a run's allocations: the same plan held up to 2 MiB more with its report written
+/// as JSON than as a table. Called first thing by the runtime's command line (`mgc run` and
+/// `mgc probe`), this holds the threshold at its default, so that a run holds the same memory every
+/// time, and what the probe measures is what a run holds. Not called for the node pack, whose
+/// process (ComfyUI's) is not ours to tune.
+pub fn steady_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        /// glibc's default threshold, held.
+        const THRESHOLD: libc::c_int = 128 * 1024;
+        #[expect(unsafe_code, reason = "sets one of glibc's allocator parameters; no memory is touched")]
+        // SAFETY: mallopt only records the parameter; any value is valid for it.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD);
+        }
+    }
+}
+
 /// Notes the process's anonymous resident memory now (after loading, after each copy and step).
 pub fn sample() {
     ANON_PEAK.fetch_max(anon_now(), Ordering::Relaxed);

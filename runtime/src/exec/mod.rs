@@ -21,6 +21,7 @@ use std::path::Path;
 use std::time::Instant;
 
 pub use error::RunError;
+pub use memory::steady_allocator;
 pub use report::{Report, human};
 pub use step::Copies;
 

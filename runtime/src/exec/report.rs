@@ -36,7 +36,8 @@ pub struct ModelReport {
     /// The first step: caches, libtorch's allocator and thread pool warming up. Not in the
     /// measured step time unless it is the only step.
     pub warmup_seconds: f64,
-    /// The median of the steps after the first (the first when it is the only one).
+    /// The mean of the steps after the first, less their fastest and slowest tenth (the first
+    /// when it is the only one).
     pub measured_step_seconds: f64,
     pub predicted_step_seconds: f64,
     pub hidden_copy_fraction: f64,
@@ -45,7 +46,8 @@ pub struct ModelReport {
     /// SHA-256 over the per-layer checksums of the last step: equal for equal weights and shapes,
     /// wherever the plan put them.
     pub checksum: String,
-    /// Each layer's compute, measured (median over the steps after the first) and predicted.
+    /// Each layer's compute, measured (as the step is, over the steps after the first) and
+    /// predicted.
     pub layers: Vec<LayerReport>,
 }
 
@@ -80,11 +82,15 @@ pub struct Report {
     pub models: Vec<ModelReport>,
 }
 
-/// The step time of a run: the median of the steps after the first, which warms caches up.
+/// The step time of a run: the mean of the steps after the first (which warms caches up), less
+/// their fastest and slowest tenth. The mean is what a long run takes a step, the machine's fast
+/// and slow spells included; the tenths leave out a step that something else interrupted.
 fn measured(steps: &[f64]) -> f64 {
     let mut warm: Vec<f64> = if steps.len() > 1 { steps.iter().skip(1).copied().collect() } else { steps.to_vec() };
     warm.sort_by(f64::total_cmp);
-    warm.get(warm.len() / 2).copied().unwrap_or(0.0)
+    let trim = warm.len() / 10;
+    let kept = warm.get(trim..warm.len() - trim).unwrap_or(&warm);
+    if kept.is_empty() { 0.0 } else { kept.iter().sum::<f64>() / kept.len() as f64 }
 }
 
 /// Copy seconds that ran while compute was busy, over all copy seconds.
@@ -288,4 +294,22 @@ pub fn human(report: &Report) -> String {
     }
     t.push_str(&format!("\n{}\n", report.note));
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::measured;
+
+    #[test]
+    fn a_step_is_the_mean_after_the_warm_up_without_the_outer_tenths() {
+        assert_eq!(measured(&[]), 0.0);
+        assert_eq!(measured(&[5.0]), 5.0, "the only step, warm-up or not");
+        assert_eq!(measured(&[9.0, 1.0, 2.0]), 1.5, "the warm-up left out, the mean of the rest");
+        // A slow spell of three steps of ten counts as it does on a clock (the median would be
+        // 1); one step interrupted (the slowest tenth) and the fastest tenth do not.
+        let mut steps = vec![9.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 0.5, 20.0];
+        assert_eq!(measured(&steps), 11.0 / 8.0);
+        steps.truncate(6);
+        assert_eq!(measured(&steps), 1.0);
+    }
 }
