@@ -303,7 +303,7 @@ fn by_rows(
 }
 
 /// `x · b`, written into `room` where there is one.
-fn product(x: &Tensor, b: &Tensor, room: Option<&Tensor>) -> Result<Tensor, RunError> {
+pub(super) fn product(x: &Tensor, b: &Tensor, room: Option<&Tensor>) -> Result<Tensor, RunError> {
     Ok(match room {
         Some(room) => x.f_matmul_out(room, b)?,
         None => x.f_matmul(b)?,
@@ -317,7 +317,7 @@ fn first_row(out: &Tensor) -> Result<Tensor, RunError> {
 }
 
 /// A layer norm of `x` by the weight `w`, into `out` where there is room.
-fn norm(x: &Tensor, out: Option<&Tensor>, w: &Tensor, n: i64) -> Result<Tensor, RunError> {
+pub(super) fn norm(x: &Tensor, out: Option<&Tensor>, w: &Tensor, n: i64) -> Result<Tensor, RunError> {
     if let Some(out) = out {
         // Mean and deviation per row, in the dtype the device's kernel keeps them in (a GPU
         // keeps 16-bit inputs' statistics in F32); where that guess is wrong, the plain norm.

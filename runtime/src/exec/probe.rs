@@ -242,36 +242,42 @@ impl Group {
         }));
 
         // Elements a second through a norm, as the runtime applies 1-D weights: back to back, as
-        // a layer's norms and biases run, with one wait for the device at the end.
+        // a layer's norms and biases run, into an output held throughout as a run's arena is,
+        // with one wait for the device at the end.
         let (rows, width, reps) = if device == Device::Cpu { (1024i64, 1024i64, 32) } else { (4096, 4096, 20) };
         let x = Tensor::f_ones([rows, width], (Kind::BFloat16, device))?;
         let w = Tensor::f_ones([width], (Kind::BFloat16, device))?;
+        let out = Tensor::f_zeros([rows, width], (Kind::BFloat16, device))?;
         work.push((rows * width * reps) as f64);
         runs.push(Box::new(move || {
             for _ in 0..reps {
-                drop(x.f_layer_norm([width], Some(&w), None::<&Tensor>, 1e-6, false)?);
+                drop(super::compute::norm(&x, Some(&out), &w, width)?);
             }
             sync(device);
             Ok(())
         }));
 
         // BF16 matmul throughput on the grid of [`matmul_grid`], each problem shaped as a layer
-        // applies its weight (`rows × inner` through a stored `outputs × inner`).
+        // applies its weight (`rows × inner` through a stored `outputs × inner`), into an output
+        // held throughout, as the runtime's products write into its arena. (A new output each
+        // time timed the allocator too: the largest outputs read up to 10% slower, and every
+        // all-resident plan was predicted slow by as much.)
         let (inners, outputs) = matmul_grid(device);
         for &inner in inners {
             for &(m, n) in outputs {
                 let x = Tensor::f_ones([m, inner], (Kind::BFloat16, device))?;
-                let w = Tensor::f_ones([n, inner], (Kind::BFloat16, device))?;
+                let w = Tensor::f_ones([n, inner], (Kind::BFloat16, device))?.f_transpose(0, 1)?;
+                let out = Tensor::f_zeros([m, n], (Kind::BFloat16, device))?;
                 // The first product sizes the repetitions of a timed run.
                 let start = Instant::now();
-                drop(x.f_matmul(&w.f_transpose(0, 1)?)?);
+                drop(super::compute::product(&x, &w, Some(&out))?);
                 sync(device);
                 let first = start.elapsed().as_secs_f64().max(1e-7);
                 let reps = (TABLE_RUN_SECONDS / first).ceil().clamp(1.0, 10_000.0) as u32;
                 work.push(2.0 * (m * inner * n) as f64 * f64::from(reps));
                 runs.push(Box::new(move || {
                     for _ in 0..reps {
-                        drop(x.f_matmul(&w.f_transpose(0, 1)?)?);
+                        drop(super::compute::product(&x, &w, Some(&out))?);
                     }
                     sync(device);
                     Ok(())
