@@ -23,15 +23,17 @@ pub struct Figure {
     pub unit: &'static str,
     /// How far the timed runs spread: (slowest − fastest) / median; 0 for a single reading.
     pub spread: f64,
+    /// How well the figure is known, as a fraction of it either way: [`Timing::within`].
+    pub within: f64,
 }
 
 impl Figure {
     fn new(what: impl Into<String>, value: f64, unit: &'static str) -> Self {
-        Self { what: what.into(), value, unit, spread: 0.0 }
+        Self { what: what.into(), value, unit, spread: 0.0, within: 0.0 }
     }
 
     fn timed(what: impl Into<String>, value: f64, unit: &'static str, timing: Timing) -> Self {
-        Self { what: what.into(), value, unit, spread: timing.spread }
+        Self { what: what.into(), value, unit, spread: timing.spread, within: timing.within }
     }
 }
 
@@ -39,7 +41,7 @@ impl Figure {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Probe {
     pub figures: Vec<Figure>,
-    /// Figures whose runs spread too wide to trust, in words.
+    /// Figures known too loosely to trust, in words.
     pub warnings: Vec<String>,
     /// What the compiler reads: devices' FLOP/s (BF16), links' bytes/s, disk read bytes/s.
     #[serde(skip)]
@@ -68,8 +70,8 @@ const RUNS: usize = 5;
 /// Timed runs of the figures only reported, not read by the compiler (matmul at F32 and F16).
 const REPORTED_RUNS: usize = 3;
 
-/// A spread wider than this, (slowest − fastest) / median, earns a warning.
-const WIDE_SPREAD: f64 = 0.25;
+/// A figure known less well than this either way ([`Timing::within`]) earns a warning.
+const LOOSE: f64 = 0.125;
 
 /// What timed runs of one thing gave.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -80,6 +82,10 @@ pub struct Timing {
     /// (slowest − fastest) / typical; of ten runs or more, without the fastest and the slowest
     /// tenth, so that one run interrupted does not make the spread of twenty.
     pub spread: f64,
+    /// How well `seconds` is known, as a fraction of it either way: half the spread for a median
+    /// of a few runs; for a mean of rounds, twice its standard error (the mean of 17 runs that
+    /// spread over 50% is known within some ±6%, where each run alone is not within ±25%).
+    pub within: f64,
 }
 
 impl Timing {
@@ -89,7 +95,8 @@ impl Timing {
         let n = sorted.len();
         let at = |i: usize| sorted.get(i).copied().unwrap_or(0.0);
         let median = if n % 2 == 1 { at(n / 2) } else { (at((n / 2).saturating_sub(1)) + at(n / 2)) / 2.0 };
-        Self { seconds: median, spread: spread(trimmed(&sorted), median) }
+        let spread = spread(trimmed(&sorted), median);
+        Self { seconds: median, spread, within: spread / 2.0 }
     }
 
     /// The mean of `runs` without their fastest and slowest tenth, and their spread: for runs
@@ -100,8 +107,15 @@ impl Timing {
     pub fn of_rounds(runs: &[f64]) -> Self {
         let sorted = sorted(runs);
         let kept = trimmed(&sorted);
-        let mean = if kept.is_empty() { 0.0 } else { kept.iter().sum::<f64>() / kept.len() as f64 };
-        Self { seconds: mean, spread: spread(kept, mean) }
+        let n = kept.len() as f64;
+        let mean = if kept.is_empty() { 0.0 } else { kept.iter().sum::<f64>() / n };
+        let within = if kept.len() > 1 && mean > 0.0 {
+            let variance = kept.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+            2.0 * (variance / n).sqrt() / mean
+        } else {
+            0.0
+        };
+        Self { seconds: mean, spread: spread(kept, mean), within }
     }
 }
 
@@ -605,7 +619,7 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
     if !tch::Cuda::is_available() {
         p.figures.push(Figure::new("CUDA", 0.0, "devices (none found: measured the CPU only)"));
     }
-    p.warnings = wide_spreads(&p.figures);
+    p.warnings = loose_figures(&p.figures);
     Ok(p)
 }
 
@@ -620,8 +634,8 @@ fn push_compute(
 ) {
     let mut timings = timings.iter().copied();
     let mut push = |what: String, value: f64, unit: &'static str| {
-        let spread = timings.next().map_or(0.0, |t| t.spread);
-        figures.push(Figure { what, value, unit, spread });
+        let (spread, within) = timings.next().map_or((0.0, 0.0), |t| (t.spread, t.within));
+        figures.push(Figure { what, value, unit, spread, within });
     };
     push(format!("{name} cost of one small weight{what}"), per_tensor * 1e6, "µs");
     push(format!("{name} norm{what}"), rate / 1e9, "G elements/s");
@@ -637,16 +651,17 @@ fn spread_of(timings: impl IntoIterator<Item = Timing>) -> f64 {
     timings.into_iter().map(|t| t.spread).fold(0.0, f64::max)
 }
 
-/// A warning for every figure whose runs spread wider than [`WIDE_SPREAD`].
-fn wide_spreads(figures: &[Figure]) -> Vec<String> {
+/// A warning for every figure known less well than [`LOOSE`] either way.
+fn loose_figures(figures: &[Figure]) -> Vec<String> {
     figures
         .iter()
-        .filter(|f| f.spread > WIDE_SPREAD)
+        .filter(|f| f.within > LOOSE)
         .map(|f| {
             format!(
-                "{}: its runs spread over {:.0}% of their median (something else was running?); \
-                 `mgc probe` on an idle machine gives steadier figures",
+                "{}: known only within ±{:.0}%, its runs spread over {:.0}% of it (something else was \
+                 running?); `mgc probe` on an idle machine gives steadier figures",
                 f.what,
+                f.within * 100.0,
                 f.spread * 100.0
             )
         })
@@ -708,7 +723,8 @@ impl Probe {
             t,
             "# Each timed figure is the median of {RUNS} runs after a warm-up ({REPORTED_RUNS} for matmul at F32 \
              and F16; the mean of {ROUNDS} taken in rounds, less the fastest and slowest tenth, for the \
-             cost of one small weight, the norm and the matmul table); ± is half their spread."
+             cost of one small weight, the norm and the matmul table); ± is how well a figure is known: half \
+             the spread of a median's runs, twice the standard error of a mean of rounds."
         );
         for f in &self.figures {
             let _ = writeln!(t, "# {}: {:.2} {}{}", f.what, f.value, f.unit, spread_words(f));
@@ -726,26 +742,60 @@ impl Probe {
         for f in &self.figures {
             let _ = writeln!(t, "{:<40} {:>10.2} {}{}", f.what, f.value, f.unit, spread_words(f));
         }
-        for w in &self.warnings {
+        for w in self.warnings.iter().take(SHOWN_WARNINGS) {
             let _ = writeln!(t, "warning: {w}");
+        }
+        let more = self.warnings.len().saturating_sub(SHOWN_WARNINGS);
+        if more > 0 {
+            let _ = writeln!(
+                t,
+                "warning: and {more} more figure{} known looser than ±{:.1}% (every one is in the profile's comments)",
+                if more == 1 { "" } else { "s" },
+                LOOSE * 100.0
+            );
         }
         t
     }
 }
 
+/// Warnings shown one by one in the human output; the rest are counted (a busy machine gives
+/// dozens, all alike).
+const SHOWN_WARNINGS: usize = 5;
+
 /// A timed figure's spread, as ` (±N%)`; nothing for a single reading.
 fn spread_words(f: &Figure) -> String {
-    if f.spread > 0.0 { format!(" (±{:.0}%)", f.spread * 50.0) } else { String::new() }
+    if f.within > 0.0 { format!(" (±{:.0}%)", f.within * 100.0) } else { String::new() }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Timing;
+    use super::{Figure, Probe, Timing, loose_figures};
+
+    #[test]
+    fn figures_known_loosely_are_warned_of_and_a_busy_machine_gets_a_count() {
+        let timed = |what: &str, runs: &[f64]| Figure::timed(what, 1.0, "s", Timing::of_rounds(runs));
+        let steady = timed("steady", &[1.0; 21]);
+        // Two modes a long way apart, near even in number: the mean is known within some ±17%.
+        let mut two_modes = vec![1.0; 11];
+        two_modes.extend([2.0; 10]);
+        let loose = timed("loose", &two_modes);
+        let one = Figure::new("one reading", 1.0, "MiB");
+        let warnings = loose_figures(&[steady.clone(), loose.clone(), one]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings.first().is_some_and(|w| w.starts_with("loose: known only within ±")), "{warnings:?}");
+
+        let busy = Probe { figures: vec![steady], warnings: vec!["w".to_owned(); 7], ..Probe::default() };
+        let text = busy.human();
+        assert_eq!(text.matches("warning: w\n").count(), 5, "{text}");
+        assert!(text.contains("warning: and 2 more figures known looser than ±12.5%"), "{text}");
+        assert!(text.starts_with("steady"), "{text}");
+        assert!(!text.lines().next().unwrap_or("").contains('±'), "a steady figure has no ±: {text}");
+    }
 
     #[test]
     fn a_few_runs_give_their_median_and_full_spread() {
         let t = Timing::of(&[3.0, 1.0, 2.0]);
-        assert_eq!(t, Timing { seconds: 2.0, spread: 1.0 });
+        assert_eq!(t, Timing { seconds: 2.0, spread: 1.0, within: 0.5 });
         assert_eq!(Timing::of(&[4.0, 1.0, 2.0, 3.0]).seconds, 2.5);
     }
 
@@ -754,7 +804,7 @@ mod tests {
         // One run interrupted and one lucky: both dropped, the rest agree.
         let mut runs = vec![1.0; 18];
         runs.extend([10.0, 0.1]);
-        assert_eq!(Timing::of_rounds(&runs), Timing { seconds: 1.0, spread: 0.0 });
+        assert_eq!(Timing::of_rounds(&runs), Timing { seconds: 1.0, spread: 0.0, within: 0.0 });
         // Two modes: the median is the commoner one, the mean what a long run takes.
         let mut runs = vec![1.0; 11];
         runs.extend([0.6; 9]);
@@ -762,11 +812,16 @@ mod tests {
         let t = Timing::of_rounds(&runs);
         assert!((t.seconds - (7.0 * 0.6 + 9.0) / 16.0).abs() < 1e-12, "{t:?}");
         assert!((t.spread - 0.4 / t.seconds).abs() < 1e-12, "{t:?}");
+        // Seven runs at 0.6 and nine at 1 of the sixteen kept: their standard deviation, over
+        // the root of sixteen, twice, as a fraction of the mean.
+        let deviation = ((7.0 * (0.6 - t.seconds).powi(2) + 9.0 * (1.0 - t.seconds).powi(2)) / 15.0_f64).sqrt();
+        assert!((t.within - 2.0 * deviation / 4.0 / t.seconds).abs() < 1e-12, "{t:?}");
+        assert!(t.within < t.spread / 2.0, "a mean of many runs is known better than one run");
     }
 
     #[test]
     fn no_runs_give_nothing() {
-        assert_eq!(Timing::of(&[]), Timing { seconds: 0.0, spread: 0.0 });
-        assert_eq!(Timing::of_rounds(&[]), Timing { seconds: 0.0, spread: 0.0 });
+        assert_eq!(Timing::of(&[]), Timing { seconds: 0.0, spread: 0.0, within: 0.0 });
+        assert_eq!(Timing::of_rounds(&[]), Timing { seconds: 0.0, spread: 0.0, within: 0.0 });
     }
 }
