@@ -175,6 +175,44 @@ fn the_disk_tier_is_read_cold_when_the_models_exceed_ram() {
     assert!(source.contains("cold"), "{source}");
 }
 
+#[test]
+fn kernels_beside_copies_are_slowed_for_the_part_of_the_step_the_copies_take() {
+    let dir = with_flux();
+    // Layer compute seconds of Flux on cuda:0 under `allocation`, with a profile whose copies to
+    // cuda:0 run at `link` bytes a second and whose kernels run `slowdown` × slower beside them.
+    let layers = |allocation: &str, link: &str, slowdown: Option<f64>| {
+        let slowdown = slowdown.map_or(String::new(), |s| format!("copy_slowdown = {s}\n"));
+        std::fs::write(
+            dir.path().join("hw.toml"),
+            format!(
+                "[[device]]\nname = \"cuda:0\"\nflops_per_second = 1e15\n{slowdown}\n[[link]]\nfrom = \"cpu\"\nto = \"cuda:0\"\nbytes_per_second = {link}\n"
+            ),
+        )
+        .unwrap();
+        let text = format!("profile = \"hw.toml\"\n{}", workflow("48gb", "1gb", allocation));
+        std::fs::write(dir.path().join("s.toml"), text).unwrap();
+        let (code, _, err) = mgc(&["compile", "s.toml"], dir.path());
+        assert_eq!(code, 0, "{err}");
+        let plan =
+            mgc_plan::Plan::from_json(&std::fs::read_to_string(dir.path().join("s.plan.json")).unwrap()).unwrap();
+        plan.models[0].layers.iter().map(|l| l.compute_seconds).collect::<Vec<f64>>()
+    };
+    let factors = |with: &[f64], without: &[f64]| -> Vec<f64> {
+        with.iter().zip(without).filter(|(_, b)| **b > 0.0).map(|(a, b)| a / b).collect()
+    };
+    let streamed = "cuda:0,20gb;cpu,*";
+    // Copies slower than the compute run beside all of it: every layer 1.5 × slower (the plan
+    // keeps its seconds to the nanosecond).
+    let slow_link = factors(&layers(streamed, "1e9", Some(1.5)), &layers(streamed, "1e9", None));
+    assert!(!slow_link.is_empty() && slow_link.iter().all(|f| (f - 1.5).abs() < 1e-4), "{slow_link:?}");
+    // Fast copies run beside a small part of it: slower, by less.
+    let fast_link = factors(&layers(streamed, "1e12", Some(1.5)), &layers(streamed, "1e12", None));
+    assert!(fast_link.iter().all(|f| *f > 1.0 && *f < 1.1), "{fast_link:?}");
+    // A model that does not stream is not slowed.
+    let resident = factors(&layers("cuda:0,*", "1e9", Some(1.5)), &layers("cuda:0,*", "1e9", None));
+    assert!(resident.iter().all(|f| (f - 1.0).abs() < 1e-9), "{resident:?}");
+}
+
 /// A compile killed at any moment leaves either no plan or a whole one — never half of one.
 #[test]
 fn an_interrupted_compile_never_leaves_a_partial_plan() {

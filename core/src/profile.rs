@@ -69,6 +69,11 @@ pub struct ProfileDevice {
     /// caching allocator's slack on a GPU. Bytes; every predicted peak of the device includes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_bytes: Option<u64>,
+    /// A GPU's kernels run this much slower while a copy to it runs beside them (1 or more): the
+    /// copy engine and the kernels share the device's memory. The cost model slows a streaming
+    /// model's layers by it, for the part of the step its copies take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_slowdown: Option<f64>,
     /// How far the probe's runs of these figures spread, at the widest: (slowest − fastest) /
     /// median. Each figure is the median of its runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,6 +196,8 @@ pub enum ProfileError {
     NotPositive { what: String, value: String },
     #[error("{what} must be 0 or more, not {value}")]
     Negative { what: String, value: String },
+    #[error("{what} must be 1 or more (a factor of slowing down), not {value}")]
+    BelowOne { what: String, value: String },
 }
 
 impl Profile {
@@ -229,6 +236,14 @@ impl Profile {
             }
             if let Some(table) = &d.matmul {
                 table.check(name)?;
+            }
+            if let Some(slowdown) = d.copy_slowdown
+                && !(slowdown.is_finite() && slowdown >= 1.0)
+            {
+                return Err(ProfileError::BelowOne {
+                    what: format!("`copy_slowdown` of `{name}`"),
+                    value: slowdown.to_string(),
+                });
             }
             if let Some(streaming) = &d.streaming {
                 positive(&|| format!("`streaming.seconds_per_tensor` of `{name}`"), streaming.seconds_per_tensor)?;
@@ -284,6 +299,11 @@ impl Profile {
     /// The figures measured with one core fewer, when the profile has them.
     pub fn streaming(&self, device: Device) -> Option<&StreamingFigures> {
         self.find(device).and_then(|d| d.streaming.as_ref())
+    }
+
+    /// How much slower `device`'s kernels run beside a copy to it, measured.
+    pub fn copy_slowdown(&self, device: Device) -> Option<f64> {
+        self.find(device).and_then(|d| d.copy_slowdown)
     }
 
     /// The runtime's own memory on `device`, measured.

@@ -181,6 +181,12 @@ impl CostModel {
         }
     }
 
+    /// How much slower `device`'s kernels run while a copy to it runs beside them, as the
+    /// profile measured it; none where it did not (a CPU's sharing is [`Self::sharing_factor`]).
+    pub fn copy_slowdown(&self, device: Device) -> Option<f64> {
+        self.profile.as_ref().and_then(|p| p.copy_slowdown(device)).filter(|_| device.is_accelerator())
+    }
+
     /// Seconds one layer computes on a device: every matrix product at the throughput of its
     /// problem size, norms and biases at the elementwise rate, every attention's `4·q·k·d`, and
     /// a fixed cost a tensor. On a CPU the fixed costs add to the work. A GPU runs its kernels

@@ -100,7 +100,39 @@ pub fn layer_times(model: &GraphModel, budgets: &[BudgetEntry], cost: &CostModel
     // The compute device streams when its budget is smaller than the model.
     let streams = budgets.iter().find(|b| b.device == compute).is_none_or(|b| b.bytes < model.bytes);
     let sharing = cost.sharing_factor(compute, streams);
-    model.layers.iter().map(|l| cost.layer_seconds(&l.work, compute, streams) * sharing).collect()
+    let times: Vec<f64> =
+        model.layers.iter().map(|l| cost.layer_seconds(&l.work, compute, streams) * sharing).collect();
+    match cost.copy_slowdown(compute) {
+        Some(slowdown) if streams && slowdown > 1.0 => {
+            // The kernels slow down while copies run beside them: for the part of the step the
+            // copies take (all of it when they take longer than the compute).
+            let computing: f64 = times.iter().sum();
+            let copying = copy_seconds(model, budgets, cost);
+            let part = if computing > 0.0 { (copying / computing).min(1.0) } else { 0.0 };
+            let factor = (slowdown - 1.0).mul_add(part, 1.0);
+            times.into_iter().map(|t| t * factor).collect()
+        }
+        _ => times,
+    }
+}
+
+/// Seconds a step of `model` spends copying to its compute device: what its budget there does
+/// not hold, taken from its other budgets in order (the absorbing one takes the rest), each at
+/// its link's rate.
+fn copy_seconds(model: &GraphModel, budgets: &[BudgetEntry], cost: &CostModel) -> f64 {
+    let compute = model.spec.compute;
+    let held = budgets.iter().find(|b| b.device == compute).map_or(0, |b| b.bytes);
+    let mut left = model.bytes.saturating_sub(held);
+    let mut seconds = 0.0;
+    for b in budgets.iter().filter(|b| b.device != compute) {
+        let taken = if b.absorbs { left } else { left.min(b.bytes) };
+        left -= taken;
+        let rate = cost.rate(b.device, compute).bytes_per_second;
+        if rate > 0.0 {
+            seconds += taken as f64 / rate;
+        }
+    }
+    seconds
 }
 
 /// One model's step under given homes, with the workflow's prefetch setting.

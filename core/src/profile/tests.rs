@@ -21,6 +21,7 @@ fn measured() -> Profile {
                 matmul: MatmulTable { flops_per_second: vec![vec![1e12, 2e12], vec![4e12, 9e12]], ..table() },
             }),
             runtime_bytes: Some(402_653_184),
+            copy_slowdown: Some(1.18),
             spread: Some(0.125),
         }],
         link: vec![ProfileLink {
@@ -156,6 +157,14 @@ fn bad_profiles_say_what_is_wrong() {
         (
             "[[device]]\nname = \"cpu\"\nflops_per_second = 1\n[device.streaming]\nthreads = 1\nseconds_per_tensor = 0\nelements_per_second = 1\n[device.streaming.matmul]\ninner = [32]\noutputs = [1]\nflops_per_second = [[1]]\n",
             "`streaming.seconds_per_tensor` of `cpu` must be a positive number, not 0",
+        ),
+        (
+            "[[device]]\nname = \"cuda:0\"\nflops_per_second = 1\ncopy_slowdown = 0.8\n",
+            "`copy_slowdown` of `cuda:0` must be 1 or more (a factor of slowing down), not 0.8",
+        ),
+        (
+            "[[device]]\nname = \"cuda:0\"\nflops_per_second = 1\ncopy_slowdown = inf\n",
+            "`copy_slowdown` of `cuda:0` must be 1 or more",
         ),
     ];
     for (text, expected) in cases {

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use mgc_core::Bandwidth;
@@ -409,6 +410,86 @@ fn small_layer(width: i64, device: Device) -> Result<Vec<super::load::Weight>, R
     Ok(weights)
 }
 
+/// Rounds of the kernels timed alone and beside a copy.
+const SLOWDOWN_ROUNDS: usize = 9;
+
+/// How much slower a GPU's kernels run while a copy to it runs beside them, as a figure of the
+/// probe; `None` on the CPU (its sharing is measured with one core fewer), and where it could not
+/// be measured (a warning says why; the cost model then leaves kernels as fast).
+fn beside_copies(p: &mut Probe, name: &str, device: Device) -> Option<f64> {
+    if device == Device::Cpu {
+        return None;
+    }
+    match copy_slowdown(device) {
+        Ok((slowdown, beside)) => {
+            let what = format!("{name} kernels beside a copy to it, slower by");
+            p.figures.push(Figure::timed(what, slowdown, "×", beside));
+            Some(slowdown)
+        }
+        Err(error) => {
+            p.warnings.push(format!("{name}: the slowdown of kernels beside a copy was not measured: {error}"));
+            None
+        }
+    }
+}
+
+/// A large product timed alone and while the copy stream copies pinned memory to the device back
+/// to back, in rounds (a round each way): the ratio of the two means, 1 at the least, and the
+/// timing of the runs beside the copies.
+fn copy_slowdown(device: Device) -> Result<(f64, Timing), RunError> {
+    let Device::Cuda(ordinal) = device else {
+        return Err(RunError::Unsupported { what: "the slowdown beside copies of a CPU".into() });
+    };
+    let gpu = super::streams::Gpu::open(ordinal)?;
+    let host = super::streams::pinned(&Tensor::f_ones([COPY_BYTES], (Kind::Uint8, Device::Cpu))?, device)?;
+    let mut copier = Some(super::streams::Copier::new(&gpu, device, 1, COPY_BYTES as u64, 0)?);
+    let n = 4096i64;
+    let a = Tensor::f_ones([n, n], (Kind::BFloat16, device))?;
+    let b = Tensor::f_ones([n, n], (Kind::BFloat16, device))?;
+    let out = Tensor::f_zeros([n, n], (Kind::BFloat16, device))?;
+    let time = || -> Result<f64, RunError> {
+        let start = Instant::now();
+        // Some 20 ms of products on a large GPU: longer than one copy, so several fall in it.
+        for _ in 0..100 {
+            drop(super::compute::product(&a, &b, Some(&out))?);
+        }
+        sync(device);
+        Ok(start.elapsed().as_secs_f64())
+    };
+    time()?;
+    let (mut alone, mut beside) = (Vec::new(), Vec::new());
+    for _ in 0..SLOWDOWN_ROUNDS {
+        alone.push(time()?);
+        let stop = AtomicBool::new(false);
+        let started = AtomicBool::new(false);
+        let lent = copier.take().ok_or_else(|| RunError::Cuda("the probe's copy stream was lost".into()))?;
+        let source =
+            vec![vec![super::load::Weight { name: "copy".into(), tensor: host.shallow_clone(), quantized: None }]];
+        let packed = host.shallow_clone();
+        let (stop, started) = (&stop, &started);
+        let (timed, back) = std::thread::scope(|scope| {
+            let copies = scope.spawn(move || -> Result<super::streams::Copier, RunError> {
+                while !stop.load(Ordering::Relaxed) {
+                    lent.copy(0, None, &source, Some(&packed))?;
+                    started.store(true, Ordering::Relaxed);
+                }
+                Ok(lent)
+            });
+            // Timed once the copies run: after the first has ended, the next is under way.
+            while !started.load(Ordering::Relaxed) && !copies.is_finished() {
+                std::thread::yield_now();
+            }
+            let timed = time();
+            stop.store(true, Ordering::Relaxed);
+            (timed, copies.join())
+        });
+        copier = Some(back.map_err(|_| RunError::Cuda("the probe's copy thread panicked".into()))??);
+        beside.push(timed?);
+    }
+    let (alone, beside) = (Timing::of_rounds(&alone), Timing::of_rounds(&beside));
+    Ok(((beside.seconds / alone.seconds).max(1.0), beside))
+}
+
 /// The runtime's own memory on the CPU while it runs a plan: what running layers as a run does
 /// (its compute on every core, a copy thread beside it) adds to this process beyond the layers'
 /// weights, inputs and outputs: libtorch's thread pool, each thread's stack and allocator arena,
@@ -544,6 +625,7 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
                 1
             };
             let compute = compute_figures(device, threads)?;
+            let slowdown = beside_copies(&mut p, &name, device);
             let ComputeFigures { seconds_per_tensor: overhead, elements_per_second: rate, matmul, .. } = compute;
             push_compute(&mut p.figures, &name, "", (overhead, rate, &matmul), &compute.timings);
             timings.extend(compute.timings.iter().copied());
@@ -563,6 +645,7 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
                 matmul: Some(matmul),
                 streaming: streaming.map(|(s, _)| s),
                 runtime_bytes: runtime.iter().find(|(d, _)| *d == device).and_then(|(_, b)| *b),
+                copy_slowdown: slowdown,
                 spread: Some(spread_of(timings)),
             });
         }
