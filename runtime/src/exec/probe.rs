@@ -204,9 +204,9 @@ fn matmul_grid(device: Device) -> (&'static [i64], &'static [(i64, i64)]) {
 const TABLE_RUN_SECONDS: f64 = 0.02;
 
 /// Rounds of the figures the cost model reads (the cost of one small weight, the norm, the matmul
-/// table, at each thread count): the trimmed mean ([`Timing::of_rounds`]) of this many runs of each, taken a round at a time
-/// so that they spread over some 20 seconds. A machine shared with others runs fast and slow for
-/// seconds at a time (a matmul timed every quarter second for a minute on a 2-core machine: spells
+/// table, at each thread count): the trimmed mean ([`Timing::of_rounds`]) of this many runs of
+/// each, taken a round at a time so that they spread over some 20 seconds. A machine shared with
+/// others runs fast and slow for seconds at a time (a matmul timed every quarter second for a minute on a 2-core machine: spells
 /// of 4 s at 3.9–4.1 ms and of 4 s at 5.2–5.9 ms); a figure measured within one spell would move
 /// every prediction made with it by as much.
 const ROUNDS: usize = 21;
@@ -845,7 +845,7 @@ impl Probe {
 /// dozens, all alike).
 const SHOWN_WARNINGS: usize = 5;
 
-/// A timed figure's spread, as ` (±N%)`; nothing for a single reading.
+/// How well a timed figure is known, as ` (±N%)`; nothing for a single reading.
 fn spread_words(f: &Figure) -> String {
     if f.within > 0.0 { format!(" (±{:.0}%)", f.within * 100.0) } else { String::new() }
 }
