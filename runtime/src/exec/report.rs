@@ -5,6 +5,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::memory::Baseline;
+use super::probe::Timing;
 use super::step::ModelRun;
 
 #[derive(Clone, Debug, Serialize)]
@@ -84,13 +85,11 @@ pub struct Report {
 
 /// The step time of a run: the mean of the steps after the first (which warms caches up), less
 /// their fastest and slowest tenth. The mean is what a long run takes a step, the machine's fast
-/// and slow spells included; the tenths leave out a step that something else interrupted.
+/// and slow spells included; the tenths leave out a step that something else interrupted. The
+/// probe's figures taken in rounds are the same mean ([`Timing::of_rounds`]).
 fn measured(steps: &[f64]) -> f64 {
-    let mut warm: Vec<f64> = if steps.len() > 1 { steps.iter().skip(1).copied().collect() } else { steps.to_vec() };
-    warm.sort_by(f64::total_cmp);
-    let trim = warm.len() / 10;
-    let kept = warm.get(trim..warm.len() - trim).unwrap_or(&warm);
-    if kept.is_empty() { 0.0 } else { kept.iter().sum::<f64>() / kept.len() as f64 }
+    let warm = if steps.len() > 1 { steps.get(1..).unwrap_or(steps) } else { steps };
+    Timing::of_rounds(warm).seconds
 }
 
 /// Copy seconds that ran while compute was busy, over all copy seconds.
