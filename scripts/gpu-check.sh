@@ -13,6 +13,8 @@
 #    against the probed peak, checksums equal.
 # Without a GPU, step 3 runs the same shape of work on the CPU, so the script can be tried anywhere.
 # Each step records its result under OUT_DIR and the script goes on; it exits non-zero if any failed.
+# MGC_GPU_CHECK="tests core probe wan" (the default: all) picks the steps to run; MGC_PROBE_TIMEOUT
+# (seconds, default 300) bounds the probe.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -25,20 +27,22 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 failed=0
 step() { echo "== $1 ($(date +%T))" | tee -a "$out/log.txt"; }
+parts=" ${MGC_GPU_CHECK:-tests core probe wan} "
+part() { [[ "$parts" == *" $1 "* ]]; }
 
 { nvidia-smi --query-gpu=name,memory.total,pcie.link.gen.max,pcie.link.width.max --format=csv 2>&1 || echo "no nvidia-smi"; } > "$out/gpu.txt"
 cat "$out/gpu.txt"
 
 # Python packages the tests need beyond torch and pytest, where this Python lacks them.
-site="$work/site"
+site="$work/site${PYTHONPATH:+:$PYTHONPATH}"
 py="${PYTHON:-python3}"
 if [ -d "$here/wheels" ] && ! "$py" -c 'import jsonschema, av, torchsde, gguf, mgc' 2>/dev/null; then
-    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$here"/wheels/*.whl \
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$work/site" "$here"/wheels/*.whl \
         >> "$out/log.txt" 2>&1
 fi
 
-step "runtime tests"
-for t in run gguf; do
+part tests && step "runtime tests"
+part tests && for t in run gguf; do
     if MGC_RUN="$here/mgc-run" MGC_PYTHON="$py" PYTHONPATH="$site" CARGO_MANIFEST_DIR="$repo/cli" \
         "$here/$t-tests" --test-threads 1 --nocapture > "$out/runtime-tests-$t.txt" 2>&1; then
         echo "runtime tests ($t) passed" | tee -a "$out/log.txt"
@@ -48,16 +52,16 @@ for t in run gguf; do
     grep -E "^test |streams\)|torch\)|skipped" "$out/runtime-tests-$t.txt" | tee -a "$out/log.txt"
 done
 
-step "node pack core"
-if (cd "$repo" && PYTHONPATH="$site" "$py" -m pytest -q -rs -p no:cacheprovider comfyui/tests/test_core.py comfyui/tests/test_telemetry.py) \
+part core && step "node pack core"
+part core && if (cd "$repo" && PYTHONPATH="$site" "$py" -m pytest -q -rs -p no:cacheprovider comfyui/tests/test_core.py comfyui/tests/test_telemetry.py) \
     > "$out/pytest.txt" 2>&1; then
     echo "node pack tests passed" | tee -a "$out/log.txt"
 else
     echo "node pack tests FAILED" | tee -a "$out/log.txt"; failed=1
 fi
-tail -n 5 "$out/pytest.txt" | tee -a "$out/log.txt"
+part core && tail -n 5 "$out/pytest.txt" | tee -a "$out/log.txt"
 
-if [ -f "$here/comfyui.tgz" ]; then
+if part core && [ -f "$here/comfyui.tgz" ]; then
     step "node pack inside ComfyUI"
     tar xzf "$here/comfyui.tgz" -C "$work"
     gguf_nodes=""
@@ -76,11 +80,16 @@ if [ -f "$here/comfyui.tgz" ]; then
     tail -n 5 "$out/pytest-comfyui.txt" | tee -a "$out/log.txt"
 fi
 
-step "probe"
-"$mgc" probe -o "$work/profile.toml" --format json > "$out/probe.json" 2>> "$out/log.txt" || failed=1
-cp "$work/profile.toml" "$out/profile.toml" 2>/dev/null
+if part probe; then
+    step "probe"
+    timeout "${MGC_PROBE_TIMEOUT:-300}" "$mgc" probe -o "$work/profile.toml" --format json > "$out/probe.json" \
+        2>> "$out/log.txt" || failed=1
+    cp "$work/profile.toml" "$out/profile.toml" 2>/dev/null
+fi
+part wan || { echo "failed=$failed" | tee -a "$out/log.txt"; exit "$failed"; }
 
 step "wan 1.3B"
+[ -f "$work/profile.toml" ] || cp "$out/profile.toml" "$work/profile.toml" 2>/dev/null
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     compute="cuda:0"; budget="cuda:0,1400mb"; spill="cpu"; tokens=4096
 else
@@ -109,10 +118,10 @@ TOML
 plan resident "$compute,*"
 plan ram "$budget;$spill,*"
 plan file "$budget;disk,*"
-"$mgc" run "$work/ram.plan.json" --steps 8 > "$out/run-ram-human.txt" 2>&1 || failed=1
+"$mgc" run "$work/ram.plan.json" --steps 20 > "$out/run-ram-human.txt" 2>&1 || failed=1
 for run in "resident streams" "ram streams" "ram torch" "file streams"; do
     set -- $run
-    "$mgc" run "$work/$1.plan.json" --steps 8 --copies "$2" --format json > "$out/run-$1-$2.json" 2>> "$out/log.txt" \
+    "$mgc" run "$work/$1.plan.json" --steps 20 --copies "$2" --format json > "$out/run-$1-$2.json" 2>> "$out/log.txt" \
         || { echo "run $1 $2 FAILED" | tee -a "$out/log.txt"; failed=1; }
 done
 python3 - "$out" <<'PY' | tee "$out/summary.txt"

@@ -8,6 +8,8 @@
 # BUDGET_SECONDS (default 420; the runs left are listed as not run). Everything lands in OUT_DIR:
 # results.json, results.md, the curves, gpu.txt, log.txt and each worker's log under jobs/.
 # Without a GPU it runs the tiny models on the CPU instead, so the script can be tried anywhere.
+# MGC_BENCH_MODELS names the models (default: the `gpu` set); MGC_BENCH_PROFILE a profile written
+# by `mgc probe` on this machine, for mgc's predictions.
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 prep="$repo/device-run/bench"
@@ -45,16 +47,16 @@ commit() { cat "$prep/$1.commit" 2>/dev/null; }
 export MGC_COMFYUI_COMMIT="$(commit ComfyUI)" MGC_COMFYUI_MULTIGPU_COMMIT="$(commit ComfyUI-MultiGPU)"
 export MGC_COMFYUI_GGUF_COMMIT="$(commit ComfyUI-GGUF)" MGC_COMMIT="$(commit mgc)"
 
-models=gpu
+models="${MGC_BENCH_MODELS:-gpu}"
 steps=4
 if ! "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     echo "no GPU: the tiny models on the CPU"
-    models=tiny
+    models="${MGC_BENCH_MODELS:-tiny}"
     steps=3
 fi
 PYTHONUNBUFFERED=1 "$py" bench/comfyui/run.py --comfyui "$work/ComfyUI" --multigpu "$work/ComfyUI-MultiGPU" \
     --gguf "$work/ComfyUI-GGUF" --models "$models" --steps "$steps" --work "$work" --out "$out" \
-    --budget-seconds "$budget" 2>&1 | tee "$out/log.txt"
+    --budget-seconds "$budget" ${MGC_BENCH_PROFILE:+--profile "$MGC_BENCH_PROFILE"} 2>&1 | tee "$out/log.txt"
 status=${PIPESTATUS[0]}
 cp "$work"/jobs/*.log "$out/jobs/" 2>/dev/null
 [ -f "$out/results.md" ] && cat "$out/results.md"

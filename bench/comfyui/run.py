@@ -56,6 +56,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="amounts offloaded, as fractions of the model")
     p.add_argument("--work", default="bench-work", help="where the models and plans are written")
     p.add_argument("--out", default="bench-results", help="where the results are written")
+    p.add_argument("--profile", default=None,
+                   help="a profile written by `mgc probe` on this machine, for mgc's predictions (default: none)")
     p.add_argument("--budget-seconds", type=float, default=None,
                    help="stop starting runs after this long; those left are listed as not run")
     p.add_argument("--seed", type=int, default=0)
@@ -128,7 +130,8 @@ def _driver() -> Optional[str]:
 
 
 def _git_commit(path: Optional[str]) -> Optional[str]:
-    if not path:
+    """The commit of a checkout with its own `.git` (not of a repository it was unpacked into)."""
+    if not path or not os.path.exists(os.path.join(path, ".git")):
         return None
     try:
         out = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -163,7 +166,7 @@ def versions(args: argparse.Namespace) -> dict:
         pass
 
     def with_commit(version, path, env):
-        commit = _git_commit(path) or os.environ.get(env)
+        commit = os.environ.get(env) or _git_commit(path)
         return " ".join(v for v in (version, f"({commit})" if commit else None) if v) or None
 
     return {
@@ -200,10 +203,12 @@ def allocation(compute: str, donor: str, offloaded: int, total: int) -> str:
     return f"#{compute};{_gib(offloaded)};{donor}"
 
 
-def workflow_toml(path: str, compute: str, alloc: str, tokens: int, machine: dict) -> str:
-    """A one-model workflow for mgc: the model, its allocation, the token count sampled and, on
-    a GPU, the link at the bandwidth just probed."""
-    text = (f'[[model]]\nname = "model"\nfile = {json.dumps(os.path.abspath(path))}\ncompute = "{compute}"\n'
+def workflow_toml(path: str, compute: str, alloc: str, tokens: int, machine: dict,
+                  profile: Optional[str] = None) -> str:
+    """A one-model workflow for mgc: the model, its allocation, the token count sampled, the
+    machine's profile where one is given and, on a GPU, the link at the bandwidth just probed."""
+    text = f"profile = {json.dumps(os.path.abspath(profile))}\n\n" if profile else ""
+    text += (f'[[model]]\nname = "model"\nfile = {json.dumps(os.path.abspath(path))}\ncompute = "{compute}"\n'
             f'allocation = "{alloc}"\n\n[workload]\ntokens = {tokens}\n\n[schedule]\nprefetch = "auto"\n')
     if machine.get("pinned_gb_per_s"):
         text += f'\n[[link]]\nbetween = ["cpu", "{compute}"]\nbandwidth = "{machine["pinned_gb_per_s"]:.2f}GB/s"\n'
@@ -218,13 +223,14 @@ def tokens_of(spec: ModelSpec) -> int:
     return n // 4
 
 
-def mgc_runs(spec: ModelSpec, path: str, runs: List[dict], compute: str, machine: dict, plans: str) -> List[dict]:
+def mgc_runs(spec: ModelSpec, path: str, runs: List[dict], compute: str, machine: dict, plans: str,
+             profile: Optional[str] = None) -> List[dict]:
     """Compiles each run's plan with the `mgc` package; adds the plan and its predictions."""
     import mgc
 
     os.makedirs(plans, exist_ok=True)
     for run in runs:
-        plan = mgc.compile(workflow_toml(path, compute, run["allocation"], tokens_of(spec), machine))
+        plan = mgc.compile(workflow_toml(path, compute, run["allocation"], tokens_of(spec), machine, profile))
         run["plan"] = os.path.join(plans, f"{spec.name}-{run['offloaded_bytes']}.plan.json")
         with open(run["plan"], "w", encoding="utf-8") as f:
             json.dump(plan, f, separators=(",", ":"))
@@ -246,7 +252,7 @@ def runs_for(args, spec: ModelSpec, path: str, total: int, machine: dict) -> Lis
         mine = [{"system": system, "offloaded_bytes": a, "allocation": allocation(compute, donor, a, total),
                  "virtual_vram_gb": float(_gib(a)), "donor": donor} for a in chosen]
         if system == "mgc":
-            mine = mgc_runs(spec, path, mine, compute, machine, os.path.join(args.work, "plans"))
+            mine = mgc_runs(spec, path, mine, compute, machine, os.path.join(args.work, "plans"), args.profile)
         runs += mine
     return runs
 
