@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional
 
@@ -276,6 +277,7 @@ class Applied:
     _layers: List[_Layer] = field(default_factory=list)
     _patch_handles: Dict[int, list] = field(default_factory=dict)
     _streamer: Optional["_Streamer"] = None
+    _telemetry: Optional[object] = None  # the step logger its module's hooks call, weakly
 
     def set_patches(self, patches: Optional[Mapping[str, Callable[[torch.Tensor], torch.Tensor]]]) -> None:
         """Weight patches (LoRA and the like), by state-dict key: each function takes a weight on
@@ -289,8 +291,8 @@ class Applied:
             wants = any(k in self.patches for k in layer.keys)
             if wants and layer.index not in self._patch_handles:
                 self._patch_handles[layer.index] = [
-                    layer.module.register_forward_pre_hook(_patch_resident(self, layer)),
-                    layer.module.register_forward_hook(_restore_resident(layer)),
+                    layer.module.register_forward_pre_hook(weak_hook(self, "_patch_resident", layer.index)),
+                    layer.module.register_forward_hook(weak_hook(self, "_restore_resident", layer.index)),
                 ]
             elif not wants and layer.index in self._patch_handles:
                 for h in self._patch_handles.pop(layer.index):
@@ -304,6 +306,16 @@ class Applied:
             if getattr(owner, attribute) is not home and getattr(owner, attribute).data_ptr() != home.data_ptr():
                 _set(owner, attribute, home)
 
+    def _patch_resident(self, index: int, _module, _args) -> None:
+        layer = self._layers[index]
+        for (owner, attribute, home), key in zip(layer.params, layer.keys):
+            if key in self.patches:
+                _set(owner, attribute, self.patches[key](home))
+
+    def _restore_resident(self, index: int, _module, _args, _output) -> None:
+        for owner, attribute, home in self._layers[index].params:
+            _set(owner, attribute, home)
+
     def settle_copy_time(self) -> None:
         """Adds the time of the side stream's completed copies to ``stats.copy_seconds``."""
         if self._streamer is not None:
@@ -316,18 +328,19 @@ class Applied:
         self.set_patches(None)
 
 
-def _patch_resident(applied: "Applied", layer: _Layer):
-    def hook(_module, _args):
-        for (owner, attribute, home), key in zip(layer.params, layer.keys):
-            if key in applied.patches:
-                _set(owner, attribute, applied.patches[key](home))
-    return hook
+def weak_hook(owner, method: str, *bound):
+    """A module hook that calls ``owner.method(*bound, *hook arguments)`` while ``owner`` lives,
+    holding it weakly. A module keeps its hooks; a hook that held the plan would keep, through
+    it, the module and its weights alive in a reference cycle after ComfyUI let the model go,
+    and its memory (VRAM too) would wait for Python's cycle collector."""
+    ref = weakref.ref(owner)
 
+    def hook(*args):
+        target = ref()
+        if target is not None:
+            return getattr(target, method)(*bound, *args)
+        return None
 
-def _restore_resident(layer: _Layer):
-    def hook(_module, _args, _output):
-        for owner, attribute, home in layer.params:
-            _set(owner, attribute, home)
     return hook
 
 
@@ -478,20 +491,8 @@ def _hook_streamed(applied: Applied, streamer: "_Streamer") -> None:
             continue
         if layer.module is None or layer.transfer is None:
             raise PlanError(f"the module has no layer `{layer.name}` to stream: is this the model the plan is for?")
-        applied._handles.append(layer.module.register_forward_pre_hook(_before_hook(streamer, layer)))
-        applied._handles.append(layer.module.register_forward_hook(_after_hook(streamer, layer)))
-
-
-def _before_hook(streamer: "_Streamer", layer: _Layer):
-    def hook(_module, _args):
-        streamer.before(layer)
-    return hook
-
-
-def _after_hook(streamer: "_Streamer", layer: _Layer):
-    def hook(_module, _args, _output):
-        streamer.after(layer)
-    return hook
+        applied._handles.append(layer.module.register_forward_pre_hook(weak_hook(streamer, "before_hook", layer.index)))
+        applied._handles.append(layer.module.register_forward_hook(weak_hook(streamer, "after_hook", layer.index)))
 
 
 class _Streamer:
@@ -504,7 +505,8 @@ class _Streamer:
     """
 
     def __init__(self, applied: Applied, transfers: List[dict], prefetch: int):
-        self.applied = applied
+        # Weakly: the plan holds its streamer, and a cycle between them would keep the module.
+        self._applied = weakref.ref(applied)
         self.layers: List[_Layer] = applied._layers
         self.transfers = transfers
         self.compute = applied.compute
@@ -514,6 +516,16 @@ class _Streamer:
         self._position = {layer.index: p for p, layer in enumerate(self.order)}
         self.ready: Dict[int, tuple] = {}  # transfer → (event or None, {layer index: [tensors]})
         self.timed: List[tuple] = []  # (start, end) CUDA events of copies not yet counted
+
+    @property
+    def applied(self) -> Applied:
+        return self._applied()
+
+    def before_hook(self, index: int, _module, _args) -> None:
+        self.before(self.layers[index])
+
+    def after_hook(self, index: int, _module, _args, _output) -> None:
+        self.after(self.layers[index])
 
     def members(self, k: int) -> List[_Layer]:
         """The layers that transfer ``k`` brings in."""

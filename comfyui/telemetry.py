@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from typing import Dict, List, Optional
 
 import torch
@@ -32,9 +33,11 @@ def watch(plan: dict, applied) -> None:
     try:
         LOG.info("%s", summary(plan, applied.model))
         if applied.model["role"] not in _NO_STEPS and applied.module is not None:
-            steps = _Steps(plan, applied)
-            applied._handles.append(applied.module.register_forward_pre_hook(steps.start))
-            applied._handles.append(applied.module.register_forward_hook(steps.end))
+            from .core import weak_hook
+
+            applied._telemetry = steps = _Steps(plan, applied)
+            applied._handles.append(applied.module.register_forward_pre_hook(weak_hook(steps, "start")))
+            applied._handles.append(applied.module.register_forward_hook(weak_hook(steps, "end")))
     except Exception:  # noqa: BLE001 - the console must never stop a load
         LOG.debug("mgc: no telemetry for this model", exc_info=True)
 
@@ -84,13 +87,17 @@ class _Steps:
     """Times each forward of a diffusion model and logs it against the plan."""
 
     def __init__(self, plan: dict, applied):
-        self.applied = applied
+        self._applied = weakref.ref(applied)  # the plan holds these steps: no cycle
         self.name = applied.model["name"]
         self.predicted = applied.model["predicted"]["step_seconds"]
         self.link = planned_link(plan, applied.model)
         self.cuda = applied.compute.type == "cuda"
         self.count = 0
         self.begun: Optional[tuple] = None  # (seconds, bytes copied, copy seconds) at the start
+
+    @property
+    def applied(self):
+        return self._applied()
 
     def start(self, _module, _args) -> None:
         try:

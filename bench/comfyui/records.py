@@ -47,6 +47,7 @@ RECORD_KEYS = (
     "copy_gb_per_s",
     "load_seconds",
     "output_abs_sum",
+    "vram_at_start_bytes",
 )
 
 

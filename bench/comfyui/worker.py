@@ -193,7 +193,9 @@ def run_one(job: dict, run: dict, comfy_nodes) -> dict:
 
     system, model = run["system"], job["model"]
     keep_on_device(model["bytes"] - run["offloaded_bytes"] if system == "comfyui" and run["offloaded_bytes"] else None)
+    at_start = None
     if job["device"].startswith("cuda"):
+        at_start = torch.cuda.memory_allocated()  # what an earlier run left behind: 0 expected
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     patcher = load(job, run, comfy_nodes)
@@ -210,7 +212,8 @@ def run_one(job: dict, run: dict, comfy_nodes) -> dict:
         else:
             copied = None  # a CPU computing: nothing is copied to it
         figures = dict(allocation=run["allocation"], peak_vram_bytes=peak, peak_vram_steps_bytes=steps_peak,
-                       copied_bytes=copied, load_seconds=load_seconds, output_abs_sum=checksum)
+                       copied_bytes=copied, load_seconds=load_seconds, output_abs_sum=checksum,
+                       vram_at_start_bytes=at_start)
         if system == "mgc":
             figures.update(predicted_step_seconds=run["predicted_step_seconds"],
                            predicted_peak_bytes=run["predicted_peak_bytes"])
@@ -218,6 +221,16 @@ def run_one(job: dict, run: dict, comfy_nodes) -> dict:
     finally:
         del patcher
         unload(applied, mm)
+
+
+def settle_memory(job: dict) -> None:
+    """After a run, with its frames gone: whatever a reference cycle still holds of its model is
+    collected, and the GPU's cached blocks are given back, so that the next run starts empty."""
+    gc.collect()
+    if job["device"].startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 def unload(applied, mm) -> None:
@@ -259,6 +272,7 @@ def main(job_path: str) -> int:
             continue
         try:
             emit("record", run_one(job, run, comfy_nodes))
+            settle_memory(job)
         except Exception as e:  # noqa: BLE001
             traceback.print_exc()
             skip(run, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")

@@ -154,6 +154,31 @@ def test_weights_sit_where_the_plan_says_between_forwards(model_file):
     assert any(layer["streamed"] for layer in entry["layers"])
 
 
+def test_a_planned_model_is_freed_as_soon_as_it_is_let_go(model_file):
+    """Its hooks hold the plan weakly: no reference cycle keeps a dropped model's weights (its
+    VRAM, on a GPU) until Python's cycle collector runs, which a GPU run showed happens late
+    enough to hold the last model through the next one's sampling."""
+    import gc
+    import weakref
+
+    model, tmp = model_file
+    plan = compile_plan(tmp, "p", "cpu,40%;disk,*")
+    entry = core.model_entry(plan)
+    planned = fresh_copy(model)
+    applied = core.apply_plan(planned, plan, entry, patches={"img_in.weight": lambda w: w * 2},
+                              file=str(tmp / "tiny.safetensors"))
+    assert applied._telemetry is not None  # the step logger's hooks are among those checked
+    with torch.no_grad():
+        planned(torch.randn(1, 8, 16))
+    module, plan_ref = weakref.ref(planned), weakref.ref(applied)
+    gc.disable()
+    try:
+        del planned, applied
+        assert module() is None and plan_ref() is None, "a reference cycle keeps the model"
+    finally:
+        gc.enable()
+
+
 def test_patches_apply_to_streamed_and_resident_weights_without_changing_them(model_file):
     model, tmp = model_file
     plan = compile_plan(tmp, "p", "cpu,40%;disk,*")
@@ -301,7 +326,8 @@ def test_a_batched_transfer_is_one_staging_copy_of_the_layers_the_plan_groups(mo
     model, tmp = model_file
     plan = compile_plan(tmp, "p", "cpu,20%;disk,*", batch_below="64mb")
     entry = core.model_entry(plan)
-    streamer = core.apply_plan(fresh_copy(model), plan, entry)._streamer
+    applied = core.apply_plan(fresh_copy(model), plan, entry)
+    streamer = applied._streamer  # lives as long as its plan
     transfers = [t for t in plan["transfers"] if t["model"] == 0]
     assert streamer.transfers == transfers
     assert any(t["batched"] and t["last_layer"] > t["first_layer"] for t in transfers)
@@ -317,7 +343,7 @@ def test_a_batched_transfer_is_one_staging_copy_of_the_layers_the_plan_groups(mo
         storages = {c.untyped_storage().data_ptr() for copies in by_layer.values() for c in copies}
         if t["batched"]:
             assert len(storages) == 1, "a batched transfer is one staging buffer"
-    assert streamer.applied.stats.batched_copies == sum(t["batched"] for t in transfers)
+    assert applied.stats.batched_copies == sum(t["batched"] for t in transfers)
 
 
 def test_staging_keeps_each_tensors_dtype_size_and_bytes():
@@ -342,10 +368,11 @@ def test_staging_aligns_a_wide_dtype_after_an_odd_number_of_bytes():
 def test_a_transfer_is_copied_for_its_first_layer_and_released_after_its_last(model_file):
     model, tmp = model_file
     plan = compile_plan(tmp, "p", "cpu,20%;disk,*", batch_below="64mb")
-    streamer = core.apply_plan(fresh_copy(model), plan, core.model_entry(plan))._streamer
+    applied = core.apply_plan(fresh_copy(model), plan, core.model_entry(plan))
+    streamer = applied._streamer  # lives as long as its plan
     k = next(k for k, t in enumerate(streamer.transfers) if t["last_layer"] > t["first_layer"])
     first, *rest = streamer.members(k)
-    stats = streamer.applied.stats
+    stats = applied.stats
     streamer.before(first)
     assert k in streamer.ready and (stats.copies, stats.prefetched) == (1, 0)
     for (owner, attribute, home), copied in zip(first.params, streamer.ready[k][1][first.index]):
