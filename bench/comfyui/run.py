@@ -39,6 +39,8 @@ from bench.comfyui import curve, records  # noqa: E402
 from bench.comfyui.models import ROOT, ModelSpec, make_model, resolve_models  # noqa: E402
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# The sampler's CFG (the worker samples with it): 1, one pass a step.
+CFG = 1.0
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -204,12 +206,19 @@ def allocation(compute: str, donor: str, offloaded: int, total: int) -> str:
 
 
 def workflow_toml(path: str, compute: str, alloc: str, tokens: int, machine: dict,
-                  profile: Optional[str] = None) -> str:
-    """A one-model workflow for mgc: the model, its allocation, the token count sampled, the
-    machine's profile where one is given and, on a GPU, the link at the bandwidth just probed."""
+                  profile: Optional[str] = None, text_tokens: Optional[int] = None, steps: Optional[int] = None,
+                  cfg: float = 1.0) -> str:
+    """A one-model workflow for mgc: the model, its allocation, the workload sampled (image and
+    text tokens, steps, and the CFG, which decides how many passes a step makes), the machine's
+    profile where one is given and, on a GPU, the link at the bandwidth just probed."""
     text = f"profile = {json.dumps(os.path.abspath(profile))}\n\n" if profile else ""
+    workload = f"tokens = {tokens}\ncfg = {cfg:.1f}\n"
+    if text_tokens:
+        workload += f"text_tokens = {text_tokens}\n"
+    if steps:
+        workload += f"steps = {steps}\n"
     text += (f'[[model]]\nname = "model"\nfile = {json.dumps(os.path.abspath(path))}\ncompute = "{compute}"\n'
-            f'allocation = "{alloc}"\n\n[workload]\ntokens = {tokens}\n\n[schedule]\nprefetch = "auto"\n')
+             f'allocation = "{alloc}"\n\n[workload]\n{workload}\n[schedule]\nprefetch = "auto"\n')
     if machine.get("pinned_gb_per_s"):
         text += f'\n[[link]]\nbetween = ["cpu", "{compute}"]\nbandwidth = "{machine["pinned_gb_per_s"]:.2f}GB/s"\n'
     return text
@@ -224,13 +233,14 @@ def tokens_of(spec: ModelSpec) -> int:
 
 
 def mgc_runs(spec: ModelSpec, path: str, runs: List[dict], compute: str, machine: dict, plans: str,
-             profile: Optional[str] = None) -> List[dict]:
+             profile: Optional[str] = None, steps: Optional[int] = None) -> List[dict]:
     """Compiles each run's plan with the `mgc` package; adds the plan and its predictions."""
     import mgc
 
     os.makedirs(plans, exist_ok=True)
     for run in runs:
-        plan = mgc.compile(workflow_toml(path, compute, run["allocation"], tokens_of(spec), machine, profile))
+        plan = mgc.compile(workflow_toml(path, compute, run["allocation"], tokens_of(spec), machine, profile,
+                                          spec.text_tokens, steps, CFG))
         run["plan"] = os.path.join(plans, f"{spec.name}-{run['offloaded_bytes']}.plan.json")
         with open(run["plan"], "w", encoding="utf-8") as f:
             json.dump(plan, f, separators=(",", ":"))
@@ -252,7 +262,8 @@ def runs_for(args, spec: ModelSpec, path: str, total: int, machine: dict) -> Lis
         mine = [{"system": system, "offloaded_bytes": a, "allocation": allocation(compute, donor, a, total),
                  "virtual_vram_gb": float(_gib(a)), "donor": donor} for a in chosen]
         if system == "mgc":
-            mine = mgc_runs(spec, path, mine, compute, machine, os.path.join(args.work, "plans"), args.profile)
+            mine = mgc_runs(spec, path, mine, compute, machine, os.path.join(args.work, "plans"), args.profile,
+                            args.steps)
         runs += mine
     return runs
 
@@ -284,7 +295,7 @@ def run_job(args, spec: ModelSpec, path: str, total: int, job: dict, deadline: O
     os.makedirs(os.path.dirname(out), exist_ok=True)
     if os.path.exists(out):
         os.remove(out)
-    full = dict(job, comfyui=os.path.abspath(args.comfyui), device=args.device, steps=args.steps, seed=args.seed,
+    full = dict(job, comfyui=os.path.abspath(args.comfyui), device=args.device, steps=args.steps, seed=args.seed, cfg=CFG,
                 out=out, deadline=deadline,
                 model={"name": spec.name, "path": os.path.abspath(path), "gguf": spec.gguf, "family": spec.family,
                        "latent": list(spec.latent), "text_tokens": spec.text_tokens, "bytes": total})
@@ -346,7 +357,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             all_records += got
             skipped += missed
     records.attach_lower_bounds(all_records, (machine["pinned_gb_per_s"] or 0) * 1e9 or None)
-    settings = {"steps": args.steps, "sampler": "euler", "scheduler": "simple", "cfg": 1.0, "seed": args.seed,
+    settings = {"steps": args.steps, "sampler": "euler", "scheduler": "simple", "cfg": CFG, "seed": args.seed,
                 "fractions": args.fraction_list,
                 "models": {s.name: {"workload": s.workload, "latent": list(s.latent), "text_tokens": s.text_tokens,
                                     "format": "gguf q8_0" if s.gguf else "safetensors bf16"} for s in args.model_specs},

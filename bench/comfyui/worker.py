@@ -175,7 +175,7 @@ def sample(job: dict, patcher):
     handle = module.register_forward_pre_hook(lambda *_: forwards.append(1))
     start = time.perf_counter()
     try:
-        out = comfy.sample.sample(patcher, noise, steps, 1.0, "euler", "simple", positive, positive, latent,
+        out = comfy.sample.sample(patcher, noise, steps, job.get("cfg", 1.0), "euler", "simple", positive, positive, latent,
                                   denoise=1.0, callback=callback, disable_pbar=True, seed=seed)
     finally:
         handle.remove()

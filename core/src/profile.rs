@@ -69,6 +69,11 @@ pub struct ProfileDevice {
     /// caching allocator's slack on a GPU. Bytes; every predicted peak of the device includes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_bytes: Option<u64>,
+    /// On the CPU: the host memory the runtime adds once it computes on a GPU (the CUDA driver's
+    /// context and libtorch's CUDA side: cuBLAS, the caching allocator's bookkeeping), beyond
+    /// `runtime_bytes`. Bytes; the CPU's predicted peak includes it when a model computes on a GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_host_bytes: Option<u64>,
     /// A GPU's kernels run this much slower while a copy to it runs beside them (1 or more): the
     /// copy engine and the kernels share the device's memory. The cost model slows a streaming
     /// model's layers by it, for the part of the step its copies take.
@@ -309,6 +314,11 @@ impl Profile {
     /// The runtime's own memory on `device`, measured.
     pub fn runtime_bytes(&self, device: Device) -> Option<u64> {
         self.find(device).and_then(|d| d.runtime_bytes)
+    }
+
+    /// The host memory the runtime adds once it computes on a GPU, measured.
+    pub fn gpu_host_bytes(&self) -> Option<u64> {
+        self.find(Device::Cpu).and_then(|d| d.gpu_host_bytes)
     }
 
     pub fn threads(&self, device: Device) -> Option<u32> {

@@ -202,6 +202,9 @@ pub fn text(plan: &Plan) -> String {
         .collect();
     if !runtime.is_empty() {
         t.push_str(&format!("each peak holds the runtime's own memory: {}\n", runtime.join(", ")));
+        if plan.models.iter().any(|m| matches!(m.compute, Device::Cuda(_))) {
+            t.push_str("  (on cpu with the host memory of the CUDA driver and libtorch's CUDA side)\n");
+        }
     }
     if !plan.links.is_empty() {
         t.push_str("\nlinks\n");
@@ -279,6 +282,7 @@ fn runtime_source(source: &str) -> &str {
     match source {
         "profile" => "measured by `mgc probe`",
         "default" => "a conservative default: `mgc probe` measures it",
+        "profile and default" => "measured by `mgc probe`, with a default for the GPU side's host memory",
         other => other,
     }
 }

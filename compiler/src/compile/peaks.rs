@@ -123,17 +123,37 @@ const DEFAULT_CPU_RUNTIME: u64 = 64 << 20;
 /// allocator's rounding and slack. A probe's figure replaces it.
 const DEFAULT_GPU_RUNTIME: u64 = 512 << 20;
 
+/// The host memory the runtime adds once a model computes on a GPU: the CUDA driver's context
+/// and libtorch's CUDA side (cuBLAS, the caching allocator's bookkeeping). On an H200 machine
+/// (driver 580, torch 2.11 with CUDA 13), a plan computing on the GPU alone held 194 MiB on the
+/// host, 182 MiB beyond the CPU runtime's own figure; rounded up. A probe's figure replaces it.
+const DEFAULT_GPU_HOST: u64 = 256 << 20;
+
 /// The runtime's own memory on `device` and where the figure comes from: the profile's
-/// measurement, or a conservative default. None on `disk`.
+/// measurement, or a conservative default. On the CPU, with the host memory of the CUDA side
+/// when a model computes on a GPU. None on `disk`.
 pub(super) fn runtime_memory(workflow: &Workflow, device: Device) -> (u64, &'static str) {
     if device == Device::Disk {
         return (0, "none");
     }
-    match workflow.profile.as_ref().and_then(|p| p.runtime_bytes(device)) {
-        Some(bytes) => (bytes, "profile"),
-        None if device == Device::Cpu => (DEFAULT_CPU_RUNTIME, "default"),
-        None => (DEFAULT_GPU_RUNTIME, "default"),
+    let profile = workflow.profile.as_ref();
+    let (own, measured) = match profile.and_then(|p| p.runtime_bytes(device)) {
+        Some(bytes) => (bytes, true),
+        None if device == Device::Cpu => (DEFAULT_CPU_RUNTIME, false),
+        None => (DEFAULT_GPU_RUNTIME, false),
+    };
+    let on_gpu = workflow.models.iter().any(|m| matches!(m.compute, Device::Cuda(_)));
+    if device != Device::Cpu || !on_gpu {
+        return (own, if measured { "profile" } else { "default" });
     }
+    let (host, host_measured) =
+        profile.and_then(|p| p.gpu_host_bytes()).map_or((DEFAULT_GPU_HOST, false), |b| (b, true));
+    let source = match (measured, host_measured) {
+        (true, true) => "profile",
+        (false, false) => "default",
+        _ => "profile and default",
+    };
+    (own + host, source)
 }
 
 /// Whether any layer lives on `device`.

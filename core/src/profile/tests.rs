@@ -21,6 +21,7 @@ fn measured() -> Profile {
                 matmul: MatmulTable { flops_per_second: vec![vec![1e12, 2e12], vec![4e12, 9e12]], ..table() },
             }),
             runtime_bytes: Some(402_653_184),
+            gpu_host_bytes: None,
             copy_slowdown: Some(1.18),
             spread: Some(0.125),
         }],

@@ -38,7 +38,9 @@ pub fn cuda_ordinal(n: u32) -> Result<usize, RunError> {
 
 /// Every device the plan uses must be here.
 pub fn check_devices(plan: &Plan) -> Result<(), RunError> {
-    let gpus = if tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 };
+    // A plan on the CPU alone never starts the CUDA driver: its host memory is not the plan's.
+    let wants_gpu = plan.devices.iter().any(|d| matches!(d.name, PlanDevice::Cuda(_)));
+    let gpus = if wants_gpu && tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 };
     let have = if gpus == 0 { "cpu only; no CUDA device".to_owned() } else { format!("cpu and {gpus} CUDA device(s)") };
     for device in &plan.devices {
         match device.name {
@@ -233,7 +235,7 @@ pub fn load_model(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(model.name.clone());
-    let pinned_ok = tch::Cuda::is_available();
+    let pinned_ok = matches!(compute, Device::Cuda(_)) && tch::Cuda::is_available();
     // Layers streamed from RAM to a GPU are packed into one pinned buffer per transfer, below.
     let to_pack = |layer: &mgc_plan::LayerPlan| {
         layer.streamed && layer.home == PlanDevice::Cpu && matches!(compute, Device::Cuda(_)) && pinned_ok

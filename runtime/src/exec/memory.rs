@@ -23,13 +23,26 @@ pub struct Baseline {
 }
 
 impl Baseline {
+    /// The process's memory now. No device is touched: a run that computes on the CPU alone
+    /// never starts the CUDA driver, whose host memory would count in its peak and not in the
+    /// probe's figure of the CPU runtime.
     pub fn now() -> Self {
         let anon = anon_now();
         ANON_PEAK.store(anon, Ordering::Relaxed);
         HELD.store(0, Ordering::Relaxed);
-        let count = mgc_devices::cuda_driver().ok().map_or(0, |_| cuda_count());
-        let cuda_free = (0..count).filter_map(|n| cuda_memory(n).map(|(free, _)| (n, free))).collect();
-        Self { anon, cuda_free }
+        Self { anon, cuda_free: Vec::new() }
+    }
+
+    /// Notes the free memory of each of these CUDA devices, before libtorch uses them. The
+    /// driver's context that reading it creates counts in the host's peak, as it does in a run's.
+    pub fn note_cuda(&mut self, ordinals: impl IntoIterator<Item = usize>) {
+        if mgc_devices::cuda_driver().is_err() {
+            return;
+        }
+        let count = cuda_count();
+        self.cuda_free.extend(
+            ordinals.into_iter().filter(|n| *n < count).filter_map(|n| cuda_memory(n).map(|(free, _)| (n, free))),
+        );
     }
 
     /// Memory in use on CUDA device `ordinal` when its free memory is `low`, above the baseline:

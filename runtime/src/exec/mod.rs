@@ -64,11 +64,15 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Reads the plan, checks devices, memory and the model files' fingerprints, and loads.
     pub fn open(path: &Path, progress: bool) -> Result<Self, RunError> {
-        let baseline = memory::Baseline::now();
+        let mut baseline = memory::Baseline::now();
         let text = mgc_core::read_text(path, mgc_core::read::PLAN_LIMIT, "plan")?;
         let plan = mgc_plan::Plan::from_json(&text)
             .map_err(|e| RunError::Plan { path: path.display().to_string(), message: e.to_string() })?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        baseline.note_cuda(plan.devices.iter().filter_map(|d| match d.name {
+            mgc_plan::Device::Cuda(n) => load::cuda_ordinal(n).ok(),
+            _ => None,
+        }));
         load::check_devices(&plan)?;
         load::check_memory(&plan)?;
         let files = load::open_inputs(&plan, dir)?;

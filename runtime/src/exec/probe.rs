@@ -572,6 +572,9 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
     let gb = |bytes: i64, s: f64| bytes as f64 / s / 1e9;
     // The runtime's own memory first, before other figures start threads or fill allocators.
     let cpu_runtime = cpu_runtime_bytes()?;
+    // Then what the CUDA side adds on the host (the driver's context, libtorch's CUDA side),
+    // from before the driver starts to after each GPU has run a layer.
+    let host = super::memory::Baseline::now();
     let mut devices = vec![Device::Cpu];
     if tch::Cuda::is_available() {
         devices.extend((0..tch::Cuda::device_count() as usize).map(Device::Cuda));
@@ -579,6 +582,10 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
     let mut runtime = vec![(Device::Cpu, Some(cpu_runtime))];
     for &device in devices.iter().filter(|d| **d != Device::Cpu) {
         runtime.push((device, gpu_runtime_bytes(device)?));
+    }
+    let gpu_host = (devices.len() > 1).then(|| host.peak_above().div_ceil(QUARTER_MIB) * QUARTER_MIB);
+    if let Some(bytes) = gpu_host {
+        p.figures.push(Figure::new("cpu host memory of the CUDA side", bytes as f64 / f64::from(1 << 20), "MiB"));
     }
     for (device, bytes) in &runtime {
         if let Some(bytes) = bytes {
@@ -645,6 +652,7 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
                 matmul: Some(matmul),
                 streaming: streaming.map(|(s, _)| s),
                 runtime_bytes: runtime.iter().find(|(d, _)| *d == device).and_then(|(_, b)| *b),
+                gpu_host_bytes: if device == Device::Cpu { gpu_host } else { None },
                 copy_slowdown: slowdown,
                 spread: Some(spread_of(timings)),
             });
