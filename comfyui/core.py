@@ -329,17 +329,23 @@ class Applied:
 
 
 def weak_hook(owner, method: str, *bound):
-    """A module hook that calls ``owner.method(*bound, *hook arguments)`` while ``owner`` lives,
-    holding it weakly. A module keeps its hooks; a hook that held the plan would keep, through
-    it, the module and its weights alive in a reference cycle after ComfyUI let the model go,
-    and its memory (VRAM too) would wait for Python's cycle collector."""
+    """A module hook that calls ``owner.method(*bound, *hook arguments)``, holding ``owner``
+    weakly. A module keeps its hooks; a hook that held the plan would keep, through it, the
+    module and its weights alive in a reference cycle after ComfyUI let the model go, and its
+    memory (VRAM too) would wait for Python's cycle collector. What loads a model keeps its plan
+    beside it (``mgc_plan`` on the model's patcher, and in its load callback, which clones share);
+    a module that runs after its plan was dropped, hooks still in place, is refused: its streamed
+    weights would stay where they live, off the compute device."""
     ref = weakref.ref(owner)
 
     def hook(*args):
         target = ref()
-        if target is not None:
-            return getattr(target, method)(*bound, *args)
-        return None
+        if target is None:
+            raise PlanError(
+                "this model's mgc plan was dropped while the model still runs: keep the loader's "
+                "output (its `mgc_plan`) as long as the model, or call `remove()` on the plan first"
+            )
+        return getattr(target, method)(*bound, *args)
 
     return hook
 

@@ -144,10 +144,11 @@ def test_weights_sit_where_the_plan_says_between_forwards(model_file):
     for layer in entry["layers"]:
         for t in layer["tensors"]:
             homes[t["name"]] = str(core.torch_device(layer["home"]))
-    core.apply_plan(planned, plan, entry)
+    applied = core.apply_plan(planned, plan, entry)  # kept, as a loader keeps it
     before = {name: p.data_ptr() for name, p in planned.named_parameters()}
     with torch.no_grad():
         planned(torch.randn(1, 8, 16))
+    assert applied.stats.copies > 0, "the streamed layers were copied in"
     assert core.placement(planned, entry) == homes
     # After a forward, streamed weights are their home tensors again, not the copies.
     assert {name: p.data_ptr() for name, p in planned.named_parameters()} == before
@@ -177,6 +178,19 @@ def test_a_planned_model_is_freed_as_soon_as_it_is_let_go(model_file):
         assert module() is None and plan_ref() is None, "a reference cycle keeps the model"
     finally:
         gc.enable()
+
+
+def test_a_model_whose_plan_was_dropped_is_refused_not_run_off_its_device(model_file):
+    import gc
+
+    model, tmp = model_file
+    plan = compile_plan(tmp, "p", "cpu,40%;disk,*")
+    planned = fresh_copy(model)
+    core.apply_plan(planned, plan, core.model_entry(plan))  # its plan kept nowhere
+    gc.collect()
+    with pytest.raises(core.PlanError, match="plan was dropped while the model still runs"):
+        with torch.no_grad():
+            planned(torch.randn(1, 8, 16))
 
 
 def test_patches_apply_to_streamed_and_resident_weights_without_changing_them(model_file):
