@@ -56,9 +56,9 @@ if ! "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
 fi
 PYTHONUNBUFFERED=1 "$py" bench/comfyui/run.py --comfyui "$work/ComfyUI" --multigpu "$work/ComfyUI-MultiGPU" \
     --gguf "$work/ComfyUI-GGUF" --models "$models" --steps "$steps" --work "$work" --out "$out" \
-    --budget-seconds "$budget" ${MGC_BENCH_PROFILE:+--profile "$MGC_BENCH_PROFILE"} 2>&1 | tee "$out/log.txt"
+    --budget-seconds "$budget" ${MGC_BENCH_PROFILE:+--profile "$MGC_BENCH_PROFILE"} --trace 2>&1 | tee "$out/log.txt"
 status=${PIPESTATUS[0]}
-cp "$work"/jobs/*.log "$out/jobs/" 2>/dev/null
+cp "$work"/jobs/*.log "$work"/jobs/*.trace.json "$out/jobs/" 2>/dev/null
 [ -f "$out/results.md" ] && cat "$out/results.md"
 echo "status=$status"
 exit "$status"

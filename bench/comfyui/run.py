@@ -60,6 +60,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--out", default="bench-results", help="where the results are written")
     p.add_argument("--profile", default=None,
                    help="a profile written by `mgc probe` on this machine, for mgc's predictions (default: none)")
+    p.add_argument("--trace", action="store_true",
+                   help="profile a few all-resident steps of each model (torch's profiler): where a step's time goes")
     p.add_argument("--budget-seconds", type=float, default=None,
                    help="stop starting runs after this long; those left are listed as not run")
     p.add_argument("--seed", type=int, default=0)
@@ -295,8 +297,8 @@ def run_job(args, spec: ModelSpec, path: str, total: int, job: dict, deadline: O
     os.makedirs(os.path.dirname(out), exist_ok=True)
     if os.path.exists(out):
         os.remove(out)
-    full = dict(job, comfyui=os.path.abspath(args.comfyui), device=args.device, steps=args.steps, seed=args.seed, cfg=CFG,
-                out=out, deadline=deadline,
+    full = dict(job, comfyui=os.path.abspath(args.comfyui), device=args.device, steps=args.steps, seed=args.seed,
+                cfg=CFG, trace=args.trace, out=out, deadline=deadline,
                 model={"name": spec.name, "path": os.path.abspath(path), "gguf": spec.gguf, "family": spec.family,
                        "latent": list(spec.latent), "text_tokens": spec.text_tokens, "bytes": total})
     job_path = os.path.join(args.work, "jobs", f"{name}.json")

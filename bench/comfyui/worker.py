@@ -217,10 +217,43 @@ def run_one(job: dict, run: dict, comfy_nodes) -> dict:
         if system == "mgc":
             figures.update(predicted_step_seconds=run["predicted_step_seconds"],
                            predicted_peak_bytes=run["predicted_peak_bytes"])
+        if system == "resident" and job.get("trace"):
+            trace(job, patcher)
         return make_record(model["name"], system, run["offloaded_bytes"], model["bytes"], times, **figures)
     finally:
         del patcher
         unload(applied, mm)
+
+
+def trace(job: dict, patcher, steps: int = 3) -> None:
+    """Where an all-resident step's time goes, for the cost model: ``steps`` more steps under
+    torch's profiler (the first not counted), written beside the job's records as
+    ``….trace.json``: the wall time, the device's busy time (its kernels' own time) and the
+    kernels that took most of it. A failure is logged, never the run's."""
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if job["device"].startswith("cuda") else [])
+        short = dict(job, steps=steps)
+        with profile(activities=activities) as prof:
+            times, *_ = sample(short, patcher)
+        events = prof.key_averages()
+
+        def device_us(e):
+            return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0
+
+        kernels = sorted((e for e in events if device_us(e) > 0), key=device_us, reverse=True)
+        busy = sum(device_us(e) for e in kernels) / 1e6
+        wall = sum(times[1:])
+        doc = {"model": job["model"]["name"], "steps_timed": len(times) - 1, "wall_seconds": wall,
+               "device_busy_seconds": busy, "device_busy_fraction": busy / wall if wall else None,
+               "cpu_ops": int(sum(e.count for e in events if device_us(e) == 0)),
+               "top_kernels": [{"name": e.key[:160], "seconds": device_us(e) / 1e6, "count": e.count}
+                               for e in kernels[:25]]}
+        with open(job["out"] + ".trace.json", "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
 
 
 def settle_memory(job: dict) -> None:

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 def test_every_system_samples_the_tiny_models_and_the_results_are_written(tmp_path):
     models = "tiny-wan,tiny-flux-q8" if GGUF else "tiny-wan"
     argv = ["--comfyui", COMFYUI, "--models", models, "--device", "cpu", "--steps", "2", "--fractions", "0,0.5,1",
-            "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+            "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--trace"]
     argv += ["--multigpu", MULTIGPU] if MULTIGPU else []
     argv += ["--gguf", GGUF] if GGUF else []
     assert run.main(argv) == 0
@@ -55,4 +55,9 @@ def test_every_system_samples_the_tiny_models_and_the_results_are_written(tmp_pa
     table = (tmp_path / "out" / "results.md").read_text()
     assert table.count("| tiny-wan |") == len([r for r in doc["records"] if r["model"] == "tiny-wan"])
     assert (tmp_path / "out" / "curve-tiny-wan.svg").read_text().startswith("<svg")
+    # `--trace`: a few more all-resident steps under torch's profiler, summarised beside the records.
+    (traced,) = (tmp_path / "work" / "jobs").glob("tiny-wan-resident*.trace.json")
+    summary = json.loads(traced.read_text())
+    assert summary["steps_timed"] == 2 and summary["wall_seconds"] > 0 and summary["cpu_ops"] > 0
+    assert summary["device_busy_seconds"] == 0.0, "a CPU run has no device kernels"
 
