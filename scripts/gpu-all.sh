@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check in one command that ends within a time limit, for a GPU machine lent for a few
 # minutes (torch installed there; no network, no cargo):
-#   scripts/prepare-gpu-check.sh && scripts/prepare-bench.sh   # here: device-run/ and device-run/bench/
+#   scripts/prepare-gpu-all.sh                                   # here: device-run/ and device-run/bench/
 #   (on the GPU machine, from the repository root)
 #   bash scripts/gpu-all.sh OUT_DIR [SECONDS] [PARTS] [MODELS]
 # PARTS (default "check bench tests"), in this order, each within what is left of SECONDS (default 560):
