@@ -213,6 +213,32 @@ fn kernels_beside_copies_are_slowed_for_the_part_of_the_step_the_copies_take() {
     assert!(resident.iter().all(|f| (f - 1.0).abs() < 1e-9), "{resident:?}");
 }
 
+/// The CPU's peak holds the host memory of the CUDA side when a model computes on a GPU: the
+/// profile's figure where it has one, else the default; a workflow on the CPU alone holds none.
+#[test]
+fn the_cpu_holds_the_cuda_sides_host_memory_only_when_a_gpu_computes() {
+    let dir = with_flux();
+    let cpu_runtime = |profile: &str, compute: &str| -> (u64, String) {
+        std::fs::write(dir.path().join("hw.toml"), profile).unwrap();
+        let allocation = if compute == "cpu" { "cpu,*" } else { "cuda:0,20gb;cpu,*" };
+        let text = format!("profile = \"hw.toml\"\n{}", workflow("48gb", "1gb", allocation))
+            .replace("compute = \"cuda:0\"", &format!("compute = \"{compute}\""));
+        std::fs::write(dir.path().join("h.toml"), text).unwrap();
+        let (code, _, err) = mgc(&["compile", "h.toml"], dir.path());
+        assert_eq!(code, 0, "{err}");
+        let plan =
+            mgc_plan::Plan::from_json(&std::fs::read_to_string(dir.path().join("h.plan.json")).unwrap()).unwrap();
+        let cpu = plan.devices.iter().find(|d| d.name == mgc_plan::Device::Cpu).unwrap();
+        (cpu.runtime_bytes, cpu.runtime_source.clone())
+    };
+    let measured =
+        "[[device]]\nname = \"cpu\"\nflops_per_second = 1e12\nruntime_bytes = 20971520\ngpu_host_bytes = 209715200\n";
+    let cpu_only = "[[device]]\nname = \"cpu\"\nflops_per_second = 1e12\nruntime_bytes = 20971520\n";
+    assert_eq!(cpu_runtime(measured, "cuda:0"), ((20 << 20) + (200 << 20), "profile".to_owned()));
+    assert_eq!(cpu_runtime(cpu_only, "cuda:0"), ((20 << 20) + (256 << 20), "profile and default".to_owned()));
+    assert_eq!(cpu_runtime(measured, "cpu"), (20 << 20, "profile".to_owned()));
+}
+
 /// A compile killed at any moment leaves either no plan or a whole one — never half of one.
 #[test]
 fn an_interrupted_compile_never_leaves_a_partial_plan() {
