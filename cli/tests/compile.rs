@@ -15,6 +15,14 @@ fn workflow(gpu_memory: &str, reserve: &str, allocation: &str) -> String {
     )
 }
 
+/// Writes `NAME.toml` with `text` into `dir`, compiles it (which must succeed) and reads its plan.
+fn compiled(dir: &std::path::Path, name: &str, text: &str) -> mgc_plan::Plan {
+    std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+    let (code, _, err) = mgc(&["compile", &format!("{name}.toml")], dir);
+    assert_eq!(code, 0, "{err}");
+    mgc_plan::Plan::from_json(&std::fs::read_to_string(dir.join(format!("{name}.plan.json"))).unwrap()).unwrap()
+}
+
 #[test]
 fn plans_that_cannot_work_are_refused_with_the_shortfall() {
     let dir = with_flux();
@@ -123,10 +131,7 @@ fn a_hardware_profile_replaces_the_defaults_and_workflow_figures_replace_the_pro
     .unwrap();
     let text = format!("profile = \"hw.toml\"\n{}", workflow("24gb", "1gb", "cuda:0,12gb;cuda:1,4gb;cpu,*"))
         .replace("name = \"cuda:1\"\nmemory = \"12gb\"", "name = \"cuda:1\"\nmemory = \"12gb\"\ntflops = 20");
-    std::fs::write(dir.path().join("p.toml"), text).unwrap();
-    let (code, _, err) = mgc(&["compile", "p.toml"], dir.path());
-    assert_eq!(code, 0, "{err}");
-    let plan = mgc_plan::Plan::from_json(&std::fs::read_to_string(dir.path().join("p.plan.json")).unwrap()).unwrap();
+    let plan = compiled(dir.path(), "p", &text);
     let flops = |device: Device| plan.devices.iter().find(|d| d.name == device).unwrap().flops_per_second;
     assert_eq!(flops(Device::Cuda(0)), 1.6e14, "from the profile");
     assert_eq!(flops(Device::Cuda(1)), 2e13, "the workflow's `tflops` wins over the profile");
@@ -158,11 +163,7 @@ fn the_disk_tier_is_read_cold_when_the_models_exceed_ram() {
     let disk_link = |ram: &str| {
         let text = format!("profile = \"hw.toml\"\n{}", workflow("24gb", "1gb", "cuda:0,12gb;disk,*"))
             .replace("memory = \"64gb\"", &format!("memory = \"{ram}\""));
-        std::fs::write(dir.path().join("d.toml"), text).unwrap();
-        let (code, _, err) = mgc(&["compile", "d.toml"], dir.path());
-        assert_eq!(code, 0, "{err}");
-        let plan =
-            mgc_plan::Plan::from_json(&std::fs::read_to_string(dir.path().join("d.plan.json")).unwrap()).unwrap();
+        let plan = compiled(dir.path(), "d", &text);
         let link = plan.links.iter().find(|l| l.from == Device::Disk).unwrap().clone();
         (link.bandwidth_bytes_per_second, link.source)
     };
@@ -190,11 +191,7 @@ fn kernels_beside_copies_are_slowed_for_the_part_of_the_step_the_copies_take() {
         )
         .unwrap();
         let text = format!("profile = \"hw.toml\"\n{}", workflow("48gb", "1gb", allocation));
-        std::fs::write(dir.path().join("s.toml"), text).unwrap();
-        let (code, _, err) = mgc(&["compile", "s.toml"], dir.path());
-        assert_eq!(code, 0, "{err}");
-        let plan =
-            mgc_plan::Plan::from_json(&std::fs::read_to_string(dir.path().join("s.plan.json")).unwrap()).unwrap();
+        let plan = compiled(dir.path(), "s", &text);
         plan.models[0].layers.iter().map(|l| l.compute_seconds).collect::<Vec<f64>>()
     };
     let factors = |with: &[f64], without: &[f64]| -> Vec<f64> {
@@ -223,11 +220,7 @@ fn the_cpu_holds_the_cuda_sides_host_memory_only_when_a_gpu_computes() {
         let allocation = if compute == "cpu" { "cpu,*" } else { "cuda:0,20gb;cpu,*" };
         let text = format!("profile = \"hw.toml\"\n{}", workflow("48gb", "1gb", allocation))
             .replace("compute = \"cuda:0\"", &format!("compute = \"{compute}\""));
-        std::fs::write(dir.path().join("h.toml"), text).unwrap();
-        let (code, _, err) = mgc(&["compile", "h.toml"], dir.path());
-        assert_eq!(code, 0, "{err}");
-        let plan =
-            mgc_plan::Plan::from_json(&std::fs::read_to_string(dir.path().join("h.plan.json")).unwrap()).unwrap();
+        let plan = compiled(dir.path(), "h", &text);
         let cpu = plan.devices.iter().find(|d| d.name == mgc_plan::Device::Cpu).unwrap();
         (cpu.runtime_bytes, cpu.runtime_source.clone())
     };
