@@ -155,25 +155,35 @@ fn a_hardware_profile_replaces_the_defaults_and_workflow_figures_replace_the_pro
 #[test]
 fn the_disk_tier_is_read_cold_when_the_models_exceed_ram() {
     let dir = with_flux();
-    std::fs::write(
-        dir.path().join("hw.toml"),
-        "[disk]\nread_bytes_per_second = 3.5e9\ncold_read_bytes_per_second = 1.2e9\n",
-    )
-    .unwrap();
-    let disk_link = |ram: &str| {
-        let text = format!("profile = \"hw.toml\"\n{}", workflow("24gb", "1gb", "cuda:0,12gb;disk,*"))
-            .replace("memory = \"64gb\"", &format!("memory = \"{ram}\""));
+    let disk_link = |profile: &str, ram: &str, compute: &str| {
+        std::fs::write(dir.path().join("hw.toml"), profile).unwrap();
+        let allocation = format!("{compute},12gb;disk,*");
+        let text = format!("profile = \"hw.toml\"\n{}", workflow("24gb", "1gb", &allocation))
+            .replace("memory = \"64gb\"", &format!("memory = \"{ram}\""))
+            .replace("compute = \"cuda:0\"", &format!("compute = \"{compute}\""));
         let plan = compiled(dir.path(), "d", &text);
         let link = plan.links.iter().find(|l| l.from == Device::Disk).unwrap().clone();
         (link.bandwidth_bytes_per_second, link.source)
     };
+    let profile = "[disk]\nread_bytes_per_second = 3.5e9\ncold_read_bytes_per_second = 1.2e9\n";
     // Flux (23.8 GB) fits in 64 GB of RAM: the file stays in the page cache between steps.
-    let (warm, source) = disk_link("64gb");
+    let (warm, source) = disk_link(profile, "64gb", "cuda:0");
     assert_eq!(warm, 3_500_000_000, "{source}");
     // Not in 16 GB: every step reads it from the drive.
-    let (cold, source) = disk_link("16gb");
+    let (cold, source) = disk_link(profile, "16gb", "cuda:0");
     assert_eq!(cold, 1_200_000_000, "{source}");
     assert!(source.contains("cold"), "{source}");
+
+    // A GPU's transfers are gathered into its staging buffer on several threads, at the rate the
+    // probe measured that way, where a CPU reads on one thread; cold, the drive is the limit.
+    let staged = format!("{profile}staged_read_bytes_per_second = 9e9\n");
+    let (gpu, source) = disk_link(&staged, "64gb", "cuda:0");
+    assert_eq!(gpu, 9_000_000_000, "{source}");
+    assert!(source.contains("staging"), "{source}");
+    let (cpu, source) = disk_link(&staged, "64gb", "cpu");
+    assert_eq!(cpu, 3_500_000_000, "{source}");
+    let (cold, source) = disk_link(&staged, "16gb", "cuda:0");
+    assert_eq!(cold, 1_200_000_000, "{source}");
 }
 
 #[test]

@@ -185,6 +185,11 @@ pub struct ProfileDisk {
     /// file larger than RAM can cache is read every time.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "rate::optional")]
     pub cold_read_bytes_per_second: Option<Bandwidth>,
+    /// Read through the page cache into a GPU's staging buffer, on the threads a transfer to a
+    /// GPU gathers with (one thread reads for a CPU, which computes on the other cores). Measured
+    /// where a GPU is; without it, a GPU's transfers read at `read_bytes_per_second`.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rate::optional")]
+    pub staged_read_bytes_per_second: Option<Bandwidth>,
     /// How far the probe's runs spread, at the widest: (slowest − fastest) / median.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spread: Option<f64>,
@@ -267,6 +272,9 @@ impl Profile {
             positive(&|| "`read_bytes_per_second` of `disk`".to_owned(), rate(disk.read_bytes_per_second))?;
             if let Some(cold) = disk.cold_read_bytes_per_second {
                 positive(&|| "`cold_read_bytes_per_second` of `disk`".to_owned(), rate(cold))?;
+            }
+            if let Some(staged) = disk.staged_read_bytes_per_second {
+                positive(&|| "`staged_read_bytes_per_second` of `disk`".to_owned(), rate(staged))?;
             }
         }
         let spreads = self.device.iter().map(|d| d.spread).chain(self.link.iter().map(|l| l.spread));
@@ -361,6 +369,13 @@ impl Profile {
     #[expect(clippy::cast_precision_loss, reason = "a rate for the cost model's arithmetic")]
     pub fn disk_read(&self) -> Option<f64> {
         self.disk.as_ref().map(|d| d.read_bytes_per_second.bytes_per_second() as f64)
+    }
+
+    /// The model file's read speed through the page cache into a GPU's staging buffer (warm), in
+    /// bytes a second, where the probe measured it.
+    #[expect(clippy::cast_precision_loss, reason = "a rate for the cost model's arithmetic")]
+    pub fn disk_read_staged(&self) -> Option<f64> {
+        self.disk.as_ref().and_then(|d| d.staged_read_bytes_per_second).map(|r| r.bytes_per_second() as f64)
     }
 
     /// The model file's read speed from the device itself (cold), in bytes a second.

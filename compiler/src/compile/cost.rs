@@ -237,6 +237,13 @@ impl CostModel {
             if to == Device::Cpu {
                 return Rate { bytes_per_second: disk, source: what.into() };
             }
+            // A GPU's transfers are gathered into its staging buffer on several threads, where a
+            // CPU's are read on one: the probe measures both from a warm page cache.
+            let staged = self.profile.as_ref().and_then(Profile::disk_read_staged).filter(|_| !self.disk_cold);
+            let (disk, what) = match staged {
+                Some(staged) => (staged, "profile disk read into the staging buffer"),
+                None => (disk, what),
+            };
             let host = self.rate(Device::Cpu, to);
             return Rate {
                 bytes_per_second: disk.min(host.bytes_per_second),

@@ -34,6 +34,7 @@ fn measured() -> Profile {
         disk: Some(ProfileDisk {
             read_bytes_per_second: Bandwidth(3_200_000_000),
             cold_read_bytes_per_second: Some(Bandwidth(450_000_000)),
+            staged_read_bytes_per_second: Some(Bandwidth(9_600_000_000)),
             spread: None,
         }),
     }
@@ -137,6 +138,10 @@ fn bad_profiles_say_what_is_wrong() {
         (
             "[disk]\nread_bytes_per_second = 1e9\ncold_read_bytes_per_second = 0\n",
             "`cold_read_bytes_per_second` of `disk` must be a positive number, not 0",
+        ),
+        (
+            "[disk]\nread_bytes_per_second = 1e9\nstaged_read_bytes_per_second = 0\n",
+            "`staged_read_bytes_per_second` of `disk` must be a positive number, not 0",
         ),
         ("[disk]\nread_bytes_per_second = 1e9\nspread = -0.5\n", "a `spread` must be 0 or more, not -0.5"),
         (

@@ -599,15 +599,21 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
     let t = median(|| host.f_detach_copy().map(drop).map_err(RunError::from))?;
     p.figures.push(Figure::timed("host memcpy", gb(COPY_BYTES, t.seconds), "GB/s", t));
 
-    let (warm, cold) = disk_read(scratch)?;
+    let staged_threads = (devices.len() > 1).then(super::streams::gather_threads);
+    let DiskRead { warm, cold, staged } = disk_read(scratch, staged_threads)?;
     p.figures.push(Figure::timed("disk read (page cache, mapped)", gb(COPY_BYTES, warm.seconds), "GB/s", warm));
     if let Some(cold) = cold {
         p.figures.push(Figure::timed("disk read (cold, mapped)", gb(COPY_BYTES, cold.seconds), "GB/s", cold));
     }
+    if let (Some(staged), Some(threads)) = (staged, staged_threads) {
+        let what = format!("disk read (page cache, mapped) into a GPU's staging buffer, {threads} threads");
+        p.figures.push(Figure::timed(what, gb(COPY_BYTES, staged.seconds), "GB/s", staged));
+    }
     p.profile.disk = Some(ProfileDisk {
         read_bytes_per_second: bandwidth(COPY_BYTES, warm.seconds),
         cold_read_bytes_per_second: cold.map(|c| bandwidth(COPY_BYTES, c.seconds)),
-        spread: Some(spread_of([Some(warm), cold].into_iter().flatten())),
+        staged_read_bytes_per_second: staged.map(|s| bandwidth(COPY_BYTES, s.seconds)),
+        spread: Some(spread_of([Some(warm), cold, staged].into_iter().flatten())),
     });
 
     // Compute, per dtype.
@@ -759,12 +765,23 @@ fn loose_figures(figures: &[Figure]) -> Vec<String> {
         .collect()
 }
 
-/// The model file's read speed as the runtime reads the `disk` tier, through a mapping into a
-/// buffer of its own: warm (the page cache holds the file, as it does after a first step when the
-/// file fits in RAM) and cold (the file dropped from the page cache before each run, as a file
-/// larger than the cache is read every step). Cold is `None` where the page cache cannot be
-/// dropped for one file.
-fn disk_read(scratch: &Path) -> Result<(Timing, Option<Timing>), RunError> {
+/// The model file's read speeds, as the runtime reads the `disk` tier.
+struct DiskRead {
+    /// On one thread, as a CPU's ring is filled: the page cache holding the file, as it does
+    /// after a first step when the file fits in RAM.
+    warm: Timing,
+    /// On one thread, the file dropped from the page cache before each run, as a file larger
+    /// than the cache is read every step; `None` where the page cache cannot be dropped for one
+    /// file.
+    cold: Option<Timing>,
+    /// Warm, on the threads a GPU's staging buffer is gathered with, where that was asked for.
+    staged: Option<Timing>,
+}
+
+/// The model file's read speeds as the runtime reads the `disk` tier, through a mapping into a
+/// buffer of its own, by the runtime's gathering routine: warm and cold on one thread, and warm
+/// on `staged_threads` where given.
+fn disk_read(scratch: &Path, staged_threads: Option<usize>) -> Result<DiskRead, RunError> {
     let file = scratch.join(format!(".mgc-probe-{}", std::process::id()));
     let read = |e: std::io::Error| RunError::Read { path: file.display().to_string(), message: e.to_string() };
     let written = fs_err::File::create(&file).and_then(|mut f| {
@@ -773,7 +790,7 @@ fn disk_read(scratch: &Path) -> Result<(Timing, Option<Timing>), RunError> {
     });
     let measured = written.and_then(|()| {
         let mut buffer = vec![0u8; COPY_BYTES as usize];
-        let mut read_once = |cold: bool| -> std::io::Result<f64> {
+        let mut read_once = |cold: bool, threads: usize| -> std::io::Result<f64> {
             let f = fs_err::File::open(&file)?;
             if cold && !drop_cached(f.file()) {
                 return Err(std::io::Error::other("cannot drop the page cache"));
@@ -782,13 +799,21 @@ fn disk_read(scratch: &Path) -> Result<(Timing, Option<Timing>), RunError> {
             #[allow(unsafe_code, reason = "a file this process just wrote, mapped read-only")]
             // SAFETY: the file is private to this probe and not changed while mapped.
             let mapped = unsafe { memmap2::Mmap::map(f.file())? };
-            super::streams::gather_into(&mapped, &mut buffer);
+            super::streams::gather_into(&mapped, &mut buffer, threads);
             Ok(start.elapsed().as_secs_f64())
         };
-        read_once(false)?;
-        let warm: Vec<f64> = (0..RUNS).map(|_| read_once(false)).collect::<std::io::Result<_>>()?;
-        let cold: Option<Vec<f64>> = (0..RUNS).map(|_| read_once(true).ok()).collect();
-        Ok((Timing::of(&warm), cold.map(|c| Timing::of(&c))))
+        read_once(false, 1)?;
+        let warm: Vec<f64> = (0..RUNS).map(|_| read_once(false, 1)).collect::<std::io::Result<_>>()?;
+        let cold: Option<Vec<f64>> = (0..RUNS).map(|_| read_once(true, 1).ok()).collect();
+        let staged = match staged_threads {
+            Some(threads) => Some((0..RUNS).map(|_| read_once(false, threads)).collect::<std::io::Result<Vec<f64>>>()?),
+            None => None,
+        };
+        Ok(DiskRead {
+            warm: Timing::of(&warm),
+            cold: cold.map(|c| Timing::of(&c)),
+            staged: staged.map(|s| Timing::of(&s)),
+        })
     });
     let _ = fs_err::remove_file(&file);
     measured.map_err(read)

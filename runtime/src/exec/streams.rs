@@ -218,36 +218,29 @@ impl Copier {
                 return Err(RunError::Cuda(format!("`{}` is not contiguous", w.name)));
             }
         }
-        // Host tensors go through the staging buffer in chunks: each chunk's copy to the device
-        // runs while the next chunk is gathered.
-        let mut sent = 0u64;
-        let mut gathered = 0u64;
+        // Host tensors go through the staging buffer in chunks: each chunk is gathered on a few
+        // threads, and its copy to the device runs while the next chunk is gathered.
+        let staging = self.staging.as_ref();
+        let mut pieces = Vec::new();
         for (w, offset) in placed().filter(|(w, _)| w.tensor.device() == Device::Cpu) {
             let bytes = tensor_bytes(&w.tensor);
-            let staging =
-                self.staging.as_ref().ok_or_else(|| RunError::Cuda("no staging buffer for host layers".into()))?;
+            let staging = staging.ok_or_else(|| RunError::Cuda("no staging buffer for host layers".into()))?;
             if offset + bytes > tensor_bytes(staging) {
                 return Err(RunError::Cuda("a transfer does not fit the staging buffer".into()));
             }
-            // SAFETY: the source is `bytes` bytes of a contiguous CPU tensor (memory or the
-            // mapping); the staging buffer has room (checked) and this range of it is not being
-            // sent (only ranges below `gathered` are); the previous transfer out of it has ended
-            // (every transfer is waited for).
-            unsafe {
-                gather(
-                    w.tensor.data_ptr().cast::<u8>(),
-                    staging.data_ptr().cast::<u8>().add(offset as usize),
-                    bytes as usize,
-                );
-            }
-            gathered = offset + bytes;
-            if gathered - sent >= CHUNK {
-                self.send(dst, sent, gathered, stream)?;
-                sent = gathered;
-            }
+            pieces.push(Piece { src: w.tensor.data_ptr() as usize, at: offset, len: bytes });
         }
-        if gathered > sent {
-            self.send(dst, sent, gathered, stream)?;
+        if let Some(staging) = staging.filter(|_| !pieces.is_empty()) {
+            // SAFETY: each piece's source is `len` bytes of a contiguous CPU tensor (memory or the
+            // mapping), alive for this call; its range of the staging buffer lies within it
+            // (checked above), and the layout's ranges do not overlap; the previous transfer out
+            // of the buffer has ended (every transfer is waited for), and a range is sent only
+            // once it is gathered.
+            unsafe {
+                gather_chunked(&pieces, staging.data_ptr().cast::<u8>(), CHUNK, gather_threads(), |from, to| {
+                    self.send(dst, from, to, stream)
+                })?;
+            }
         }
         for (w, offset) in placed().filter(|(w, _)| w.tensor.device() != Device::Cpu) {
             let bytes = tensor_bytes(&w.tensor) as usize;
@@ -287,44 +280,125 @@ impl Copier {
     }
 }
 
-/// Copies `src` into `dst` as the staging buffer is filled (on a few threads when it is large).
-pub fn gather_into(src: &[u8], dst: &mut [u8]) {
-    let len = src.len().min(dst.len());
+/// Copies `src` into `dst` as a transfer fills the staging buffer: in chunks, on up to `threads`
+/// threads. The probe's disk read goes through this, so that it measures the runtime's own
+/// gathering: on one thread, as a CPU's ring is filled, and on [`gather_threads`], as a GPU's
+/// staging buffer is.
+pub fn gather_into(src: &[u8], dst: &mut [u8], threads: usize) {
+    let len = src.len().min(dst.len()) as u64;
+    let piece = Piece { src: src.as_ptr() as usize, at: 0, len };
     #[expect(unsafe_code, reason = "two distinct slices of at least `len` bytes")]
-    // SAFETY: both slices hold at least `len` bytes, and a `&mut` slice overlaps no other.
-    unsafe {
-        gather(src.as_ptr(), dst.as_mut_ptr(), len);
-    }
+    // SAFETY: `src` holds `len` bytes, `dst` as many from its start, and a `&mut` slice overlaps
+    // no other.
+    let done = unsafe {
+        gather_chunked(&[piece], dst.as_mut_ptr(), CHUNK, threads, |_, _| Ok::<(), std::convert::Infallible>(()))
+    };
+    let Ok(()) = done;
+}
+
+/// A host range to gather: `len` bytes at address `src`, into the staging buffer at `at`.
+#[derive(Clone, Copy, Debug)]
+pub struct Piece {
+    pub src: usize,
+    pub at: u64,
+    pub len: u64,
 }
 
 /// Bytes gathered into the staging buffer before they are sent on.
-const CHUNK: u64 = 16 << 20;
+pub const CHUNK: u64 = 16 << 20;
 
-/// Copies `len` bytes, on a few threads when there are many: one thread copies from a mapped file
-/// at well under what the link to a GPU takes.
+/// The least a gathering thread copies: below it, starting the thread costs more than it saves.
+const PER_THREAD: u64 = 2 << 20;
+
+/// Threads that gather a chunk: half the cores (the compute thread and libtorch keep the rest),
+/// at most eight. One thread copies from a mapped file at well under what a link to a GPU takes.
+pub fn gather_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / 2).clamp(1, 8)
+}
+
+/// Gathers `pieces` (in the order of `at`, not overlapping) into `base`, a chunk of `chunk` bytes
+/// at a time, each chunk's bytes split evenly over up to `threads` threads whatever the sizes of
+/// its pieces; after each chunk, `sent(from, to)` with the range of `base` it now holds (from the
+/// end of the last range sent to the end of the chunk's last piece). The probe times this very
+/// routine, so a plan's rate is the rate its runs gather at.
 ///
 /// # Safety
-/// `src` and `dst` are valid for `len` bytes and do not overlap.
+/// Each piece's `src` is valid for `len` bytes; `base` is valid for every piece's `at + len`;
+/// no source overlaps `base`'s pieces, nor do those overlap each other.
 #[expect(unsafe_code, reason = "raw copies whose bounds the caller guarantees")]
-unsafe fn gather(src: *const u8, dst: *mut u8, len: usize) {
-    const PIECE: usize = 8 << 20;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = (len / PIECE).clamp(1, (cores / 2).clamp(1, 4));
+pub unsafe fn gather_chunked<E>(
+    pieces: &[Piece],
+    base: *mut u8,
+    chunk: u64,
+    threads: usize,
+    mut sent: impl FnMut(u64, u64) -> Result<(), E>,
+) -> Result<(), E> {
+    let chunk = chunk.max(1);
+    let mut group: Vec<Piece> = Vec::new();
+    let mut in_group = 0u64;
+    let mut sent_to = pieces.first().map_or(0, |p| p.at);
+    let mut flush = |group: &mut Vec<Piece>, in_group: &mut u64, sent_to: &mut u64| -> Result<(), E> {
+        let Some(end) = group.last().map(|p| p.at + p.len) else { return Ok(()) };
+        // SAFETY: as the caller guarantees, for every part of its pieces.
+        unsafe { gather_group(group, base as usize, *in_group, threads) };
+        group.clear();
+        *in_group = 0;
+        sent(*sent_to, end)?;
+        *sent_to = end;
+        Ok(())
+    };
+    for piece in pieces {
+        let mut done = 0;
+        while done < piece.len {
+            let n = (piece.len - done).min(chunk - in_group);
+            group.push(Piece { src: piece.src + done as usize, at: piece.at + done, len: n });
+            in_group += n;
+            done += n;
+            if in_group == chunk {
+                flush(&mut group, &mut in_group, &mut sent_to)?;
+            }
+        }
+    }
+    flush(&mut group, &mut in_group, &mut sent_to)
+}
+
+/// Copies a group of pieces holding `bytes` in all, split into equal runs of bytes, one per thread.
+///
+/// # Safety
+/// As for [`gather_chunked`].
+#[expect(unsafe_code, reason = "raw copies whose bounds the caller guarantees")]
+unsafe fn gather_group(group: &[Piece], base: usize, bytes: u64, threads: usize) {
+    let threads = usize::try_from(bytes / PER_THREAD).unwrap_or(usize::MAX).clamp(1, threads.max(1));
+    let copy = |from: u64, to: u64| {
+        // The parts of the group's pieces that fall within bytes `from..to` of the group.
+        let mut at = 0u64;
+        for p in group {
+            let (start, end) = (from.max(at), to.min(at + p.len));
+            if start < end {
+                let skip = (start - at) as usize;
+                // SAFETY: `skip..skip + (end - start)` lies within the piece, whose source and
+                // destination the caller guarantees; threads copy disjoint byte runs.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        (p.src + skip) as *const u8,
+                        (base + p.at as usize + skip) as *mut u8,
+                        (end - start) as usize,
+                    );
+                }
+            }
+            at += p.len;
+        }
+    };
     if threads == 1 {
-        // SAFETY: as the caller guarantees.
-        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+        copy(0, bytes);
         return;
     }
-    let step = len.div_ceil(threads);
-    let (src, dst) = (src as usize, dst as usize);
+    let step = bytes.div_ceil(threads as u64);
     std::thread::scope(|scope| {
-        for start in (0..len).step_by(step) {
-            let n = step.min(len - start);
-            scope.spawn(move || {
-                // SAFETY: `start..start + n` lies within both ranges the caller guarantees, and
-                // the threads' pieces do not overlap.
-                unsafe { std::ptr::copy_nonoverlapping((src + start) as *const u8, (dst + start) as *mut u8, n) };
-            });
+        for start in (0..bytes).step_by(step as usize) {
+            let end = (start + step).min(bytes);
+            scope.spawn(move || copy(start, end));
         }
     });
 }
@@ -334,12 +408,61 @@ unsafe fn gather(src: *const u8, dst: *mut u8, len: usize) {
 mod tests {
     use super::*;
 
+    /// Pieces of many sizes with gaps between them, gathered a chunk at a time on several
+    /// threads: every byte lands where it belongs, nothing else is written, and every range is
+    /// sent once, in order, only after all of its pieces' bytes are in place.
+    #[test]
+    fn gathering_in_chunks_sends_each_range_once_it_holds_its_pieces() {
+        let sizes = [4096u64, 5 << 20, 17, 3 << 20, 0, (9 << 20) + 5, 1];
+        let mut pieces = Vec::new();
+        let mut sources = Vec::new();
+        let mut at = 100u64;
+        for (i, &len) in sizes.iter().enumerate() {
+            sources.push((0..len).map(|j| ((j as usize * 7 + i * 13) % 251) as u8).collect::<Vec<u8>>());
+            pieces.push(Piece { src: sources[i].as_ptr() as usize, at, len });
+            at += len + 300;
+        }
+        let mut dst = vec![0xAAu8; at as usize];
+        let base = dst.as_mut_ptr();
+        let mut ranges = Vec::new();
+        let holds = |dst: *const u8, from: u64, to: u64| {
+            pieces.iter().zip(&sources).all(|(p, src)| {
+                (p.at.max(from)..(p.at + p.len).min(to)).all(|b| {
+                    // SAFETY: `b` lies within `dst`, which outlives the test.
+                    #[expect(unsafe_code, reason = "reads the buffer being gathered into")]
+                    let byte = unsafe { *dst.add(b as usize) };
+                    byte == src[(b - p.at) as usize]
+                })
+            })
+        };
+        #[expect(unsafe_code, reason = "the routine under test")]
+        // SAFETY: every source holds its `len` bytes and `dst` every `at + len`; none overlap.
+        unsafe {
+            gather_chunked(&pieces, base, 4 << 20, 3, |from, to| {
+                assert!(holds(base, from, to), "{from}..{to} sent before it was gathered");
+                ranges.push((from, to));
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        }
+        assert_eq!(ranges.first().map(|r| r.0), Some(100), "from the first piece");
+        assert_eq!(ranges.last().map(|r| r.1), pieces.last().map(|p| p.at + p.len), "to the last");
+        assert!(ranges.windows(2).all(|w| w[0].1 == w[1].0 && w[0].0 < w[0].1), "{ranges:?}");
+        assert!(ranges.len() >= 5, "chunks of 4 MiB: {ranges:?}");
+        assert!(holds(dst.as_ptr(), 0, at), "every piece in place");
+        let mut gaps = 0..100u64;
+        for (p, next) in pieces.iter().zip(pieces.iter().skip(1)) {
+            assert!(dst[(p.at + p.len) as usize..next.at as usize].iter().all(|&b| b == 0xAA), "a gap was written");
+        }
+        assert!(gaps.all(|b| dst[b as usize] == 0xAA));
+    }
+
     #[test]
     fn gathering_on_several_threads_copies_every_byte() {
         for len in [0usize, 1, 4095, 40 << 20, (40 << 20) + 3] {
             let src: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let mut dst = vec![0u8; len];
-            gather_into(&src, &mut dst);
+            gather_into(&src, &mut dst, 4);
             assert!(src == dst, "{len} bytes");
         }
     }
