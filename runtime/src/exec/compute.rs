@@ -115,6 +115,13 @@ impl Inputs {
     }
 }
 
+/// A tensor of `shape` holding the inputs' pattern, as a run's layers read it.
+pub(super) fn pattern(shape: &[i64], kind: Kind, device: Device) -> Result<Tensor, RunError> {
+    let x = Tensor::f_empty([shape.iter().product::<i64>().max(1)], (kind, device))?;
+    fill(&x, device, kind)?;
+    Ok(x.f_narrow(0, 0, shape.iter().product())?.f_reshape(shape)?)
+}
+
 /// Writes the inputs' pattern into `x` (1-D): 251 values from -0.5 up, repeated, by doubling
 /// copies within `x`, so that no temporary larger than the pattern is made.
 fn fill(x: &Tensor, device: Device, kind: Kind) -> Result<(), RunError> {
@@ -389,7 +396,8 @@ mod tests {
         assert_eq!(checksum(3 * 1024).to_bits(), plain.to_bits(), "in chunks of a few rows");
     }
 
-    /// The inputs' pattern reads the same through the arena as through a buffer of its own.
+    /// The inputs' pattern reads the same through the arena as through a buffer of its own, and
+    /// as the probe's products read it ([`pattern`]): varied values, not one repeated.
     #[test]
     fn the_inputs_pattern_does_not_depend_on_where_it_is_written() {
         let mut arena = Inputs::new(1, Device::Cpu, 3 * 4096).unwrap();
@@ -398,6 +406,10 @@ mod tests {
             let a = arena.get(&shape, Kind::BFloat16).unwrap();
             let b = plain.get(&shape, Kind::BFloat16).unwrap();
             assert!(a.equal(&b), "{shape:?}");
+            let probe = pattern(&shape, Kind::BFloat16, Device::Cpu).unwrap();
+            assert!(probe.equal(&a), "{shape:?}");
         }
+        let values = pattern(&[1, 600], Kind::Float, Device::Cpu).unwrap().f_unique_dim(1, false, false, false);
+        assert!(values.unwrap().0.numel() > 200, "the pattern's 251 values");
     }
 }
