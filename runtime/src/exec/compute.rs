@@ -57,6 +57,12 @@ impl Inputs {
         Ok(Self { tokens: i64::try_from(tokens).unwrap_or(1).max(1), device, arena, buffers: Vec::new() })
     }
 
+    /// Whether the inputs and outputs are views of an arena, as a run's are.
+    #[cfg(test)]
+    pub fn has_arena(&self) -> bool {
+        self.arena.is_some()
+    }
+
     /// Elements of `kind` one region holds; unbounded without an arena.
     fn capacity(&self, kind: Kind) -> i64 {
         self.arena.as_ref().map_or(i64::MAX, |a| a.region / element_bytes(kind))

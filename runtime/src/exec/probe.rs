@@ -229,6 +229,12 @@ const ROUNDS: usize = 21;
 /// Applications of the small layer in one timed run of the cost of one small weight.
 const SMALL_LAYER_ROUNDS: usize = 200;
 
+/// The arena of the small layer whose fixed cost a tensor the probe times: the least that makes
+/// one (three regions, each a multiple of 256 bytes), so that its weights go through the views of
+/// an arena as a run's do. (Sized at its rows' bytes, 48, it had none: the probe timed the path
+/// without an arena, four fewer libtorch calls a weight than a run makes.)
+const SMALL_LAYER_ARENA: u64 = 3 * 256;
+
 /// One timed run of something measured in rounds (waits for the device before it returns).
 type TimedRun = Box<dyn FnMut() -> Result<(), RunError>>;
 
@@ -262,7 +268,7 @@ impl Group {
             }
         }
         work.push((SMALL_LAYER_ROUNDS * weights.len()) as f64);
-        let mut inputs = super::compute::Inputs::new(1, device, 3 * 8 * 2)?;
+        let mut inputs = super::compute::Inputs::new(1, device, SMALL_LAYER_ARENA)?;
         runs.push(Box::new(move || {
             for _ in 0..SMALL_LAYER_ROUNDS {
                 super::compute::layer(&weights, &super::compute::Work::default(), &mut inputs)?;
@@ -901,7 +907,16 @@ fn spread_words(f: &Figure) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Figure, Probe, Timing, loose_figures};
+    use super::{Figure, Probe, SMALL_LAYER_ARENA, Timing, loose_figures};
+    use tch::Device;
+
+    #[test]
+    #[expect(clippy::unwrap_used, reason = "a test")]
+    fn the_small_layer_goes_through_an_arena_as_a_run_does() {
+        let with = super::super::compute::Inputs::new(1, Device::Cpu, SMALL_LAYER_ARENA).unwrap();
+        assert!(with.has_arena());
+        assert!(!super::super::compute::Inputs::new(1, Device::Cpu, 3 * 8 * 2).unwrap().has_arena());
+    }
 
     #[test]
     fn figures_known_loosely_are_warned_of_and_a_busy_machine_gets_a_count() {
