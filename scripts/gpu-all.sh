@@ -5,11 +5,12 @@
 #   (on the GPU machine, from the repository root)
 #   bash scripts/gpu-all.sh OUT_DIR [SECONDS] [PARTS] [MODELS]
 # PARTS (default "check bench tests"), in this order, each within what is left of SECONDS (default 560):
-#   check: `mgc probe` and the Wan 2.1 1.3B runs of scripts/gpu-check.sh (ratios, peaks, checksums);
+#   check: `mgc probe`, bench/kernels.py and the Wan 2.1 1.3B runs of scripts/gpu-check.sh (ratios,
+#          peaks, checksums);
 #   bench: bench/comfyui/gpu.sh on MODELS (default: the `gpu` set), with the profile just probed;
 #   tests: the runtime's tests and the node pack's core on CUDA (scripts/gpu-check.sh).
 # Everything lands under OUT_DIR/all, packed at the end into OUT_DIR/all.tgz beside copies of the
-# summaries (check.txt, results.md, results.json), so that only a few files need to travel back.
+# summaries (check.txt, kernels.txt, results.md, results.json), so that only a few files need to travel back.
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="$(mkdir -p "${1:?usage: gpu-all.sh OUT_DIR [SECONDS] [PARTS] [MODELS]}" && cd "$1" && pwd)"
@@ -36,7 +37,7 @@ profile=""
 [ -f bench-work/profile.toml ] && profile="$repo/bench-work/profile.toml"
 if [[ "$parts" == *" check "* ]]; then
     log "check: probe and Wan 2.1 1.3B"
-    MGC_GPU_CHECK="probe wan" MGC_PROBE_TIMEOUT=$(($(left) / 2)) \
+    MGC_GPU_CHECK="probe kernels wan" MGC_PROBE_TIMEOUT=$(($(left) / 2)) \
         timeout $(($(left) - 60)) bash device-run/gpu-check.sh "$all/check" > "$all/check-stdout.txt" 2>&1
     log "check: exit $?"
     if [ -f "$all/check/profile.toml" ]; then
@@ -58,6 +59,7 @@ if [[ "$parts" == *" tests "* ]] && [ "$(left)" -gt 40 ]; then
 fi
 log "done"
 cp "$all/check/summary.txt" "$out/check.txt" 2>/dev/null
+cp "$all/check/kernels.txt" "$out/kernels.txt" 2>/dev/null
 cp "$all/bench/results.md" "$all/bench/results.json" "$out/" 2>/dev/null
 tar czf "$out/all.tgz" -C "$all" . 2>/dev/null
 rm -rf "$all"

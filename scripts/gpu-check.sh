@@ -13,7 +13,9 @@
 #    against the probed peak, checksums equal.
 # Without a GPU, step 3 runs the same shape of work on the CPU, so the script can be tried anywhere.
 # Each step records its result under OUT_DIR and the script goes on; it exits non-zero if any failed.
-# MGC_GPU_CHECK="tests core probe wan" (the default: all) picks the steps to run; MGC_PROBE_TIMEOUT
+# 4. (`kernels`) bench/kernels.py: products on a run's data against ones and zeros, attention as
+#    `mgc run` computes it against fused attention, an elementwise pass and a norm, side by side.
+# MGC_GPU_CHECK="tests core probe kernels wan" (the default: all) picks the steps to run; MGC_PROBE_TIMEOUT
 # (seconds, default 300) bounds the probe.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,7 +29,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 failed=0
 step() { echo "== $1 ($(date +%T))" | tee -a "$out/log.txt"; }
-parts=" ${MGC_GPU_CHECK:-tests core probe wan} "
+parts=" ${MGC_GPU_CHECK:-tests core probe kernels wan} "
 part() { [[ "$parts" == *" $1 "* ]]; }
 
 { nvidia-smi --query-gpu=name,memory.total,pcie.link.gen.max,pcie.link.width.max --format=csv 2>&1 || echo "no nvidia-smi"; } > "$out/gpu.txt"
@@ -85,6 +87,12 @@ if part probe; then
     timeout "${MGC_PROBE_TIMEOUT:-300}" "$mgc" probe -o "$work/profile.toml" --format json > "$out/probe.json" \
         2>> "$out/log.txt" || failed=1
     cp "$work/profile.toml" "$out/profile.toml" 2>/dev/null
+fi
+if part kernels; then
+    step "kernels"
+    (cd "$repo" && PYTHONPATH="$site" timeout 120 "$py" -m bench.kernels --json "$out/kernels.json") \
+        > "$out/kernels.txt" 2>&1 || { echo "kernels FAILED" | tee -a "$out/log.txt"; failed=1; }
+    cat "$out/kernels.txt"
 fi
 part wan || { echo "failed=$failed" | tee -a "$out/log.txt"; exit "$failed"; }
 

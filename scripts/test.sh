@@ -12,4 +12,4 @@ cargo test --workspace --locked --all-features
 # (the shared environment beneath it is left as it is); then its tests, which compare it with the
 # `mgc` binary just built, and the ComfyUI node pack's, with real torch, which import it.
 VIRTUAL_ENV="$here/.venv-mgc" .venv-mgc/bin/maturin develop --quiet --locked -m python/Cargo.toml
-MGC_CLI="${CARGO_TARGET_DIR:-$here/target}/debug/mgc" .venv-mgc/bin/python -m pytest -q python/tests comfyui/tests bench/comfyui/tests
+MGC_CLI="${CARGO_TARGET_DIR:-$here/target}/debug/mgc" .venv-mgc/bin/python -m pytest -q python/tests comfyui/tests bench/comfyui/tests bench/tests
