@@ -272,13 +272,31 @@ pub fn load_model(
                         owned
                     }
                 }
-                Some(device) => mapped.f_to_device(device)?,
+                // Resident on a GPU: still over the mapping; copied once, into the device's one
+                // buffer for the model's weights there, below.
+                Some(_) => mapped,
             };
             let quantized = quantized.then(|| (t.dtype.clone(), t.shape.iter().map(|&d| d as i64).collect()));
             tensors.push(Weight { name: t.name.clone(), tensor: placed, quantized });
             bar.inc(t.bytes);
         }
         layers.push(LoadedLayer { tensors, streamed: layer.streamed, work: super::compute::Work::of(layer) });
+    }
+    // Weights resident on a GPU: one buffer per GPU.
+    let mut gpus: Vec<Device> = Vec::new();
+    for layer in &model.layers {
+        if let Ok(Some(device @ Device::Cuda(_))) = torch_device(layer.home)
+            && !gpus.contains(&device)
+        {
+            gpus.push(device);
+        }
+    }
+    for device in gpus {
+        let homed = layers
+            .iter_mut()
+            .zip(&model.layers)
+            .filter(|(_, plan)| torch_device(plan.home).ok().flatten() == Some(device));
+        pack_into_one(homed.map(|(layer, _)| layer), device)?;
     }
     let mut packed = Vec::new();
     let mut done = vec![false; layers.len()];
@@ -324,6 +342,32 @@ pub fn load_model(
     Ok(LoadedModel { compute, layers, packed, _files: vec![file.map.clone()] })
 }
 
+/// Copies the weights of `group` into one buffer on `device`, laid out as a transfer is, and
+/// makes each weight a view of it; returns the buffer (`None` for no weights). One allocation for
+/// a model's weights resident on a GPU, where a tensor each had the caching allocator round every
+/// one up: a 4.7 MB projection takes a quarter of a 20 MiB segment and leaves 2 MB that no other
+/// weight fits, a 27.5 MB one is rounded to 28 MiB. Wan 2.1 1.3B held 249 MB more than its
+/// weights that way (8.8%), which its plan did not count: the GPU's peak ran 8% over.
+fn pack_into_one<'a>(
+    group: impl IntoIterator<Item = &'a mut LoadedLayer>,
+    device: Device,
+) -> Result<Option<Tensor>, RunError> {
+    let mut group: Vec<&mut LoadedLayer> = group.into_iter().collect();
+    if group.is_empty() {
+        return Ok(None);
+    }
+    let layout = streams::layout(group.iter().map(|l| l.tensors.as_slice()));
+    let buffer = Tensor::f_empty([layout.total.max(1) as i64], (Kind::Uint8, device))?;
+    for (layer, offsets) in group.iter_mut().zip(&layout.offsets) {
+        for (w, &offset) in layer.tensors.iter_mut().zip(offsets) {
+            let bytes = streams::tensor_bytes(&w.tensor) as i64;
+            buffer.f_narrow(0, offset as i64, bytes)?.f_copy_(&streams::as_bytes(&w.tensor)?)?;
+            w.tensor = streams::view_like(&buffer, offset, &w.tensor)?;
+        }
+    }
+    Ok(Some(buffer))
+}
+
 #[cfg(test)]
 #[expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 mod tests {
@@ -334,6 +378,41 @@ mod tests {
     use mgc_core::Hardware;
 
     use super::*;
+
+    /// The packing that gives a GPU's resident weights one buffer, run on the CPU: every weight
+    /// reads back as it was, from a view that lies in the one buffer, aligned.
+    #[test]
+    fn weights_packed_into_one_buffer_read_back_from_views_of_it() {
+        let weight = |name: &str, shape: &[i64], kind: Kind| Weight {
+            name: name.to_owned(),
+            tensor: Tensor::f_arange(shape.iter().product::<i64>(), (Kind::Float, Device::Cpu))
+                .unwrap()
+                .f_to_kind(kind)
+                .unwrap()
+                .f_reshape(shape)
+                .unwrap(),
+            quantized: None,
+        };
+        let layer = |weights: Vec<Weight>| LoadedLayer { tensors: weights, streamed: false, work: Default::default() };
+        let mut layers = [
+            layer(vec![weight("a.weight", &[5, 3], Kind::BFloat16), weight("a.bias", &[5], Kind::Float)]),
+            layer(vec![weight("b.weight", &[7, 2], Kind::Half)]),
+        ];
+        let before: Vec<Tensor> = layers.iter().flat_map(|l| l.tensors.iter().map(|w| w.tensor.copy())).collect();
+        let buffer = pack_into_one(layers.iter_mut(), Device::Cpu).unwrap().unwrap();
+        let start = buffer.data_ptr() as usize;
+        let range = start..start + buffer.numel();
+        for (w, was) in layers.iter().flat_map(|l| &l.tensors).zip(&before) {
+            assert!(w.tensor.equal(was), "`{}`", w.name);
+            let at = w.tensor.data_ptr() as usize;
+            assert!(
+                range.contains(&at) && (at - start).is_multiple_of(256),
+                "`{}` is not a view of the buffer",
+                w.name
+            );
+        }
+        assert!(pack_into_one(Vec::new(), Device::Cpu).unwrap().is_none());
+    }
 
     #[test]
     fn cpu_resident_weights_are_used_in_place_over_the_mapping() {
