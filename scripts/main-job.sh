@@ -64,6 +64,7 @@ echo
 echo "== mgc compile examples/plans/tiny-cpu-probed.toml"
 "$mgc" compile examples/plans/tiny-cpu-probed.toml -o examples/plans/tiny-cpu-probed.plan.json | head -n 8
 echo
-echo "== mgc run examples/plans/tiny-cpu-probed.plan.json --steps 20"
-# 20 steps, some 8 seconds: a shared machine runs fast and slow for seconds at a time.
-"$mgc" run examples/plans/tiny-cpu-probed.plan.json --steps 20
+echo "== mgc run examples/plans/tiny-cpu-probed.plan.json --steps 40"
+# 40 steps, some 16 seconds: a shared machine runs fast and slow for seconds at a time, and the
+# probe's figures are means over some 20 seconds of such spells.
+"$mgc" run examples/plans/tiny-cpu-probed.plan.json --steps 40

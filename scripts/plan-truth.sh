@@ -9,12 +9,12 @@
 # measured one, which should agree within 10%.
 # Each run takes as many steps as its plan predicts fill SECONDS (10 at least): a shared machine
 # runs fast and slow for seconds at a time, and a run of two seconds measures one spell of it.
-# Usage: plan-truth.sh [MGC] [SECONDS] (MGC defaults to the release build, SECONDS to 8; writes
+# Usage: plan-truth.sh [MGC] [SECONDS] (MGC defaults to the release build, SECONDS to 12; writes
 # under target/).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mgc="${1:-$here/target/release/mgc}"
-seconds="${2:-8}"
+seconds="${2:-12}"
 # Steps that fill $seconds at the predicted step of the plan $1, 10 at least.
 steps_for() {
     python3 - "$1" "$seconds" <<'PY'
