@@ -346,8 +346,9 @@ pub fn load_model(
 /// makes each weight a view of it; returns the buffer (`None` for no weights). One allocation for
 /// a model's weights resident on a GPU, where a tensor each had the caching allocator round every
 /// one up: a 4.7 MB projection takes a quarter of a 20 MiB segment and leaves 2 MB that no other
-/// weight fits, a 27.5 MB one is rounded to 28 MiB. Wan 2.1 1.3B held 249 MB more than its
-/// weights that way (8.8%), which its plan did not count: the GPU's peak ran 8% over.
+/// weight fits, a 27.5 MB one is rounded to 28 MiB. By the allocator's rules, Wan 2.1 1.3B's
+/// weights take 249 MB (8.8%) more that way; its plan counted none of it, and on an H200 the
+/// run's peak was 265 MB over the plan's.
 fn pack_into_one<'a>(
     group: impl IntoIterator<Item = &'a mut LoadedLayer>,
     device: Device,

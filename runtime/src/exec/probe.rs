@@ -229,7 +229,7 @@ const ROUNDS: usize = 21;
 /// Applications of the small layer in one timed run of the cost of one small weight.
 const SMALL_LAYER_ROUNDS: usize = 200;
 
-/// The arena of the small layer whose fixed cost a tensor the probe times: the least that makes
+/// The arena of the small layer the probe times for a tensor's fixed cost: the least that makes
 /// one (three regions, each a multiple of 256 bytes), so that its weights go through the views of
 /// an arena as a run's do. (Sized at its rows' bytes, 48, it had none: the probe timed the path
 /// without an arena, four fewer libtorch calls a weight than a run makes.)
