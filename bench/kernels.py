@@ -34,6 +34,16 @@ def weights(shape, device, dtype=torch.bfloat16):
     return (torch.randn(shape, device=device) * 0.02).to(dtype)
 
 
+def made(data, shape, role, device):
+    """A BF16 tensor of `shape` holding `data`: ones, zeros, normal values, or what a run holds
+    (the runtime's input pattern as an input, normal values at a weight's scale as a weight)."""
+    if data == "run":
+        return pattern(shape, device) if role == "input" else weights(shape, device)
+    if data == "normal":
+        return torch.randn(shape, device=device).bfloat16()
+    return {"ones": torch.ones, "zeros": torch.zeros}[data](shape, device=device, dtype=torch.bfloat16)
+
+
 def timer(device):
     def run(fn, reps):
         if device.type == "cuda":
@@ -53,21 +63,14 @@ def cases(device, big):
     tokens, width, hidden, keys = (8192, 1536, 8960, 4096) if big else (512, 256, 1024, 256)
     n = 8192 if big else 512
     out = []
+    # Outputs held throughout, as a run's products write into its arena.
+    square = torch.empty(n, n, device=device, dtype=torch.bfloat16)
+    ffn = torch.empty(tokens, hidden, device=device, dtype=torch.bfloat16)
     for data in ("ones", "zeros", "run", "normal"):
-        if data == "ones":
-            a, b = torch.ones(n, n, device=device, dtype=torch.bfloat16), torch.ones(n, n, device=device, dtype=torch.bfloat16)
-            x, w = torch.ones(tokens, width, device=device, dtype=torch.bfloat16), torch.ones(hidden, width, device=device, dtype=torch.bfloat16)
-        elif data == "zeros":
-            a, b = torch.zeros(n, n, device=device, dtype=torch.bfloat16), torch.zeros(n, n, device=device, dtype=torch.bfloat16)
-            x, w = torch.zeros(tokens, width, device=device, dtype=torch.bfloat16), torch.zeros(hidden, width, device=device, dtype=torch.bfloat16)
-        elif data == "run":
-            a, b = pattern((n, n), device), weights((n, n), device)
-            x, w = pattern((tokens, width), device), weights((hidden, width), device)
-        else:
-            a, b = torch.randn(n, n, device=device).bfloat16(), torch.randn(n, n, device=device).bfloat16()
-            x, w = torch.randn(tokens, width, device=device).bfloat16(), torch.randn(hidden, width, device=device).bfloat16()
-        square, ffn = torch.empty(n, n, device=device, dtype=torch.bfloat16), torch.empty(tokens, hidden, device=device, dtype=torch.bfloat16)
-        out.append((f"matmul {n}^3, {data}", 2 * n**3, "TFLOP/s", lambda a=a, b=b, o=square: torch.matmul(a, b.t(), out=o)))
+        a, b = made(data, (n, n), "input", device), made(data, (n, n), "weight", device)
+        x, w = made(data, (tokens, width), "input", device), made(data, (hidden, width), "weight", device)
+        out.append((f"matmul {n}^3, {data}", 2 * n**3, "TFLOP/s",
+                    lambda a=a, b=b, o=square: torch.matmul(a, b.t(), out=o)))
         out.append((f"matmul {tokens}x{width}x{hidden}, {data}", 2 * tokens * width * hidden, "TFLOP/s",
                     lambda x=x, w=w, o=ffn: torch.matmul(x, w.t(), out=o)))
 
@@ -121,7 +124,8 @@ def main(argv=None):
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"{name}, torch {torch.__version__}, median of {args.rounds} rounds")
     for r in rows:
-        print(f"{r['kernel']:<58} {r['seconds'] * 1e3:9.3f} ms {r['rate']:10.4g} {r['unit']} (spread {r['spread']:.0%})")
+        print(f"{r['kernel']:<58} {r['seconds'] * 1e3:9.3f} ms {r['rate']:10.4g} {r['unit']} "
+              f"(spread {r['spread']:.0%})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": name, "torch": torch.__version__, "rounds": args.rounds, "kernels": rows}, f, indent=1)
