@@ -241,8 +241,10 @@ pub fn load_model(
         layer.streamed && layer.home == PlanDevice::Cpu && matches!(compute, Device::Cuda(_)) && pinned_ok
     };
     let mut layers = Vec::new();
+    let mut homes = Vec::new();
     for layer in &model.layers {
         let home = torch_device(layer.home)?;
+        homes.push(home);
         let mut tensors = Vec::new();
         for t in &layer.tensors {
             let quantized = super::gguf::is_quantized(&t.dtype);
@@ -284,18 +286,15 @@ pub fn load_model(
     }
     // Weights resident on a GPU: one buffer per GPU.
     let mut gpus: Vec<Device> = Vec::new();
-    for layer in &model.layers {
-        if let Ok(Some(device @ Device::Cuda(_))) = torch_device(layer.home)
+    for &home in &homes {
+        if let Some(device @ Device::Cuda(_)) = home
             && !gpus.contains(&device)
         {
             gpus.push(device);
         }
     }
     for device in gpus {
-        let homed = layers
-            .iter_mut()
-            .zip(&model.layers)
-            .filter(|(_, plan)| torch_device(plan.home).ok().flatten() == Some(device));
+        let homed = layers.iter_mut().zip(&homes).filter(|(_, home)| **home == Some(device));
         pack_into_one(homed.map(|(layer, _)| layer), device)?;
     }
     let mut packed = Vec::new();

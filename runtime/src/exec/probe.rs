@@ -163,17 +163,13 @@ fn sync(device: Device) {
     }
 }
 
-/// Inputs as a run's layers read them (the runtime's own pattern), for the products and norms the
-/// probe times: a GPU runs the same kernels slower on values that flip more bits, as its power
-/// limit lowers its clocks (an A100's 8192³ BF16 product ran at 295 TFLOP/s on zeros and 257 on
-/// normal values: Horace He, "Strangely, Matrix Multiplications on GPUs Run Faster When Given
-/// 'Predictable' Data", 2024), so products of ones time faster than a run computes.
-fn run_inputs(shape: &[i64], kind: Kind, device: Device) -> Result<Tensor, RunError> {
-    super::compute::pattern(shape, kind, device)
-}
-
-/// Weights as a model's are for the same reason: normal values at a trained weight's scale (the
-/// probe seeds libtorch's generator, so every probe draws the same ones).
+/// Weights as a model's are, for the products and norms the probe times, whose inputs are the
+/// runtime's own ([`super::compute::pattern`]): a GPU runs the same kernels slower on values that
+/// flip more bits, as its power limit lowers its clocks (an A100's 8192³ BF16 product ran at 295
+/// TFLOP/s on zeros and 257 on normal values: Horace He, "Strangely, Matrix Multiplications on
+/// GPUs Run Faster When Given 'Predictable' Data", 2024), so products of ones time faster than a
+/// run computes. Normal values at a trained weight's scale (the probe seeds libtorch's generator,
+/// so every probe draws the same ones).
 fn run_weights(shape: &[i64], kind: Kind, device: Device) -> Result<Tensor, RunError> {
     Ok(Tensor::f_randn(shape, (Kind::Float, device))?.g_mul_scalar(0.02).f_to_kind(kind)?)
 }
@@ -187,7 +183,7 @@ fn flops_by_size(device: Device) -> Result<Vec<(f64, f64, Timing)>, RunError> {
     for &n in sizes {
         // Shaped as a transformer applies its weights: n tokens of width n/2 through a weight
         // of n/2 → 2n, transposed as stored (m·k·n = n³, so `n` is its size).
-        let x = run_inputs(&[n, n / 2], Kind::BFloat16, device)?;
+        let x = super::compute::pattern(&[n, n / 2], Kind::BFloat16, device)?;
         let w = run_weights(&[2 * n, n / 2], Kind::BFloat16, device)?;
         let reps = ((1024 / n).pow(3)).clamp(1, 4096) as i32;
         let timing = median(|| {
@@ -281,7 +277,7 @@ impl Group {
         // a layer's norms and biases run, into an output held throughout as a run's arena is,
         // with one wait for the device at the end.
         let (rows, width, reps) = if device == Device::Cpu { (1024i64, 1024i64, 32) } else { (4096, 4096, 20) };
-        let x = run_inputs(&[rows, width], Kind::BFloat16, device)?;
+        let x = super::compute::pattern(&[rows, width], Kind::BFloat16, device)?;
         let w = run_weights(&[width], Kind::BFloat16, device)?;
         let out = Tensor::f_zeros([rows, width], (Kind::BFloat16, device))?;
         work.push((rows * width * reps) as f64);
@@ -301,7 +297,7 @@ impl Group {
         let (inners, outputs) = matmul_grid(device);
         for &inner in inners {
             for &(m, n) in outputs {
-                let x = run_inputs(&[m, inner], Kind::BFloat16, device)?;
+                let x = super::compute::pattern(&[m, inner], Kind::BFloat16, device)?;
                 let w = run_weights(&[n, inner], Kind::BFloat16, device)?.f_transpose(0, 1)?;
                 let out = Tensor::f_zeros([m, n], (Kind::BFloat16, device))?;
                 // The first product sizes the repetitions of a timed run.
@@ -401,7 +397,7 @@ fn compute_figures(device: Device, cores: u32) -> Result<ComputeFigures, RunErro
 
 fn matmul_flops(device: Device, kind: Kind) -> Result<(f64, Timing), RunError> {
     let n: i64 = if device == Device::Cpu { 1024 } else { 4096 };
-    let a = run_inputs(&[n, n], kind, device)?;
+    let a = super::compute::pattern(&[n, n], kind, device)?;
     let b = run_weights(&[n, n], kind, device)?;
     let count = if kind == Kind::BFloat16 { RUNS } else { REPORTED_RUNS };
     let timing = median_of(count, || {
@@ -465,7 +461,7 @@ fn copy_slowdown(device: Device) -> Result<(f64, Timing), RunError> {
     let host = super::streams::pinned(&Tensor::f_ones([COPY_BYTES], (Kind::Uint8, Device::Cpu))?, device)?;
     let mut copier = Some(super::streams::Copier::new(&gpu, device, 1, COPY_BYTES as u64, 0)?);
     let n = 4096i64;
-    let a = run_inputs(&[n, n], Kind::BFloat16, device)?;
+    let a = super::compute::pattern(&[n, n], Kind::BFloat16, device)?;
     let b = run_weights(&[n, n], Kind::BFloat16, device)?;
     let out = Tensor::f_zeros([n, n], (Kind::BFloat16, device))?;
     let time = || -> Result<f64, RunError> {
