@@ -4,6 +4,8 @@
 # the CPU: all resident, half or most or all read from the model file every step) with the
 # probed profile, and prints measured/predicted for the step and for each device's peak. A plan
 # must never predict a peak below what the run measures; the step should be within 0.9-1.1.
+# The last column, "machine": the CPU's matmul figure as `mgc run` times it right after the
+# steps, over the profile's (1.00: the machine as the probe found it).
 # Then `mgc sweep` of each model from nothing to all of it on the CPU (the rest on disk), and
 # `mgc run` of the plan compiled at each of its budgets: the sweep's predicted step against the
 # measured one, which should agree within 10%.
@@ -32,7 +34,7 @@ for model in tiny_flux tiny_wan21; do
 done
 "$mgc" probe -o profile.toml | grep -E 'warning|runtime memory' || true
 
-printf '%-28s %10s %10s %8s   %10s %10s %8s\n' workflow "step ms" predicted ratio "peak MiB" predicted ratio
+printf '%-28s %10s %10s %8s   %10s %10s %8s   %8s\n' workflow "step ms" predicted ratio "peak MiB" predicted ratio machine
 fail=0
 for model in tiny_flux tiny_wan21; do
     for allocation in "cpu,*" "cpu,50%;disk,*" "cpu,20%;disk,*" "disk,*"; do
@@ -61,15 +63,19 @@ r = json.load(open(path))
 step, predicted = r["measured_step_seconds"], r["predicted_step_seconds"]
 cpu = next(d for d in r["devices"] if d["name"] == "cpu")
 peak, peak_predicted = cpu["peak_bytes_measured"], cpu["peak_bytes_predicted"]
+# The CPU's matmul figure timed right after the steps, over the profile's: how far the machine
+# moved since the probe (a step ratio off by as much is the machine's, not the plan's).
+machine = next(m for m in r["machine"] if m["device"] == "cpu")
+drift = machine["measured_flops_per_second"] / machine["planned_flops_per_second"]
 print(f"{name:<28} {step * 1e3:10.2f} {predicted * 1e3:10.2f} {step / predicted:8.2f}   "
-      f"{peak / 2**20:10.2f} {peak_predicted / 2**20:10.2f} {peak / peak_predicted:8.3f}")
+      f"{peak / 2**20:10.2f} {peak_predicted / 2**20:10.2f} {peak / peak_predicted:8.3f}   {drift:8.2f}")
 sys.exit(0 if peak <= peak_predicted else 1)
 PY
     done
 done
 
 echo
-printf '%-28s %10s %10s %10s %8s\n' sweep budget "step ms" "sweep ms" ratio
+printf '%-28s %10s %10s %10s %8s   %8s\n' sweep budget "step ms" "sweep ms" ratio machine
 for model in tiny_flux tiny_wan21; do
     base="$model-cpu-50--disk--"
     "$mgc" sweep "$base.toml" --model "$model" --points 4 --format json >"$model.sweep.json"
@@ -88,8 +94,12 @@ PY
         python3 - "$model" "$budget" "$predicted" "$name.run.json" <<'PY'
 import json, sys
 model, budget, predicted, path = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-step = json.load(open(path))["measured_step_seconds"]
-print(f"{model:<28} {budget / 2**20:7.2f} MiB {step * 1e3:10.2f} {predicted * 1e3:10.2f} {step / predicted:8.2f}")
+r = json.load(open(path))
+step = r["measured_step_seconds"]
+machine = next(m for m in r["machine"] if m["device"] == "cpu")
+drift = machine["measured_flops_per_second"] / machine["planned_flops_per_second"]
+print(f"{model:<28} {budget / 2**20:7.2f} MiB {step * 1e3:10.2f} {predicted * 1e3:10.2f} {step / predicted:8.2f}"
+      f"   {drift:8.2f}")
 PY
     done <"$model.budgets"
 done

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 pub use error::RunError;
 pub use memory::steady_allocator;
-pub use report::{Report, human};
+pub use report::{MachineCheck, Report, human};
 pub use step::Copies;
 
 /// How to run.
@@ -41,7 +41,11 @@ pub struct Options {
 pub fn run(path: &Path, options: &Options) -> Result<Report, RunError> {
     let started = Instant::now();
     let session = Session::open(path, options.progress)?;
-    session.run(options, started)
+    let mut report = session.run(options, started)?;
+    for check in session.machine()? {
+        report.add_machine_check(check);
+    }
+    Ok(report)
 }
 
 /// A plan with its models loaded where it says: run it, or time a plain loop over its weights.
@@ -95,6 +99,29 @@ impl Session {
         }
         let asked = options.steps.max(1);
         Ok(report::report(&self.plan, &runs, asked, &self.baseline, self.load_seconds, started.elapsed().as_secs_f64()))
+    }
+
+    /// Each compute device's BF16 matmul figure measured now, as the probe measured the figure
+    /// the plan gives it: after the steps, so that it takes nothing from their time or memory.
+    pub fn machine(&self) -> Result<Vec<report::MachineCheck>, RunError> {
+        let mut checks: Vec<report::MachineCheck> = Vec::new();
+        for model in &self.plan.models {
+            if checks.iter().any(|c| c.device == model.compute) {
+                continue;
+            }
+            let Some(device) = load::torch_device(model.compute)? else { continue };
+            let planned =
+                self.plan.devices.iter().find(|d| d.name == model.compute).map_or(0.0, |d| d.flops_per_second);
+            let (measured, timing) = probe::reference_flops(device)?;
+            checks.push(report::MachineCheck {
+                device: model.compute,
+                what: probe::reference_product(device),
+                planned_flops_per_second: planned,
+                measured_flops_per_second: measured,
+                within: timing.within,
+            });
+        }
+        Ok(checks)
     }
 
     fn transfers_of(&self, model: usize) -> Vec<&mgc_plan::Transfer> {

@@ -395,18 +395,58 @@ fn compute_figures(device: Device, cores: u32) -> Result<ComputeFigures, RunErro
     Ok(ComputeFigures { seconds_per_tensor, elements_per_second, matmul, timings, streaming })
 }
 
+/// A device's one matmul figure at `kind` (at BF16, the figure a plan gives the device, and what
+/// [`reference_flops`] times again after a run): an n×n×n product as a layer computes one, its
+/// weight read transposed as stored, into an output held throughout. (Through a weight not
+/// transposed, a CPU without native BF16 took another path, 20× slower than any product a run
+/// makes: 0.95 GFLOP/s against 20.8 in the table at the same size.)
 fn matmul_flops(device: Device, kind: Kind) -> Result<(f64, Timing), RunError> {
-    let n: i64 = if device == Device::Cpu { 1024 } else { 4096 };
-    let a = super::compute::pattern(&[n, n], kind, device)?;
-    let b = run_weights(&[n, n], kind, device)?;
-    let count = if kind == Kind::BFloat16 { RUNS } else { REPORTED_RUNS };
-    let timing = median_of(count, || {
-        let c = a.f_matmul(&b)?;
+    matmul_flops_of(device, kind, if kind == Kind::BFloat16 { RUNS } else { REPORTED_RUNS })
+}
+
+/// The size of [`matmul_flops`]'s product on a device.
+const fn reference_size(device: Device) -> i64 {
+    if matches!(device, Device::Cpu) { 1024 } else { 4096 }
+}
+
+/// [`reference_flops`]'s product on a device, in words.
+pub(super) fn reference_product(device: Device) -> String {
+    let n = reference_size(device);
+    format!("a {n}×{n}×{n} BF16 product")
+}
+
+fn matmul_flops_of(device: Device, kind: Kind, runs: usize) -> Result<(f64, Timing), RunError> {
+    let n = reference_size(device);
+    let x = super::compute::pattern(&[n, n], kind, device)?;
+    let w = run_weights(&[n, n], kind, device)?.f_transpose(0, 1)?;
+    let out = Tensor::f_zeros([n, n], (kind, device))?;
+    // Some 0.1 s a timed run on a CPU of 20 GFLOP/s; a GPU repeats the product to some 10 ms.
+    let reps = if device == Device::Cpu { 1 } else { 50 };
+    let timing = median_of(runs, || {
+        for _ in 0..reps {
+            drop(super::compute::product(&x, &w, Some(&out))?);
+        }
         sync(device);
-        drop(c);
         Ok(())
     })?;
-    Ok((2.0 * (n as f64).powi(3) / timing.seconds, timing))
+    Ok((2.0 * (n as f64).powi(3) * f64::from(reps) / timing.seconds, timing))
+}
+
+/// The unit a device's matmul figures read in: a CPU's in GFLOP/s (in TFLOP/s its small sizes
+/// read 0.00), a GPU's in TFLOP/s.
+const fn flops_unit(device: Device) -> (f64, &'static str) {
+    if matches!(device, Device::Cpu) { (1e9, "GFLOP/s") } else { (1e12, "TFLOP/s") }
+}
+
+/// Runs of the product timed again after a run: more than the probe's five, a median known
+/// within some ±3% on a machine that runs fast and slow for seconds at a time.
+const REFERENCE_RUNS: usize = 9;
+
+/// The device's BF16 matmul figure measured now, as the probe measured the figure a plan gives
+/// the device: `mgc run` times it after the steps, to tell a machine slower than its plan's
+/// figures (something else running, or figures not measured here) from a wrong prediction.
+pub(super) fn reference_flops(device: Device) -> Result<(f64, Timing), RunError> {
+    matmul_flops_of(device, Kind::BFloat16, REFERENCE_RUNS)
 }
 
 /// A small layer of `width`: a transformer block's weights (attention and MLP projections, norms)
@@ -639,14 +679,15 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
         let name = profile_device(device).to_string();
         for (kind, label) in [(Kind::Float, "F32"), (Kind::BFloat16, "BF16"), (Kind::Half, "F16")] {
             let (flops, t) = matmul_flops(device, kind)?;
-            p.figures.push(Figure::timed(format!("{name} matmul {label}"), flops / 1e12, "TFLOP/s", t));
+            let (scale, unit) = flops_unit(device);
+            p.figures.push(Figure::timed(format!("{name} matmul {label}"), flops / scale, unit, t));
             if kind != Kind::BFloat16 {
                 continue;
             }
             let mut timings = vec![t];
             let measured = flops_by_size(device)?;
             for &(n, f, t) in &measured {
-                p.figures.push(Figure::timed(format!("{name} matmul BF16 {n}x{n}x{n}"), f / 1e12, "TFLOP/s", t));
+                p.figures.push(Figure::timed(format!("{name} matmul BF16 {n}x{n}x{n}"), f / scale, unit, t));
                 timings.push(t);
             }
             let curve = mgc_core::profile::monotone(&measured.iter().map(|&(n, f, _)| (n, f)).collect::<Vec<_>>());

@@ -59,6 +59,62 @@ pub struct LayerReport {
     pub predicted_seconds: f64,
 }
 
+/// A compute device's matmul figure measured again right after the steps, against the figure
+/// the plan gave it: a machine slower than its plan's figures makes every prediction miss alike.
+#[derive(Clone, Debug, Serialize)]
+pub struct MachineCheck {
+    pub device: Device,
+    /// What the product was: its size and dtype.
+    pub what: String,
+    pub planned_flops_per_second: f64,
+    pub measured_flops_per_second: f64,
+    /// How well the measured figure is known, as a fraction of it either way.
+    pub within: f64,
+}
+
+impl MachineCheck {
+    /// Measured over planned; 0 where the plan gave the device no figure.
+    pub fn ratio(&self) -> f64 {
+        if self.planned_flops_per_second > 0.0 {
+            self.measured_flops_per_second / self.planned_flops_per_second
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether the device computes as the plan's figure says, within [`MACHINE_TOLERANCE`].
+    pub fn as_planned(&self) -> bool {
+        (self.ratio() - 1.0).abs() <= MACHINE_TOLERANCE
+    }
+
+    /// What a person should know when the device does not compute as planned.
+    pub fn note(&self) -> Option<String> {
+        if self.as_planned() {
+            return None;
+        }
+        let ratio = self.ratio();
+        let how = if ratio < 1.0 { "slower" } else { "faster" };
+        Some(format!(
+            "{} computed {} at {:.2}× the plan's figure right after the steps ({} against {}): this machine is \
+             {how} now than the one the plan's figures describe, and its predictions miss by as much (something \
+             else using it, or figures not measured here: `mgc probe` measures them)",
+            self.device,
+            self.what,
+            ratio,
+            flops(self.measured_flops_per_second),
+            flops(self.planned_flops_per_second),
+        ))
+    }
+}
+
+/// How far a device's matmul figure may be from its plan's before a run says so: the 10% a
+/// prediction is held to.
+pub const MACHINE_TOLERANCE: f64 = 0.1;
+
+fn flops(f: f64) -> String {
+    if f >= 1e12 { format!("{:.1} TFLOP/s", f / 1e12) } else { format!("{:.2} GFLOP/s", f / 1e9) }
+}
+
 /// A run's report.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -81,6 +137,18 @@ pub struct Report {
     pub load_seconds: f64,
     pub total_seconds: f64,
     pub models: Vec<ModelReport>,
+    /// Each compute device's matmul figure measured after the steps, against the plan's.
+    pub machine: Vec<MachineCheck>,
+}
+
+impl Report {
+    /// Adds the machine's check of a device, and a note where it is not as planned.
+    pub fn add_machine_check(&mut self, check: MachineCheck) {
+        if let Some(note) = check.note() {
+            self.notes.push(note);
+        }
+        self.machine.push(check);
+    }
 }
 
 /// The step time of a run: the mean of the steps after the first (which warms caches up), less
@@ -231,6 +299,7 @@ pub fn report(
         load_seconds,
         total_seconds,
         models,
+        machine: Vec::new(),
     }
 }
 
@@ -284,6 +353,22 @@ pub fn human(report: &Report) -> String {
     for d in &report.devices {
         let measured = d.peak_bytes_measured.map_or_else(|| "-".to_owned(), bytes);
         t.push_str(&format!("{:<8} {:>16} {:>16}\n", d.name, measured, bytes(d.peak_bytes_predicted)));
+    }
+    if !report.machine.is_empty() {
+        t.push_str(&format!(
+            "\n{:<8} {:<32} {:>16} {:>16} {:>6}\n",
+            "device", "timed after the steps", "measured", "plan's figure", "ratio"
+        ));
+    }
+    for m in &report.machine {
+        t.push_str(&format!(
+            "{:<8} {:<32} {:>16} {:>16} {:>6.2}\n",
+            m.device,
+            m.what,
+            flops(m.measured_flops_per_second),
+            flops(m.planned_flops_per_second),
+            m.ratio()
+        ));
     }
     if !report.links.is_empty() {
         t.push_str(&format!("\n{:<20} {:>12} {:>10}\n", "link", "copied", "GB/s"));
