@@ -314,16 +314,28 @@ fn steps_run_for_every_main_model_and_the_first_is_the_warm_up() {
 
 /// After the steps, a run times each compute device's matmul figure again, as the probe measured
 /// the one the plan gives it, and says when the machine is not the one the plan's figures
-/// describe: a plan that expects far more than any machine computes, or far less.
+/// describe: a plan that expects far more than any machine computes, or far less; from figures
+/// measured or declared, or from the built-in defaults (then it says so, and how to measure).
 #[test]
 fn a_run_checks_the_machine_against_its_plans_figures() {
     let dir = tempfile::tempdir().unwrap();
     model(dir.path());
     let file = plan(dir.path(), "resident", "cpu,*", "\"auto\"", "32mb");
     let text = std::fs::read_to_string(dir.path().join(&file)).unwrap();
-    for (name, planned, how) in [("fast.plan.json", 1e18, "slower now"), ("slow.plan.json", 1.0, "faster now")] {
+    let cases = [
+        ("fast.plan.json", 1e18, false, "slower now"),
+        ("slow.plan.json", 1.0, false, "faster now"),
+        ("default.plan.json", 1e18, true, "built-in defaults"),
+    ];
+    for (name, planned, defaults, says) in cases {
         let mut plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(plan["run"]["basis"].as_str().unwrap().contains("for `cpu`"), "compiled without a profile");
         plan["devices"][0]["flops_per_second"] = serde_json::Value::from(planned);
+        if !defaults {
+            // As the compiler writes a plan made with measured or declared figures.
+            plan["run"]["basis"] = serde_json::Value::from("measured or declared figures");
+            plan["run"].as_object_mut().unwrap().remove("uncertainty");
+        }
         std::fs::write(dir.path().join(name), serde_json::to_string(&plan).unwrap()).unwrap();
         let (code, out, err) = run(dir.path(), &["run", name, "--steps", "2", "--format", "json"]);
         assert_eq!(code, 0, "{name}: {err}");
@@ -332,16 +344,17 @@ fn a_run_checks_the_machine_against_its_plans_figures() {
         assert_eq!(machine.len(), 1, "one compute device: {r}");
         assert_eq!(machine[0]["device"], "cpu");
         assert_eq!(machine[0]["planned_flops_per_second"].as_f64(), Some(planned));
+        assert_eq!(machine[0]["planned_from_defaults"].as_bool(), Some(defaults), "{name}");
         let measured = machine[0]["measured_flops_per_second"].as_f64().unwrap();
         assert!(measured > 1.0 && measured < 1e18, "{name}: measured {measured}");
         assert!(machine[0]["what"].as_str().unwrap().contains("BF16 product"), "{r}");
         let notes = r["notes"].to_string();
-        assert!(notes.contains("cpu computed") && notes.contains(how), "{name}: {notes}");
+        assert!(notes.contains("cpu computed") && notes.contains(says), "{name}: {notes}");
 
         let (code, out, _) = run(dir.path(), &["run", name, "--steps", "2"]);
         assert_eq!(code, 0);
         assert!(out.contains("timed after the steps") && out.contains("plan's figure"), "{out}");
-        assert!(out.contains("note: cpu computed") && out.contains(how), "{out}");
+        assert!(out.contains("note: cpu computed") && out.contains(says), "{out}");
     }
 }
 

@@ -112,11 +112,18 @@ impl Session {
             let Some(device) = load::torch_device(model.compute)? else { continue };
             let planned =
                 self.plan.devices.iter().find(|d| d.name == model.compute).map_or(0.0, |d| d.flops_per_second);
+            // The compiler names each device whose figures are defaults in the plan's basis.
+            let defaults = self
+                .plan
+                .run
+                .as_ref()
+                .is_some_and(|r| r.uncertainty.is_some() && r.basis.contains(&format!("for `{}`", model.compute)));
             let (measured, timing) = probe::reference_flops(device)?;
             checks.push(report::MachineCheck {
                 device: model.compute,
                 what: probe::reference_product(device),
                 planned_flops_per_second: planned,
+                planned_from_defaults: defaults,
                 measured_flops_per_second: measured,
                 within: timing.within,
             });

@@ -67,6 +67,9 @@ pub struct MachineCheck {
     /// What the product was: its size and dtype.
     pub what: String,
     pub planned_flops_per_second: f64,
+    /// Whether the plan's figure is a built-in default (a GPU class's, a generic device's), not
+    /// measured or declared.
+    pub planned_from_defaults: bool,
     pub measured_flops_per_second: f64,
     /// How well the measured figure is known, as a fraction of it either way.
     pub within: f64,
@@ -94,6 +97,19 @@ impl MachineCheck {
         }
         let ratio = self.ratio();
         let how = if ratio < 1.0 { "slower" } else { "faster" };
+        if self.planned_from_defaults {
+            return Some(format!(
+                "{} computed {} at {:.2}× the plan's figure right after the steps ({} against {}): the plan's \
+                 figures for it are built-in defaults, not this machine's, and its predictions miss by about as \
+                 much: `mgc probe` measures this machine, and a plan compiled with its profile (`profile = \"FILE\"`) \
+                 predicts it",
+                self.device,
+                self.what,
+                ratio,
+                flops(self.measured_flops_per_second),
+                flops(self.planned_flops_per_second),
+            ));
+        }
         Some(format!(
             "{} computed {} at {:.2}× the plan's figure right after the steps ({} against {}): this machine is \
              {how} now than the one the plan's figures describe, and its predictions miss by as much (something \
