@@ -97,29 +97,25 @@ impl MachineCheck {
         }
         let ratio = self.ratio();
         let how = if ratio < 1.0 { "slower" } else { "faster" };
-        if self.planned_from_defaults {
-            return Some(format!(
-                "{} computed {} at {:.2}× the plan's figure right after the steps ({} against {}): the plan's \
-                 figures for it are built-in defaults, not this machine's, and its predictions miss by about as \
-                 much: `mgc probe` measures this machine, and a plan compiled with its profile (`profile = \"FILE\"`) \
-                 predicts it",
-                self.device,
-                self.what,
-                ratio,
-                flops(self.measured_flops_per_second),
-                flops(self.planned_flops_per_second),
-            ));
-        }
-        Some(format!(
-            "{} computed {} at {:.2}× the plan's figure right after the steps ({} against {}): this machine is \
-             {how} now than the one the plan's figures describe, and its predictions miss by as much (something \
-             else using it, or figures not measured here: `mgc probe` measures them)",
+        let what = format!(
+            "{} computed {} at {ratio:.2}× the plan's figure right after the steps ({} against {})",
             self.device,
             self.what,
-            ratio,
             flops(self.measured_flops_per_second),
             flops(self.planned_flops_per_second),
-        ))
+        );
+        Some(if self.planned_from_defaults {
+            format!(
+                "{what}: the plan's figures for it are built-in defaults, not this machine's, and its predictions \
+                 miss by about as much: `mgc probe` measures this machine, and a plan compiled with its profile \
+                 (`profile = \"FILE\"`) predicts it"
+            )
+        } else {
+            format!(
+                "{what}: this machine is {how} now than the one the plan's figures describe, and its predictions \
+                 miss by as much (something else using it, or figures not measured here: `mgc probe` measures them)"
+            )
+        })
     }
 }
 
