@@ -837,6 +837,14 @@ struct DiskRead {
     staged: Option<Timing>,
 }
 
+/// Cold reads of the probe's file: their mean, less the fastest and slowest tenth, is the figure
+/// ([`Timing::of_rounds`]). A disk read cold varies from read to read on an idle machine (a
+/// virtual disk's five reads spread over 48–59% of their median, every probe): a plan whose models
+/// exceed RAM reads it cold every step, and takes the mean of those reads: fifteen of them knew it
+/// within ±6–11% in six probes on that disk, where the median of five was known within ±24–29%
+/// and warned each time.
+const COLD_READS: usize = 15;
+
 /// The model file's read speeds as the runtime reads the `disk` tier, through a mapping into a
 /// buffer of its own, by the runtime's gathering routine: warm and cold on one thread, and warm
 /// on `staged_threads` where given.
@@ -863,14 +871,14 @@ fn disk_read(scratch: &Path, staged_threads: Option<usize>) -> Result<DiskRead, 
         };
         read_once(false, 1)?;
         let warm: Vec<f64> = (0..RUNS).map(|_| read_once(false, 1)).collect::<std::io::Result<_>>()?;
-        let cold: Option<Vec<f64>> = (0..RUNS).map(|_| read_once(true, 1).ok()).collect();
+        let cold: Option<Vec<f64>> = (0..COLD_READS).map(|_| read_once(true, 1).ok()).collect();
         let staged = match staged_threads {
             Some(threads) => Some((0..RUNS).map(|_| read_once(false, threads)).collect::<std::io::Result<Vec<f64>>>()?),
             None => None,
         };
         Ok(DiskRead {
             warm: Timing::of(&warm),
-            cold: cold.map(|c| Timing::of(&c)),
+            cold: cold.map(|c| Timing::of_rounds(&c)),
             staged: staged.map(|s| Timing::of(&s)),
         })
     });
@@ -898,8 +906,9 @@ impl Probe {
             t,
             "# Each timed figure is the median of {RUNS} runs after a warm-up ({REPORTED_RUNS} for matmul at F32 \
              and F16; the mean of {ROUNDS} taken in rounds, less the fastest and slowest tenth, for the \
-             cost of one small weight, the norm and the matmul table); ± is how well a figure is known: half \
-             the spread of a median's runs, twice the standard error of a mean of rounds."
+             cost of one small weight, the norm and the matmul table, and of {COLD_READS} reads for the disk read \
+             cold); ± is how well a figure is known: half the spread of a median's runs, twice the standard \
+             error of a mean."
         );
         for f in &self.figures {
             let _ = writeln!(t, "# {}: {:.2} {}{}", f.what, f.value, f.unit, spread_words(f));
