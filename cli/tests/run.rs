@@ -384,6 +384,14 @@ fn measured_peaks_never_exceed_predicted() {
             serde_json::from_str(&std::fs::read_to_string(dir.path().join(file)).unwrap()).unwrap();
         let source = plan["devices"][0]["runtime_source"].as_str().unwrap();
         assert_eq!(source, if file.contains("probed") { "profile" } else { "default" }, "{file}");
+        // The products whose kernels the plan counts are the ones the run computed, shape for shape.
+        let counted = plan["devices"][0]["distinct_products"].as_u64();
+        assert_eq!(counted.is_some(), file.contains("probed"), "{file}: counted where the profile measured them");
+        assert_eq!(cpu["distinct_products_predicted"].as_u64(), counted, "{file}");
+        if let Some(counted) = counted {
+            assert!(counted > 5, "{file}: the tiny Flux computes many shapes, counted {counted}");
+            assert_eq!(cpu["distinct_products"].as_u64(), Some(counted), "{file}");
+        }
     }
 }
 

@@ -69,6 +69,13 @@ pub struct ProfileDevice {
     /// caching allocator's slack on a GPU. Bytes; every predicted peak of the device includes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_bytes: Option<u64>,
+    /// On the CPU: what each distinct matrix product a run computes (its rows, inner width,
+    /// outputs and dtype) adds to the runtime's own memory, beyond `runtime_bytes`: the kernels
+    /// libtorch's math library generates for that shape and keeps for the rest of the run (a CPU
+    /// with native BF16 products held some 0.6 MiB a shape; one without, none). Bytes; the
+    /// predicted peak counts it once for each distinct product of the models computing there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_bytes: Option<u64>,
     /// On the CPU: the host memory the runtime adds once it computes on a GPU (the CUDA driver's
     /// context and libtorch's CUDA side: cuBLAS, the caching allocator's bookkeeping), beyond
     /// `runtime_bytes`. Bytes; the CPU's predicted peak includes it when a model computes on a GPU.
@@ -322,6 +329,11 @@ impl Profile {
     /// The runtime's own memory on `device`, measured.
     pub fn runtime_bytes(&self, device: Device) -> Option<u64> {
         self.find(device).and_then(|d| d.runtime_bytes)
+    }
+
+    /// What each distinct matrix product adds to the runtime's own memory on `device`, measured.
+    pub fn product_bytes(&self, device: Device) -> Option<u64> {
+        self.find(device).and_then(|d| d.product_bytes)
     }
 
     /// The host memory the runtime adds once it computes on a GPU, measured.

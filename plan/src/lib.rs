@@ -99,6 +99,13 @@ pub struct DevicePlan {
     /// conservative figure, for want of a profile) or `none` (on `disk`).
     #[serde(default)]
     pub runtime_source: String,
+    /// The distinct matrix products computed here over the run, whose kernels the runtime keeps
+    /// (in `runtime_bytes`), where the profile measured what each adds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distinct_products: Option<u64>,
+    /// What each distinct product adds to `runtime_bytes`, measured by `mgc probe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_bytes: Option<u64>,
     /// Assumed compute throughput, FLOP/s at the models' dtype.
     pub flops_per_second: f64,
 }

@@ -198,7 +198,15 @@ pub fn text(plan: &Plan) -> String {
         .devices
         .iter()
         .filter(|d| d.runtime_bytes > 0)
-        .map(|d| format!("{} {} ({})", d.name, Bytes(d.runtime_bytes), runtime_source(&d.runtime_source)))
+        .map(|d| {
+            let products = match (d.distinct_products, d.product_bytes) {
+                (Some(n), Some(each)) if each > 0 => {
+                    format!(", with the kernels of {n} distinct products at {} each", Bytes(each))
+                }
+                _ => String::new(),
+            };
+            format!("{} {} ({}{products})", d.name, Bytes(d.runtime_bytes), runtime_source(&d.runtime_source))
+        })
         .collect();
     if !runtime.is_empty() {
         t.push_str(&format!("each peak holds the runtime's own memory: {}\n", runtime.join(", ")));

@@ -130,6 +130,8 @@ fn device_plan(d: &DevicePeak) -> DevicePlan {
         staging_bytes: d.staging,
         runtime_bytes: d.runtime,
         runtime_source: d.runtime_source.to_owned(),
+        distinct_products: d.products.map(|p| p.distinct),
+        product_bytes: d.products.map(|p| p.bytes_each),
         flops_per_second: d.flops_per_second,
     }
 }

@@ -20,6 +20,7 @@ mod error;
 pub mod graph;
 pub mod peaks;
 pub mod placement;
+pub mod products;
 pub mod schedule;
 pub mod simulate;
 pub mod sweep;

@@ -16,6 +16,14 @@ use super::graph::{LayerGraph, Node};
 use super::schedule::Schedule;
 use crate::workflow::Workflow;
 
+/// The kernels a device's distinct matrix products leave in the runtime's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Products {
+    pub distinct: u64,
+    /// Bytes each, measured by `mgc probe`.
+    pub bytes_each: u64,
+}
+
 /// The schedule, with every device's memory at its peak.
 #[derive(Clone, Debug)]
 pub struct Peaks {
@@ -40,6 +48,10 @@ pub struct DevicePeak {
     pub runtime: u64,
     /// Where `runtime` comes from: `profile` (measured by `mgc probe`) or `default`.
     pub runtime_source: &'static str,
+    /// The distinct matrix products computed here and what each adds to `runtime`, where the
+    /// profile measured that.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub products: Option<Products>,
     pub peak: u64,
     /// Assumed compute throughput, FLOP/s.
     pub flops_per_second: f64,
@@ -94,6 +106,8 @@ pub fn schedule_to_peaks(schedule: Schedule, workflow: &Workflow, cost: &CostMod
         .map(|(device, memory, reserve, span)| {
             let mut peak = device_peak(&schedule, &groups, device);
             (peak.runtime, peak.runtime_source) = runtime_memory(workflow, device);
+            peak.products = products(workflow, &schedule.graph, device);
+            peak.runtime += peak.products.map_or(0, |p| p.distinct.saturating_mul(p.bytes_each));
             if device != Device::Disk {
                 peak.peak += peak.runtime;
             }
@@ -156,6 +170,15 @@ pub(super) fn runtime_memory(workflow: &Workflow, device: Device) -> (u64, &'sta
     (own + host, source)
 }
 
+/// The kernels of the distinct products the models computing on `device` compute, where the
+/// profile measured what each adds (see [`super::products`]). Without a profile, the default
+/// runtime figure covers them: 64 MiB is some hundred products' kernels at the 0.6 MiB each a CPU
+/// with native BF16 held.
+pub(super) fn products(workflow: &Workflow, graph: &LayerGraph, device: Device) -> Option<Products> {
+    let bytes_each = workflow.profile.as_ref()?.product_bytes(device)?;
+    Some(Products { distinct: super::products::distinct_products(graph, device), bytes_each })
+}
+
 /// Whether any layer lives on `device`.
 fn homes_any(graph: &LayerGraph, device: Device) -> bool {
     graph.graph.node_weights().any(|n| matches!(n, Node::Layer(l) if l.home == Some(device)))
@@ -213,6 +236,7 @@ fn device_peak(schedule: &Schedule, groups: &[Vec<usize>], device: Device) -> De
         staging,
         runtime: 0,
         runtime_source: "none",
+        products: None,
         peak,
         flops_per_second: 0.0,
         transient_parts,

@@ -22,6 +22,7 @@ fn measured() -> Profile {
             }),
             runtime_bytes: Some(402_653_184),
             gpu_host_bytes: None,
+            product_bytes: None,
             copy_slowdown: Some(1.18),
             spread: Some(0.125),
         }],

@@ -2,6 +2,9 @@
 //! says the model applies it to in a step, and the layer's attention products at their lengths:
 //! the work the plan's prediction counts, with the model's own weights.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use tch::{Device, Kind, Tensor};
 
 use super::error::RunError;
@@ -317,10 +320,50 @@ fn by_rows(
 
 /// `x · b`, written into `room` where there is one.
 pub(super) fn product(x: &Tensor, b: &Tensor, room: Option<&Tensor>) -> Result<Tensor, RunError> {
+    note_product(x, b);
     Ok(match room {
         Some(room) => x.f_matmul_out(room, b)?,
         None => x.f_matmul(b)?,
     })
+}
+
+/// A product's device (-1: the CPU, else the GPU's ordinal), dtype, rows, inner width and outputs.
+type ProductShape = (i64, String, i64, i64, i64);
+
+/// The distinct products computed since [`forget_products`]: libtorch's math library keeps
+/// kernels for each, and the plan counts them (`distinct_products`); a run reports how many it
+/// computed, so that the two can be compared.
+static PRODUCTS: Mutex<BTreeSet<ProductShape>> = Mutex::new(BTreeSet::new());
+
+fn note_product(x: &Tensor, b: &Tensor) {
+    let device = match x.device() {
+        Device::Cuda(n) => n as i64,
+        _ => -1,
+    };
+    let (size, outputs) = (x.size(), b.size().last().copied().unwrap_or(0));
+    let (rows, inner) = match size.as_slice() {
+        [rows, inner] => (*rows, *inner),
+        _ => (size.iter().rev().skip(1).product(), size.last().copied().unwrap_or(0)),
+    };
+    if let Ok(mut seen) = PRODUCTS.lock() {
+        seen.insert((device, format!("{:?}", x.kind()), rows, inner, outputs));
+    }
+}
+
+/// Forgets the products computed so far: a run counts its own.
+pub fn forget_products() {
+    if let Ok(mut seen) = PRODUCTS.lock() {
+        seen.clear();
+    }
+}
+
+/// The distinct products computed on `device` since [`forget_products`].
+pub fn distinct_products(device: Device) -> u64 {
+    let ordinal = match device {
+        Device::Cuda(n) => n as i64,
+        _ => -1,
+    };
+    PRODUCTS.lock().map_or(0, |seen| seen.iter().filter(|p| p.0 == ordinal).count() as u64)
 }
 
 /// The sum of an output's first row (the whole of a vector), on its device.

@@ -87,7 +87,8 @@ pub fn sample() {
     ANON_PEAK.fetch_max(anon_now(), Ordering::Relaxed);
 }
 
-fn anon_now() -> u64 {
+/// The process's anonymous resident memory now.
+pub fn anon_now() -> u64 {
     status_bytes("RssAnon").unwrap_or(0)
 }
 

@@ -69,6 +69,7 @@ impl Session {
     /// Reads the plan, checks devices, memory and the model files' fingerprints, and loads.
     pub fn open(path: &Path, progress: bool) -> Result<Self, RunError> {
         let mut baseline = memory::Baseline::now();
+        compute::forget_products();
         let text = mgc_core::read_text(path, mgc_core::read::PLAN_LIMIT, "plan")?;
         let plan = mgc_plan::Plan::from_json(&text)
             .map_err(|e| RunError::Plan { path: path.display().to_string(), message: e.to_string() })?;

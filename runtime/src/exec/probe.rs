@@ -551,8 +551,9 @@ fn copy_slowdown(device: Device) -> Result<(f64, Timing), RunError> {
 /// (its compute on every core, a copy thread beside it) adds to this process beyond the layers'
 /// weights, inputs and outputs: libtorch's thread pool, each thread's stack and allocator arena,
 /// the copy thread's. Measured as the run measures its peak, and first, before any other figure
-/// starts libtorch's threads.
-fn cpu_runtime_bytes() -> Result<u64, RunError> {
+/// starts libtorch's threads. With it, what each distinct product adds ([`cpu_product_bytes`]);
+/// the runtime's figure is net of the products its layer computed.
+fn cpu_runtime_bytes() -> Result<(u64, u64), RunError> {
     let baseline = super::memory::Baseline::now();
     let width = 256i64;
     let tokens = 64u64;
@@ -590,15 +591,67 @@ fn cpu_runtime_bytes() -> Result<u64, RunError> {
         copies.join().map_err(|_| RunError::Torch("the probe's copy thread panicked".into()))??;
         Ok(())
     })?;
+    let measured = baseline.peak_above().saturating_sub(own);
+    let per_product = cpu_product_bytes()?;
     drop(ring);
+    // The layer computed four products (`qkv`, `proj` and the two of the MLP, 64 rows each):
+    // their kernels are counted apart, as a plan's products are.
+    let measured = measured.saturating_sub(SMALL_LAYER_PRODUCTS * per_product);
     // Rounded up to a quarter MiB, and [`ALLOCATOR_SLACK`] more: glibc keeps freed small chunks
     // resident in each thread's heap, and a run's pattern of small allocations (the plan read and
     // parsed, layers of many widths) leaves a few more of them than this one layer does. With
     // the threshold held (`steady_allocator`), the runs of the plan-truth benchmark held at most
     // 0.14 MiB more than this figure rounded.
-    let measured = baseline.peak_above().saturating_sub(own);
-    Ok(measured.div_ceil(QUARTER_MIB) * QUARTER_MIB + ALLOCATOR_SLACK)
+    Ok((measured.div_ceil(QUARTER_MIB) * QUARTER_MIB + ALLOCATOR_SLACK, per_product))
 }
+
+/// Distinct products of the probe's small layer: see [`cpu_runtime_bytes`].
+const SMALL_LAYER_PRODUCTS: u64 = 4;
+
+/// What each distinct matrix product adds to the process for good: libtorch's math library
+/// generates kernels for each shape it meets (a CPU with native BF16: oneDNN's, some 0.6 MiB a
+/// shape) and caches them for the rest of the run, so that a plan's memory grows with the
+/// distinct products its models compute, not with their number. Measured as the resident memory
+/// that [`PRODUCT_SHAPES`] products, none met before, leave behind (their inputs and outputs
+/// made first), per product, rounded up to 4 KiB; 0 where nothing stays.
+fn cpu_product_bytes() -> Result<u64, RunError> {
+    let kind = Kind::BFloat16;
+    let widest = PRODUCT_SHAPES.iter().map(|s| s.1.max(s.2)).max().unwrap_or(1);
+    let rows = PRODUCT_SHAPES.iter().map(|s| s.0).max().unwrap_or(1);
+    // Inputs, weights and outputs as a run's: views of buffers made first, a weight transposed.
+    let x = Tensor::f_ones([rows * widest], (kind, Device::Cpu))?;
+    let w = Tensor::f_ones([widest * widest], (kind, Device::Cpu))?;
+    let out = Tensor::f_zeros([rows * widest], (kind, Device::Cpu))?;
+    super::memory::sample();
+    let before = super::memory::anon_now();
+    for &(rows, inner, outputs) in &PRODUCT_SHAPES {
+        let a = x.f_narrow(0, 0, rows * inner)?.f_view([rows, inner])?;
+        let b = w.f_narrow(0, 0, outputs * inner)?.f_view([outputs, inner])?.f_transpose(0, 1)?;
+        let room = out.f_narrow(0, 0, rows * outputs)?.f_view([rows, outputs])?;
+        drop(super::compute::product(&a, &b, Some(&room))?);
+        super::memory::sample();
+    }
+    let after = super::memory::anon_now();
+    let per = after.saturating_sub(before) / PRODUCT_SHAPES.len() as u64;
+    Ok(per.div_ceil(4096) * 4096)
+}
+
+/// `(rows, inner, outputs)` of the products [`cpu_product_bytes`] measures, as a model's: one row (modulation) to many, square and wide, none of
+/// them the small layer's.
+const PRODUCT_SHAPES: [(i64, i64, i64); 12] = [
+    (1, 256, 768),
+    (1, 128, 512),
+    (1, 512, 256),
+    (16, 384, 640),
+    (16, 256, 128),
+    (16, 1024, 384),
+    (48, 128, 896),
+    (48, 640, 256),
+    (48, 256, 512),
+    (64, 512, 512),
+    (64, 384, 128),
+    (64, 768, 1024),
+];
 
 const QUARTER_MIB: u64 = 1 << 18;
 
@@ -628,7 +681,7 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
     let mut p = Probe::default();
     let gb = |bytes: i64, s: f64| bytes as f64 / s / 1e9;
     // The runtime's own memory first, before other figures start threads or fill allocators.
-    let cpu_runtime = cpu_runtime_bytes()?;
+    let (cpu_runtime, cpu_product) = cpu_runtime_bytes()?;
     // Then what the CUDA side adds on the host (the driver's context, libtorch's CUDA side),
     // from before the driver starts to after each GPU has run a layer.
     let host = super::memory::Baseline::now();
@@ -650,6 +703,7 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
             p.figures.push(Figure::new(what, *bytes as f64 / f64::from(1 << 20), "MiB"));
         }
     }
+    p.figures.push(Figure::new("cpu runtime memory per distinct product", cpu_product as f64 / 1024.0, "KiB"));
 
     // Host memory.
     let host = Tensor::f_ones([COPY_BYTES], (Kind::Uint8, Device::Cpu))?;
@@ -718,6 +772,7 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
                 streaming: streaming.map(|(s, _)| s),
                 runtime_bytes: runtime.iter().find(|(d, _)| *d == device).and_then(|(_, b)| *b),
                 gpu_host_bytes: if device == Device::Cpu { gpu_host } else { None },
+                product_bytes: (device == Device::Cpu).then_some(cpu_product),
                 copy_slowdown: slowdown,
                 spread: Some(spread_of(timings)),
             });

@@ -18,6 +18,10 @@ pub struct DeviceReport {
     pub name: Device,
     pub peak_bytes_measured: Option<u64>,
     pub peak_bytes_predicted: u64,
+    /// The distinct matrix products the run computed here (each leaves its kernels in the
+    /// runtime's memory), and as many as the plan counted where it counted them.
+    pub distinct_products: u64,
+    pub distinct_products_predicted: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -294,6 +298,12 @@ pub fn report(
                 _ => None,
             },
             peak_bytes_predicted: d.peak_bytes,
+            distinct_products: match d.name {
+                Device::Cpu => super::compute::distinct_products(tch::Device::Cpu),
+                Device::Cuda(n) => super::compute::distinct_products(tch::Device::Cuda(n as usize)),
+                _ => 0,
+            },
+            distinct_products_predicted: d.distinct_products,
         })
         .collect();
     Report {
