@@ -265,3 +265,32 @@ fn each_weight_carries_the_vectors_it_sees_and_its_shape_into_the_plan() {
     assert_eq!(attention.len(), 1);
     assert_eq!((attention[0].queries, attention[0].keys, attention[0].width), (4352, 4352, 3072));
 }
+
+#[test]
+fn biases_are_costed_at_the_profiles_add_rate_and_norms_at_the_norm_rate() {
+    let graph = graph(&["flux1-dev"], "resolution = [1024, 1024]").unwrap();
+    let (i, t, h) = (4096.0_f64, 256.0_f64, 3072.0_f64);
+    let work = &graph.models[0].layers.iter().find(|l| l.name == "double_blocks.0").unwrap().work;
+    // Each stream's `qkv`, `proj` and MLP biases at its tokens, the modulation's once.
+    close(work.adds, (i + t) * (3.0 + 1.0 + 4.0 + 1.0) * h + 2.0 * 6.0 * h);
+    assert!(work.adds < work.elementwise, "the query and key norms are not adds");
+    // The same layer with and without an add rate in the profile.
+    let seconds = |adds: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = format!(
+            "[[device]]\nname = \"cuda:0\"\nflops_per_second = 1e14\nseconds_per_tensor = 1e-6\n\
+             elements_per_second = 1e9\n{adds}"
+        );
+        std::fs::write(dir.path().join("hw.toml"), profile).unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/flux1-dev.json");
+        let inventory: InventoryFixture = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        write_header_only(&inventory, "", &dir.path().join("flux.safetensors")).unwrap();
+        let text = "profile = \"hw.toml\"\n[[device]]\nname = \"cuda:0\"\nmemory = \"200gb\"\n\
+                    [[model]]\nname = \"flux\"\nfile = \"flux.safetensors\"\ncompute = \"cuda:0\"\n";
+        let workflow = toml_to_workflow(text, dir.path(), &Hardware::default).unwrap();
+        let cost = mgc_compiler::compile::cost::CostModel::new(&workflow);
+        cost.layer_seconds(work, mgc_core::Device::Cuda(0), false)
+    };
+    let (norm_rate, saved) = (seconds(""), seconds("adds_per_second = 4e9\n"));
+    close(norm_rate - saved, work.adds / 1e9 - work.adds / 4e9);
+}

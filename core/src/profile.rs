@@ -47,9 +47,13 @@ pub struct ProfileDevice {
     /// The fixed cost of applying one weight tensor (launch, bookkeeping), seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds_per_tensor: Option<f64>,
-    /// Elements a second through a norm or an elementwise op (the 1-D weights of a layer).
+    /// Elements a second through a norm (the 1-D weights of a layer that are not biases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elements_per_second: Option<f64>,
+    /// Elements a second through a bias added to a layer's outputs; where not measured, the
+    /// norm's rate (a CPU with native BF16 added biases five times as fast as it normed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adds_per_second: Option<f64>,
     /// Threads the figures were measured with (a CPU's cores).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<u32>,
@@ -165,6 +169,8 @@ pub struct StreamingFigures {
     pub threads: u32,
     pub seconds_per_tensor: f64,
     pub elements_per_second: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adds_per_second: Option<f64>,
     pub matmul: MatmulTable,
 }
 
@@ -247,6 +253,12 @@ impl Profile {
             positive(&|| format!("`flops_per_second` of `{name}`"), d.flops_per_second)?;
             if let Some(rate) = d.elements_per_second {
                 positive(&|| format!("`elements_per_second` of `{name}`"), rate)?;
+            }
+            if let Some(rate) = d.adds_per_second {
+                positive(&|| format!("`adds_per_second` of `{name}`"), rate)?;
+            }
+            if let Some(rate) = d.streaming.as_ref().and_then(|s| s.adds_per_second) {
+                positive(&|| format!("`streaming.adds_per_second` of `{name}`"), rate)?;
             }
             if let Some(overhead) = d.seconds_per_tensor {
                 positive(&|| format!("`seconds_per_tensor` of `{name}`"), overhead)?;
@@ -352,6 +364,16 @@ impl Profile {
         match (&d.streaming, streaming) {
             (Some(s), true) => Some(s.elements_per_second),
             _ => d.elements_per_second,
+        }
+    }
+
+    /// Elements a second through a bias add: measured with one core fewer when `streaming` and
+    /// the profile has that figure.
+    pub fn adds_per_second(&self, device: Device, streaming: bool) -> Option<f64> {
+        let d = self.find(device)?;
+        match (&d.streaming, streaming) {
+            (Some(s), true) => s.adds_per_second,
+            _ => d.adds_per_second,
         }
     }
 

@@ -168,6 +168,14 @@ impl CostModel {
         })
     }
 
+    /// Elements a second through a bias add on a device: the profile's figure, else the norm's.
+    pub fn adds_per_second(&self, device: Device, streaming: bool) -> f64 {
+        self.profile
+            .as_ref()
+            .and_then(|p| p.adds_per_second(device, streaming))
+            .unwrap_or_else(|| self.elements_per_second(device, streaming))
+    }
+
     /// How much slower a CPU computes while a copy thread streams layers: the runtime leaves the
     /// copy thread one of the cores the profile was measured with. 1 where the profile measured
     /// the CPU with one core fewer too ([`Self::layer_seconds`] uses those figures).
@@ -205,7 +213,9 @@ impl CostModel {
     /// two products: `QKᵀ` (queries × width through a keys × width matrix) and `AV` (queries ×
     /// keys through a width × keys one).
     fn layer_work_seconds(&self, work: &LayerWork, device: Device, streaming: bool) -> f64 {
-        let mut seconds = work.elementwise / self.elements_per_second(device, streaming);
+        let norms = (work.elementwise - work.adds).max(0.0);
+        let mut seconds =
+            norms / self.elements_per_second(device, streaming) + work.adds / self.adds_per_second(device, streaming);
         for &(rows, inner, outputs) in work.matmuls.iter().filter(|(rows, _, _)| *rows > 0.0) {
             seconds += self.matmul_seconds(device, streaming, rows, inner, outputs);
         }

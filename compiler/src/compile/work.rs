@@ -210,6 +210,10 @@ pub struct LayerWork {
     pub matmuls: Vec<(f64, f64, f64)>,
     /// Elements through norms, biases and other vectors.
     pub elementwise: f64,
+    /// Of `elementwise`, the elements through biases added to outputs (a 1-D weight named
+    /// `…bias`, as the runtime adds one), which a CPU may run far faster than a norm.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub adds: f64,
     /// `(queries, keys, width)`: an attention's `QKᵀ` and `AV`, 4 FLOPs per query, key and channel.
     pub attention: Vec<(f64, f64, f64)>,
     /// Weight tensors, each a kernel or more to launch.
@@ -227,6 +231,7 @@ impl LayerWork {
         self.rows.iter_mut().for_each(|rows| *rows *= factor);
         self.attention.iter_mut().for_each(|(q, _, _)| *q *= factor);
         self.elementwise *= factor;
+        self.adds *= factor;
         self
     }
 
@@ -250,6 +255,9 @@ pub fn layer_work(pass: &Pass, tensors: &[&Tensor]) -> LayerWork {
             work.matmuls.push((rows, elements(t) / outputs, outputs));
         } else {
             work.elementwise += rows * elements(t);
+            if t.shape.len() == 1 && t.name.ends_with("bias") {
+                work.adds += rows * elements(t);
+            }
         }
         if let Some((q, k, d)) = attention(pass, t) {
             work.attention.push((q * items, k, d));
@@ -472,4 +480,9 @@ fn attention(pass: &Pass, t: &Tensor) -> Option<(f64, f64, f64)> {
         _ => return None,
     };
     Some(found)
+}
+
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }

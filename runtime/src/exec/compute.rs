@@ -327,8 +327,9 @@ pub(super) fn product(x: &Tensor, b: &Tensor, room: Option<&Tensor>) -> Result<T
     })
 }
 
-/// A product's device (-1: the CPU, else the GPU's ordinal), dtype, rows, inner width and outputs.
-type ProductShape = (i64, String, i64, i64, i64);
+/// A product's device (-1: the CPU, else the GPU's ordinal), dtype ([`kind_code`]), rows, inner
+/// width and outputs.
+type ProductShape = (i64, i64, i64, i64, i64);
 
 /// The distinct products computed since [`forget_products`]: libtorch's math library keeps
 /// kernels for each, and the plan counts them (`distinct_products`); a run reports how many it
@@ -346,7 +347,18 @@ fn note_product(x: &Tensor, b: &Tensor) {
         _ => (size.iter().rev().skip(1).product(), size.last().copied().unwrap_or(0)),
     };
     if let Ok(mut seen) = PRODUCTS.lock() {
-        seen.insert((device, format!("{:?}", x.kind()), rows, inner, outputs));
+        seen.insert((device, kind_code(x.kind()), rows, inner, outputs));
+    }
+}
+
+/// A number for each dtype a product computes in.
+fn kind_code(kind: Kind) -> i64 {
+    match kind {
+        Kind::Double => 0,
+        Kind::Float => 1,
+        Kind::Half => 2,
+        Kind::BFloat16 => 3,
+        _ => 4,
     }
 }
 

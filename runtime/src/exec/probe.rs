@@ -316,6 +316,34 @@ impl Group {
                 }));
             }
         }
+        // Elements a second through a bias, as the runtime adds one to a layer's outputs, into
+        // an output held throughout (a CPU with native BF16 added at five times its norm's rate:
+        // costed at the norm's, the tiny Flux's blocks were predicted 15-20% slow).
+        let x = super::compute::pattern(&[rows, width], Kind::BFloat16, device)?;
+        let b = run_weights(&[width], Kind::BFloat16, device)?;
+        let out = Tensor::f_zeros([rows, width], (Kind::BFloat16, device))?;
+        work.push((rows * width * reps) as f64);
+        runs.push(Box::new(move || {
+            for _ in 0..reps {
+                drop(x.f_add_out(&out, &b)?);
+            }
+            sync(device);
+            Ok(())
+        }));
+
+        // On a CPU, a block as a run computes one ([`reference_block`]).
+        if device == Device::Cpu {
+            let (weights, block, arena) = reference_block(device)?;
+            let mut inputs = super::compute::Inputs::new(BLOCK_ROWS as u64, device, arena)?;
+            work.push(BLOCK_REPS as f64);
+            runs.push(Box::new(move || {
+                for _ in 0..BLOCK_REPS {
+                    super::compute::layer(&weights, &block, &mut inputs)?;
+                }
+                sync(device);
+                Ok(())
+            }));
+        }
         for run in &mut runs {
             run()?;
         }
@@ -334,35 +362,112 @@ impl Group {
         Ok(())
     }
 
-    /// The figures: seconds per small weight, norm elements a second, the matmul table, with the
-    /// timing of each (in that order, then the table's shapes).
-    fn figures(&self, device: Device) -> (f64, f64, MatmulTable, Vec<Timing>) {
+    /// The figures, with the timing of each (the small weight, the norm, the table's shapes, the
+    /// bias add, then the block).
+    fn figures(&self, device: Device) -> (Compute, Vec<Timing>) {
         let timings: Vec<Timing> = self.seconds.iter().map(|s| Timing::of_rounds(s)).collect();
         let rate = |i: usize| match (self.work.get(i), timings.get(i)) {
             (Some(work), Some(t)) if t.seconds > 0.0 => work / t.seconds,
             _ => 0.0,
         };
-        let per_tensor = 1.0 / rate(0).max(f64::MIN_POSITIVE);
+        let small_weight = 1.0 / rate(0).max(f64::MIN_POSITIVE);
         let (inners, outputs) = matmul_grid(device);
-        let flops: Vec<f64> = (2..self.work.len()).map(rate).collect();
+        let shapes = inners.len() * outputs.len();
+        let flops: Vec<f64> = (2..2 + shapes).map(rate).collect();
         let table = MatmulTable {
             inner: inners.iter().map(|&k| k as f64).collect(),
             outputs: outputs.iter().map(|&(m, n)| (m * n) as f64).collect(),
             flops_per_second: flops.chunks(outputs.len()).map(<[f64]>::to_vec).collect(),
         };
-        (per_tensor, rate(1), table, timings)
+        let (norms, adds) = (rate(1), rate(2 + shapes));
+        let block = (device == Device::Cpu).then(|| 1.0 / rate(3 + shapes).max(f64::MIN_POSITIVE));
+        let per_tensor = block.map_or(small_weight, |seconds| {
+            let beyond = seconds - block_arithmetic(&table, norms, adds);
+            (beyond / BLOCK_TENSORS as f64).max(small_weight)
+        });
+        (Compute { small_weight, per_tensor, norms, adds, table, block }, timings)
     }
+}
+
+/// One thread count's figures of a device.
+struct Compute {
+    /// Seconds of one small weight: the probe's layer of 8×8 weights.
+    small_weight: f64,
+    /// Seconds of one weight, as the cost model reads it: on a CPU, what a block takes beyond its
+    /// arithmetic, per tensor (the small weight's at least); elsewhere the small weight's.
+    per_tensor: f64,
+    /// Elements a second through a norm, and through a bias add.
+    norms: f64,
+    adds: f64,
+    table: MatmulTable,
+    /// Seconds of the reference block, on a CPU.
+    block: Option<f64>,
+}
+
+/// Rows and width of the block the probe times on a CPU: a small transformer's (the tiny test
+/// models' width, 256 tokens), as a run computes it. A weight in a run costs more than the
+/// probe's 8×8 ones beyond its arithmetic (on a CPU with native BF16, ten weights of 384×128
+/// through 256 rows: 17-23 µs each beyond their products, against 9.8 µs for 8×8 at one row),
+/// and a model's blocks were predicted fast by as much; the block's time beyond its arithmetic
+/// at the other figures is the cost of its tensors at a model's shapes.
+const BLOCK_ROWS: i64 = 256;
+const BLOCK_WIDTH: i64 = 128;
+
+/// Blocks in one timed run, and the block's tensors.
+const BLOCK_REPS: usize = 10;
+const BLOCK_TENSORS: usize = 10;
+
+/// The reference block: two norms, attention (`qkv`, `proj`) and an MLP with their biases, its
+/// work (every weight at [`BLOCK_ROWS`], one attention over them) and an arena that holds it
+/// whole.
+fn reference_block(device: Device) -> Result<(Vec<super::load::Weight>, super::compute::Work, u64), RunError> {
+    let (r, w) = (BLOCK_ROWS, BLOCK_WIDTH);
+    let shapes: [(&str, &[i64]); BLOCK_TENSORS] = [
+        ("norm1.weight", &[w]),
+        ("attn.qkv.weight", &[3 * w, w]),
+        ("attn.qkv.bias", &[3 * w]),
+        ("attn.proj.weight", &[w, w]),
+        ("attn.proj.bias", &[w]),
+        ("norm2.weight", &[w]),
+        ("mlp.0.weight", &[4 * w, w]),
+        ("mlp.0.bias", &[4 * w]),
+        ("mlp.2.weight", &[w, 4 * w]),
+        ("mlp.2.bias", &[w]),
+    ];
+    let mut weights = Vec::new();
+    for (name, shape) in shapes {
+        weights.push(super::load::Weight {
+            name: name.to_owned(),
+            tensor: run_weights(shape, Kind::BFloat16, device)?,
+            quantized: None,
+        });
+    }
+    let work = super::compute::Work { rows: vec![Some(r); BLOCK_TENSORS], attention: vec![(r, r, w)] };
+    // Three regions, each of the widest rows (the MLP's 4w) or the scores, whichever is larger.
+    let region = (r * 4 * w).max(r * r) as u64 * 2;
+    Ok((weights, work, 3 * region))
+}
+
+/// The block's arithmetic as the cost model counts it: its products at the table's rates (an
+/// attention as `QKᵀ` and `AV`), its norms and bias adds at theirs.
+fn block_arithmetic(table: &MatmulTable, norms: f64, adds: f64) -> f64 {
+    let (r, w) = (BLOCK_ROWS as f64, BLOCK_WIDTH as f64);
+    let product = |rows: f64, inner: f64, outputs: f64| {
+        2.0 * rows * inner * outputs / table.at(inner, rows * outputs).unwrap_or(f64::MAX)
+    };
+    let products = product(r, w, 3.0 * w) + product(r, w, w) + product(r, w, 4.0 * w) + product(r, 4.0 * w, w);
+    let attention = product(r, w, r) + product(r, r, w);
+    let elements = |count: f64, rate: f64| if rate > 0.0 { count / rate } else { 0.0 };
+    products + attention + elements(2.0 * r * w, norms) + elements(9.0 * r * w, adds)
 }
 
 /// What a device computes at, as the cost model reads it: with every thread, and on a CPU of more
 /// than one core also with one fewer, as a run computes while its copy thread streams. Both are
 /// measured in the same rounds, so a slow spell of the machine falls on both alike.
 struct ComputeFigures {
-    seconds_per_tensor: f64,
-    elements_per_second: f64,
-    matmul: MatmulTable,
+    all: Compute,
     timings: Vec<Timing>,
-    streaming: Option<(StreamingFigures, Vec<Timing>)>,
+    streaming: Option<(u32, Compute, Vec<Timing>)>,
 }
 
 fn compute_figures(device: Device, cores: u32) -> Result<ComputeFigures, RunError> {
@@ -382,17 +487,12 @@ fn compute_figures(device: Device, cores: u32) -> Result<ComputeFigures, RunErro
     tch::set_num_threads(all);
     let groups = measured?;
     let mut figures = groups.iter().map(|g| (g.threads, g.figures(device)));
-    let Some((_, (seconds_per_tensor, elements_per_second, matmul, timings))) = figures.next() else {
+    let Some((_, (all, timings))) = figures.next() else {
         return Err(RunError::Torch("no compute figures measured".into()));
     };
-    let streaming = figures.next().map(|(threads, (per_tensor, rate, table, timings))| {
-        let threads = u32::try_from(threads).unwrap_or(1);
-        (
-            StreamingFigures { threads, seconds_per_tensor: per_tensor, elements_per_second: rate, matmul: table },
-            timings,
-        )
-    });
-    Ok(ComputeFigures { seconds_per_tensor, elements_per_second, matmul, timings, streaming })
+    let streaming =
+        figures.next().map(|(threads, (compute, timings))| (u32::try_from(threads).unwrap_or(1), compute, timings));
+    Ok(ComputeFigures { all, timings, streaming })
 }
 
 /// A device's one matmul figure at `kind` (at BF16, the figure a plan gives the device, and what
@@ -752,24 +852,31 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
             };
             let compute = compute_figures(device, threads)?;
             let slowdown = beside_copies(&mut p, &name, device);
-            let ComputeFigures { seconds_per_tensor: overhead, elements_per_second: rate, matmul, .. } = compute;
-            push_compute(&mut p.figures, &name, "", (overhead, rate, &matmul), &compute.timings);
+            push_compute(&mut p.figures, &name, "", &compute.all, &compute.timings);
             timings.extend(compute.timings.iter().copied());
-            let streaming = compute.streaming;
-            if let Some((s, t)) = &streaming {
-                let what = format!(" with {} thread{}", s.threads, if s.threads == 1 { "" } else { "s" });
-                push_compute(&mut p.figures, &name, &what, (s.seconds_per_tensor, s.elements_per_second, &s.matmul), t);
+            let streaming = compute.streaming.map(|(threads, s, t)| {
+                let what = format!(" with {threads} thread{}", if threads == 1 { "" } else { "s" });
+                push_compute(&mut p.figures, &name, &what, &s, &t);
                 timings.extend(t.iter().copied());
-            }
+                StreamingFigures {
+                    threads,
+                    seconds_per_tensor: s.per_tensor,
+                    elements_per_second: s.norms,
+                    adds_per_second: Some(s.adds),
+                    matmul: s.table,
+                }
+            });
+            let all = compute.all;
             p.profile.device.push(ProfileDevice {
                 name: profile_device(device),
                 flops_per_second: flops,
-                seconds_per_tensor: Some(overhead),
-                elements_per_second: Some(rate),
+                seconds_per_tensor: Some(all.per_tensor),
+                elements_per_second: Some(all.norms),
+                adds_per_second: Some(all.adds),
                 threads: Some(threads),
                 flops_by_size: curve,
-                matmul: Some(matmul),
-                streaming: streaming.map(|(s, _)| s),
+                matmul: Some(all.table),
+                streaming,
                 runtime_bytes: runtime.iter().find(|(d, _)| *d == device).and_then(|(_, b)| *b),
                 gpu_host_bytes: if device == Device::Cpu { gpu_host } else { None },
                 product_bytes: (device == Device::Cpu).then_some(cpu_product),
@@ -836,24 +943,28 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
 
 /// The figures of [`ComputeFigures`] at one thread count (`what` names it): the cost of one small
 /// weight, the norm, then the matmul table, a line a shape; `timings` in that order.
-fn push_compute(
-    figures: &mut Vec<Figure>,
-    name: &str,
-    what: &str,
-    (per_tensor, rate, table): (f64, f64, &MatmulTable),
-    timings: &[Timing],
-) {
+fn push_compute(figures: &mut Vec<Figure>, name: &str, what: &str, compute: &Compute, timings: &[Timing]) {
     let mut timings = timings.iter().copied();
     let mut push = |what: String, value: f64, unit: &'static str| {
         let (spread, within) = timings.next().map_or((0.0, 0.0), |t| (t.spread, t.within));
         figures.push(Figure { what, value, unit, spread, within });
     };
-    push(format!("{name} cost of one small weight{what}"), per_tensor * 1e6, "µs");
-    push(format!("{name} norm{what}"), rate / 1e9, "G elements/s");
-    for (inner, row) in table.inner.iter().zip(&table.flops_per_second) {
-        for (outputs, flops) in table.outputs.iter().zip(row) {
+    push(format!("{name} cost of one small weight{what}"), compute.small_weight * 1e6, "µs");
+    push(format!("{name} norm{what}"), compute.norms / 1e9, "G elements/s");
+    for (inner, row) in compute.table.inner.iter().zip(&compute.table.flops_per_second) {
+        for (outputs, flops) in compute.table.outputs.iter().zip(row) {
             push(format!("{name} matmul BF16 inner {inner} outputs {outputs}{what}"), flops / 1e9, "GFLOP/s");
         }
+    }
+    push(format!("{name} bias add{what}"), compute.adds / 1e9, "G elements/s");
+    if let Some(block) = compute.block {
+        push(format!("{name} block of {BLOCK_ROWS} rows at width {BLOCK_WIDTH}{what}"), block * 1e3, "ms");
+        // Derived from the figures above, not timed: no spread of its own.
+        figures.push(Figure::new(
+            format!("{name} cost of one weight in that block, beyond its arithmetic{what}"),
+            compute.per_tensor * 1e6,
+            "µs",
+        ));
     }
 }
 
@@ -1008,8 +1119,35 @@ fn spread_words(f: &Figure) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Figure, Probe, SMALL_LAYER_ARENA, Timing, loose_figures};
+    use super::{
+        BLOCK_ROWS, BLOCK_TENSORS, BLOCK_WIDTH, Figure, Probe, SMALL_LAYER_ARENA, Timing, block_arithmetic,
+        loose_figures, reference_block,
+    };
     use tch::Device;
+
+    #[test]
+    #[expect(clippy::unwrap_used, reason = "a test")]
+    fn the_reference_blocks_arithmetic_is_counted_as_the_cost_model_counts_a_layers() {
+        let (weights, work, arena) = reference_block(Device::Cpu).unwrap();
+        assert_eq!(weights.len(), BLOCK_TENSORS);
+        assert_eq!(work.rows.len(), BLOCK_TENSORS);
+        // The arena holds the widest rows whole: no product goes through in chunks.
+        assert!(arena / 3 >= (BLOCK_ROWS * 4 * BLOCK_WIDTH * 2) as u64);
+        // At 1 GFLOP/s everywhere and 1 G elements/s: the products' 2·r·w·12w, the attention's
+        // 4·r²·w, the norms' 2·r·w and the biases' 9·r·w, in nanoseconds.
+        let flat = mgc_core::profile::MatmulTable {
+            inner: vec![32.0, 4096.0],
+            outputs: vec![512.0, 1e6],
+            flops_per_second: vec![vec![1e9, 1e9], vec![1e9, 1e9]],
+        };
+        let (r, w) = (BLOCK_ROWS as f64, BLOCK_WIDTH as f64);
+        let want = (24.0 * r * w * w + 4.0 * r * r * w + 2.0 * r * w + 9.0 * r * w) / 1e9;
+        let got = block_arithmetic(&flat, 1e9, 1e9);
+        assert!((got - want).abs() < want * 1e-12, "{got} against {want}");
+        // Biases at twice the rate save half their time.
+        let faster = block_arithmetic(&flat, 1e9, 2e9);
+        assert!((got - faster - 4.5 * r * w / 1e9).abs() < want * 1e-12);
+    }
 
     #[test]
     #[expect(clippy::unwrap_used, reason = "a test")]
