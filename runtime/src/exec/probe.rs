@@ -366,26 +366,51 @@ impl Group {
     /// bias add, then the block).
     fn figures(&self, device: Device) -> (Compute, Vec<Timing>) {
         let timings: Vec<Timing> = self.seconds.iter().map(|s| Timing::of_rounds(s)).collect();
-        let rate = |i: usize| match (self.work.get(i), timings.get(i)) {
-            (Some(work), Some(t)) if t.seconds > 0.0 => work / t.seconds,
-            _ => 0.0,
+        // The rates of one round's runs (`None`), or of their trimmed means.
+        let rate = |i: usize, round: Option<usize>| {
+            let seconds = match round {
+                Some(k) => self.seconds.get(i).and_then(|s| s.get(k)).copied(),
+                None => timings.get(i).map(|t| t.seconds),
+            };
+            match (self.work.get(i), seconds) {
+                (Some(work), Some(s)) if s > 0.0 => work / s,
+                _ => 0.0,
+            }
         };
-        let small_weight = 1.0 / rate(0).max(f64::MIN_POSITIVE);
         let (inners, outputs) = matmul_grid(device);
         let shapes = inners.len() * outputs.len();
-        let flops: Vec<f64> = (2..2 + shapes).map(rate).collect();
-        let table = MatmulTable {
-            inner: inners.iter().map(|&k| k as f64).collect(),
-            outputs: outputs.iter().map(|&(m, n)| (m * n) as f64).collect(),
-            flops_per_second: flops.chunks(outputs.len()).map(<[f64]>::to_vec).collect(),
+        let table = |round: Option<usize>| {
+            let flops: Vec<f64> = (2..2 + shapes).map(|i| rate(i, round)).collect();
+            MatmulTable {
+                inner: inners.iter().map(|&k| k as f64).collect(),
+                outputs: outputs.iter().map(|&(m, n)| (m * n) as f64).collect(),
+                flops_per_second: flops.chunks(outputs.len()).map(<[f64]>::to_vec).collect(),
+            }
         };
-        let (norms, adds) = (rate(1), rate(2 + shapes));
-        let block = (device == Device::Cpu).then(|| 1.0 / rate(3 + shapes).max(f64::MIN_POSITIVE));
-        let per_tensor = block.map_or(small_weight, |seconds| {
-            let beyond = seconds - block_arithmetic(&table, norms, adds);
-            (beyond / BLOCK_TENSORS as f64).max(small_weight)
-        });
-        (Compute { small_weight, per_tensor, norms, adds, table, block }, timings)
+        let small_weight = 1.0 / rate(0, None).max(f64::MIN_POSITIVE);
+        let (norms, adds) = (rate(1, None), rate(2 + shapes, None));
+        let block_run = 3 + shapes;
+        let block = (device == Device::Cpu).then(|| 1.0 / rate(block_run, None).max(f64::MIN_POSITIVE));
+        // What the block took beyond its arithmetic, round by round: a slow spell of the machine
+        // slows a round's block and its products alike, and falls out of their difference. (From
+        // the means of the rounds, the figure moved from 9 to 35 µs between probes a minute
+        // apart on a 2-core machine, and the predictions with it by a quarter.)
+        let (per_tensor, per_tensor_timing) = match block {
+            Some(_) => {
+                let rounds = self.seconds.get(block_run).map_or(0, Vec::len);
+                let beyond: Vec<f64> = (0..rounds)
+                    .map(|k| {
+                        let seconds = 1.0 / rate(block_run, Some(k)).max(f64::MIN_POSITIVE);
+                        seconds - block_arithmetic(&table(Some(k)), rate(1, Some(k)), rate(2 + shapes, Some(k)))
+                    })
+                    .collect();
+                let timing = Timing::of_rounds(&beyond);
+                ((timing.seconds / BLOCK_TENSORS as f64).max(small_weight), Some(timing))
+            }
+            None => (small_weight, None),
+        };
+        let compute = Compute { small_weight, per_tensor, per_tensor_timing, norms, adds, table: table(None), block };
+        (compute, timings)
     }
 }
 
@@ -396,6 +421,8 @@ struct Compute {
     /// Seconds of one weight, as the cost model reads it: on a CPU, what a block takes beyond its
     /// arithmetic, per tensor (the small weight's at least); elsewhere the small weight's.
     per_tensor: f64,
+    /// How well the block's time beyond its arithmetic is known, round by round.
+    per_tensor_timing: Option<Timing>,
     /// Elements a second through a norm, and through a bias add.
     norms: f64,
     adds: f64,
@@ -959,12 +986,15 @@ fn push_compute(figures: &mut Vec<Figure>, name: &str, what: &str, compute: &Com
     push(format!("{name} bias add{what}"), compute.adds / 1e9, "G elements/s");
     if let Some(block) = compute.block {
         push(format!("{name} block of {BLOCK_ROWS} rows at width {BLOCK_WIDTH}{what}"), block * 1e3, "ms");
-        // Derived from the figures above, not timed: no spread of its own.
-        figures.push(Figure::new(
-            format!("{name} cost of one weight in that block, beyond its arithmetic{what}"),
-            compute.per_tensor * 1e6,
-            "µs",
-        ));
+        // Known as well as the block's time beyond its arithmetic round by round.
+        let (spread, within) = compute.per_tensor_timing.map_or((0.0, 0.0), |t| (t.spread, t.within));
+        figures.push(Figure {
+            what: format!("{name} cost of one weight in that block, beyond its arithmetic{what}"),
+            value: compute.per_tensor * 1e6,
+            unit: "µs",
+            spread,
+            within,
+        });
     }
 }
 
