@@ -164,7 +164,7 @@ mod auto {
     use mgc_core::{Bytes, Device};
 
     use super::super::graph::{GraphModel, LayerGraph};
-    use super::super::peaks::{products, runtime_memory};
+    use super::super::peaks::runtime_memory;
     use super::{BudgetEntry, ModelBudgets};
     use crate::workflow::{Prefetch, Workflow};
 
@@ -255,8 +255,7 @@ mod auto {
         let held: u64 = held_back.iter().filter(|(d, _)| *d == device).map(|(_, b)| *b).sum();
         spec.usable()
             .get()
-            .saturating_sub(runtime_memory(workflow, device).0)
-            .saturating_sub(products(workflow, graph, device).map_or(0, |p| p.distinct.saturating_mul(p.bytes_each)))
+            .saturating_sub(runtime_memory(workflow, graph, device).bytes)
             .saturating_sub(others)
             .saturating_sub(transient(graph, workflow, m, device))
             .saturating_sub(held)

@@ -105,9 +105,8 @@ pub fn schedule_to_peaks(schedule: Schedule, workflow: &Workflow, cost: &CostMod
         .into_iter()
         .map(|(device, memory, reserve, span)| {
             let mut peak = device_peak(&schedule, &groups, device);
-            (peak.runtime, peak.runtime_source) = runtime_memory(workflow, device);
-            peak.products = products(workflow, &schedule.graph, device);
-            peak.runtime += peak.products.map_or(0, |p| p.distinct.saturating_mul(p.bytes_each));
+            let runtime = runtime_memory(workflow, &schedule.graph, device);
+            (peak.runtime, peak.runtime_source, peak.products) = (runtime.bytes, runtime.source, runtime.products);
             if device != Device::Disk {
                 peak.peak += peak.runtime;
             }
@@ -143,10 +142,27 @@ const DEFAULT_GPU_RUNTIME: u64 = 512 << 20;
 /// host, 182 MiB beyond the CPU runtime's own figure; rounded up. A probe's figure replaces it.
 const DEFAULT_GPU_HOST: u64 = 256 << 20;
 
-/// The runtime's own memory on `device` and where the figure comes from: the profile's
-/// measurement, or a conservative default. On the CPU, with the host memory of the CUDA side
-/// when a model computes on a GPU. None on `disk`.
-pub(super) fn runtime_memory(workflow: &Workflow, device: Device) -> (u64, &'static str) {
+/// The runtime's own memory on a device, of which the kernels of its products.
+pub(super) struct RuntimeMemory {
+    pub bytes: u64,
+    /// Where the figure comes from: `profile`, `default`, `profile and default`, or `none`.
+    pub source: &'static str,
+    pub products: Option<Products>,
+}
+
+/// The runtime's own memory on `device`: its base figure ([`runtime_base`]) and the kernels of
+/// the products computed there, where the profile measured them ([`products`]).
+pub(super) fn runtime_memory(workflow: &Workflow, graph: &LayerGraph, device: Device) -> RuntimeMemory {
+    let (base, source) = runtime_base(workflow, device);
+    let products = products(workflow, graph, device);
+    let kernels = products.map_or(0, |p| p.distinct.saturating_mul(p.bytes_each));
+    RuntimeMemory { bytes: base.saturating_add(kernels), source, products }
+}
+
+/// The runtime's own memory on `device` apart from its products' kernels, and where the figure
+/// comes from: the profile's measurement, or a conservative default. On the CPU, with the host
+/// memory of the CUDA side when a model computes on a GPU. None on `disk`.
+fn runtime_base(workflow: &Workflow, device: Device) -> (u64, &'static str) {
     if device == Device::Disk {
         return (0, "none");
     }
@@ -174,7 +190,7 @@ pub(super) fn runtime_memory(workflow: &Workflow, device: Device) -> (u64, &'sta
 /// profile measured what each adds (see [`super::products`]). Without a profile, the default
 /// runtime figure covers them: 64 MiB is some hundred products' kernels at the 0.6 MiB each a CPU
 /// with native BF16 held.
-pub(super) fn products(workflow: &Workflow, graph: &LayerGraph, device: Device) -> Option<Products> {
+fn products(workflow: &Workflow, graph: &LayerGraph, device: Device) -> Option<Products> {
     let bytes_each = workflow.profile.as_ref()?.product_bytes(device)?;
     Some(Products { distinct: super::products::distinct_products(graph, device), bytes_each })
 }

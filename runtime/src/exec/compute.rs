@@ -337,17 +337,13 @@ type ProductShape = (i64, i64, i64, i64, i64);
 static PRODUCTS: Mutex<BTreeSet<ProductShape>> = Mutex::new(BTreeSet::new());
 
 fn note_product(x: &Tensor, b: &Tensor) {
-    let device = match x.device() {
-        Device::Cuda(n) => n as i64,
-        _ => -1,
-    };
     let (size, outputs) = (x.size(), b.size().last().copied().unwrap_or(0));
     let (rows, inner) = match size.as_slice() {
         [rows, inner] => (*rows, *inner),
         _ => (size.iter().rev().skip(1).product(), size.last().copied().unwrap_or(0)),
     };
     if let Ok(mut seen) = PRODUCTS.lock() {
-        seen.insert((device, kind_code(x.kind()), rows, inner, outputs));
+        seen.insert((ordinal(x.device()), kind_code(x.kind()), rows, inner, outputs));
     }
 }
 
@@ -371,11 +367,16 @@ pub fn forget_products() {
 
 /// The distinct products computed on `device` since [`forget_products`].
 pub fn distinct_products(device: Device) -> u64 {
-    let ordinal = match device {
+    let ordinal = ordinal(device);
+    PRODUCTS.lock().map_or(0, |seen| seen.iter().filter(|p| p.0 == ordinal).count() as u64)
+}
+
+/// A device as [`ProductShape`] keeps it: the GPU's ordinal, -1 for the CPU.
+fn ordinal(device: Device) -> i64 {
+    match device {
         Device::Cuda(n) => n as i64,
         _ => -1,
-    };
-    PRODUCTS.lock().map_or(0, |seen| seen.iter().filter(|p| p.0 == ordinal).count() as u64)
+    }
 }
 
 /// The sum of an output's first row (the whole of a vector), on its device.

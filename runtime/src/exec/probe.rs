@@ -234,12 +234,25 @@ const SMALL_LAYER_ARENA: u64 = 3 * 256;
 /// One timed run of something measured in rounds (waits for the device before it returns).
 type TimedRun = Box<dyn FnMut() -> Result<(), RunError>>;
 
+/// A timed run of `reps` calls of `f`, back to back, with one wait for the device at the end.
+fn repeated(reps: usize, device: Device, mut f: impl FnMut() -> Result<(), RunError> + 'static) -> TimedRun {
+    Box::new(move || {
+        for _ in 0..reps {
+            f()?;
+        }
+        sync(device);
+        Ok(())
+    })
+}
+
 /// The figures of one thread count, and what they are measured from.
 struct Group {
     threads: i32,
-    /// The cost of one small weight, the norm, then each shape of the matmul table.
+    /// The cost of one small weight, the norm, each shape of the matmul table, the bias add, then
+    /// (on a CPU) the reference block.
     runs: Vec<TimedRun>,
-    /// What one run of each does: small weights applied, norm elements, matmul FLOPs.
+    /// What one run of each does: small weights applied, norm elements, matmul FLOPs, bias
+    /// elements, blocks.
     work: Vec<f64>,
     /// Each run's seconds, a list per thing timed.
     seconds: Vec<Vec<f64>>,
@@ -265,12 +278,8 @@ impl Group {
         }
         work.push((SMALL_LAYER_ROUNDS * weights.len()) as f64);
         let mut inputs = super::compute::Inputs::new(1, device, SMALL_LAYER_ARENA)?;
-        runs.push(Box::new(move || {
-            for _ in 0..SMALL_LAYER_ROUNDS {
-                super::compute::layer(&weights, &super::compute::Work::default(), &mut inputs)?;
-            }
-            sync(device);
-            Ok(())
+        runs.push(repeated(SMALL_LAYER_ROUNDS, device, move || {
+            super::compute::layer(&weights, &super::compute::Work::default(), &mut inputs).map(drop)
         }));
 
         // Elements a second through a norm, as the runtime applies 1-D weights: back to back, as
@@ -281,11 +290,10 @@ impl Group {
         let w = run_weights(&[width], Kind::BFloat16, device)?;
         let out = Tensor::f_zeros([rows, width], (Kind::BFloat16, device))?;
         work.push((rows * width * reps) as f64);
-        runs.push(Box::new(move || {
-            for _ in 0..reps {
-                drop(super::compute::norm(&x, Some(&out), &w, width)?);
-            }
-            sync(device);
+        // The bias add below reads and writes the same buffers.
+        let (bias_x, bias_out) = (x.shallow_clone(), out.shallow_clone());
+        runs.push(repeated(reps as usize, device, move || {
+            drop(super::compute::norm(&x, Some(&out), &w, width)?);
             Ok(())
         }));
 
@@ -307,11 +315,8 @@ impl Group {
                 let first = start.elapsed().as_secs_f64().max(1e-7);
                 let reps = (TABLE_RUN_SECONDS / first).ceil().clamp(1.0, 10_000.0) as u32;
                 work.push(2.0 * (m * inner * n) as f64 * f64::from(reps));
-                runs.push(Box::new(move || {
-                    for _ in 0..reps {
-                        drop(super::compute::product(&x, &w, Some(&out))?);
-                    }
-                    sync(device);
+                runs.push(repeated(reps as usize, device, move || {
+                    drop(super::compute::product(&x, &w, Some(&out))?);
                     Ok(())
                 }));
             }
@@ -319,15 +324,10 @@ impl Group {
         // Elements a second through a bias, as the runtime adds one to a layer's outputs, into
         // an output held throughout (a CPU with native BF16 added at five times its norm's rate:
         // costed at the norm's, the tiny Flux's blocks were predicted 15-20% slow).
-        let x = super::compute::pattern(&[rows, width], Kind::BFloat16, device)?;
         let b = run_weights(&[width], Kind::BFloat16, device)?;
-        let out = Tensor::f_zeros([rows, width], (Kind::BFloat16, device))?;
         work.push((rows * width * reps) as f64);
-        runs.push(Box::new(move || {
-            for _ in 0..reps {
-                drop(x.f_add_out(&out, &b)?);
-            }
-            sync(device);
+        runs.push(repeated(reps as usize, device, move || {
+            drop(bias_x.f_add_out(&bias_out, &b)?);
             Ok(())
         }));
 
@@ -336,12 +336,8 @@ impl Group {
             let (weights, block, arena) = reference_block(device)?;
             let mut inputs = super::compute::Inputs::new(BLOCK_ROWS as u64, device, arena)?;
             work.push(BLOCK_REPS as f64);
-            runs.push(Box::new(move || {
-                for _ in 0..BLOCK_REPS {
-                    super::compute::layer(&weights, &block, &mut inputs)?;
-                }
-                sync(device);
-                Ok(())
+            runs.push(repeated(BLOCK_REPS, device, move || {
+                super::compute::layer(&weights, &block, &mut inputs).map(drop)
             }));
         }
         for run in &mut runs {
@@ -763,8 +759,8 @@ fn cpu_product_bytes() -> Result<u64, RunError> {
     Ok(per.div_ceil(4096) * 4096)
 }
 
-/// `(rows, inner, outputs)` of the products [`cpu_product_bytes`] measures, as a model's: one row (modulation) to many, square and wide, none of
-/// them the small layer's.
+/// `(rows, inner, outputs)` of the products [`cpu_product_bytes`] measures, as a model's: one row
+/// (modulation) to many, square and wide, none of them the small layer's.
 const PRODUCT_SHAPES: [(i64, i64, i64); 12] = [
     (1, 256, 768),
     (1, 128, 512),

@@ -298,11 +298,10 @@ pub fn report(
                 _ => None,
             },
             peak_bytes_predicted: d.peak_bytes,
-            distinct_products: match d.name {
-                Device::Cpu => super::compute::distinct_products(tch::Device::Cpu),
-                Device::Cuda(n) => super::compute::distinct_products(tch::Device::Cuda(n as usize)),
-                _ => 0,
-            },
+            distinct_products: super::load::torch_device(d.name)
+                .ok()
+                .flatten()
+                .map_or(0, super::compute::distinct_products),
             distinct_products_predicted: d.distinct_products,
         })
         .collect();
