@@ -366,6 +366,9 @@ fn measured_peaks_never_exceed_predicted() {
     model(dir.path());
     let (code, _, err) = run(dir.path(), &["probe", "-o", "hw.toml"]);
     assert_eq!(code, 0, "{err}");
+    let profile = mgc_core::profile::Profile::from_toml(&std::fs::read_to_string(dir.path().join("hw.toml")).unwrap());
+    // The probe measures what a norm holds a byte of its input.
+    let per_byte = profile.unwrap().norm_workspace(mgc_core::Device::Cpu).unwrap();
     let plans = [
         plan(dir.path(), "resident", "cpu,*", "\"auto\"", "32mb"),
         plan(dir.path(), "streamed", "cpu,40%;disk,*", "1", "1kb"),
@@ -392,7 +395,42 @@ fn measured_peaks_never_exceed_predicted() {
             assert!(counted > 5, "{file}: the tiny Flux computes many shapes, counted {counted}");
             assert_eq!(cpu["distinct_products"].as_u64(), Some(counted), "{file}");
         }
+        // So is the largest norm, whose temporaries the allocator keeps: the plan counts the one
+        // the run computed, and what it holds at the probe's figure a byte of its input.
+        let largest = plan["devices"][0]["largest_norm_bytes"].as_u64();
+        assert_eq!(largest.is_some(), file.contains("probed"), "{file}: counted where the profile measured a norm");
+        assert_eq!(cpu["largest_norm_bytes_predicted"].as_u64(), largest, "{file}");
+        if let Some(largest) = largest {
+            assert_eq!(cpu["largest_norm_bytes"].as_u64(), Some(largest), "{file}: the norm the run computed");
+            // The tiny Flux has no quantized weights: its workspace is its largest norm's.
+            assert_eq!(plan["devices"][0]["largest_dequantized_weights"].as_u64(), Some(0), "{file}");
+            let workspace = plan["devices"][0]["workspace_bytes"].as_u64().unwrap();
+            assert_eq!(workspace, ((largest as f64 * per_byte).ceil() as u64).div_ceil(4096) * 4096, "{file}");
+        }
     }
+}
+
+/// A GGUF model computing on the CPU with a probed profile: its weights are dequantized as its
+/// layers run, and the plan counts what the largest of them holds while it is.
+#[test]
+fn a_gguf_models_peak_counts_its_dequantized_weights() {
+    let dir = gguf_fixture();
+    let (code, _, err) = run(dir.path(), &["probe", "-o", "hw.toml"]);
+    assert_eq!(code, 0, "{err}");
+    let workflow = "profile = \"hw.toml\"\n[[device]]\nname = \"cpu\"\nmemory = \"2gb\"\n[[model]]\nname = \"q\"\nfile = \"quant.gguf\"\ncompute = \"cpu\"\nallocation = \"cpu,*\"\n[workload]\ntokens = 16\n";
+    let plan = toml_to_plan(workflow, dir.path(), &Hardware::default).unwrap();
+    let quantized = plan.models[0].layers.iter().flat_map(|l| &l.tensors).filter(|t| t.dtype.starts_with('Q'));
+    let largest = quantized.map(|t| t.shape.iter().product::<u64>()).max().unwrap();
+    let device = &plan.devices[0];
+    assert_eq!(device.largest_dequantized_weights, Some(largest));
+    assert!(device.workspace_bytes.unwrap() >= largest * 4, "at least the 32-bit values a weight dequantizes to");
+    let text = plan.to_json().replace(&dir.path().join("quant.gguf").display().to_string(), "quant.gguf");
+    std::fs::write(dir.path().join("q.json"), text).unwrap();
+    let (code, out, err) = run(dir.path(), &["run", "q.json", "--steps", "3", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cpu = &report["devices"][0];
+    assert!(cpu["peak_bytes_measured"].as_u64().unwrap() <= cpu["peak_bytes_predicted"].as_u64().unwrap(), "{cpu}");
 }
 
 /// Compiles the tiny CPU workflow with a hardware profile and writes its plan.

@@ -80,6 +80,18 @@ pub struct ProfileDevice {
     /// predicted peak counts it once for each distinct product of the models computing there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product_bytes: Option<u64>,
+    /// On the CPU: what a layer norm holds beyond its input and output while it runs, per byte
+    /// of its input (a CPU with native BF16 held 1 byte a byte of a BF16 norm's input). The
+    /// allocator keeps that memory once it is freed, for the next norm, so the
+    /// predicted peak counts it once, for the largest norm of the models computing there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm_workspace: Option<f64>,
+    /// On the CPU: what making one weight computable holds while it runs, per weight (element):
+    /// a GGUF block type dequantized through 32-bit values, an 8-bit float converted to BF16; the
+    /// most of those. Kept by the allocator as a norm's temporaries are; the predicted peak counts
+    /// it once, for the largest such weight of the models computing there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dequantize_workspace: Option<f64>,
     /// On the CPU: the host memory the runtime adds once it computes on a GPU (the CUDA driver's
     /// context and libtorch's CUDA side: cuBLAS, the caching allocator's bookkeeping), beyond
     /// `runtime_bytes`. Bytes; the CPU's predicted peak includes it when a model computes on a GPU.
@@ -260,6 +272,18 @@ impl Profile {
             if let Some(rate) = d.streaming.as_ref().and_then(|s| s.adds_per_second) {
                 positive(&|| format!("`streaming.adds_per_second` of `{name}`"), rate)?;
             }
+            for (what, workspace) in
+                [("norm_workspace", d.norm_workspace), ("dequantize_workspace", d.dequantize_workspace)]
+            {
+                if let Some(workspace) = workspace
+                    && !(workspace.is_finite() && workspace >= 0.0)
+                {
+                    return Err(ProfileError::Negative {
+                        what: format!("`{what}` of `{name}`"),
+                        value: workspace.to_string(),
+                    });
+                }
+            }
             if let Some(overhead) = d.seconds_per_tensor {
                 positive(&|| format!("`seconds_per_tensor` of `{name}`"), overhead)?;
             }
@@ -346,6 +370,16 @@ impl Profile {
     /// What each distinct matrix product adds to the runtime's own memory on `device`, measured.
     pub fn product_bytes(&self, device: Device) -> Option<u64> {
         self.find(device).and_then(|d| d.product_bytes)
+    }
+
+    /// What a layer norm holds on `device` while it runs, per byte of its input, measured.
+    pub fn norm_workspace(&self, device: Device) -> Option<f64> {
+        self.find(device).and_then(|d| d.norm_workspace)
+    }
+
+    /// What making one weight computable holds on `device` while it runs, per weight, measured.
+    pub fn dequantize_workspace(&self, device: Device) -> Option<f64> {
+        self.find(device).and_then(|d| d.dequantize_workspace)
     }
 
     /// The host memory the runtime adds once it computes on a GPU, measured.

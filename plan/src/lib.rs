@@ -106,6 +106,18 @@ pub struct DevicePlan {
     /// What each distinct product adds to `runtime_bytes`, measured by `mgc probe`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product_bytes: Option<u64>,
+    /// The input of the largest norm computed here, in bytes (as much of it as the runtime
+    /// norms at once), where `mgc probe` measured what a norm holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub largest_norm_bytes: Option<u64>,
+    /// The weights (elements) of the largest weight dequantized or converted to compute here
+    /// (GGUF blocks, 8-bit floats), where `mgc probe` measured what a norm holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub largest_dequantized_weights: Option<u64>,
+    /// What the larger of those two ops holds while it runs (temporaries the allocator keeps
+    /// once freed), in `runtime_bytes`, at the profile's figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_bytes: Option<u64>,
     /// Assumed compute throughput, FLOP/s at the models' dtype.
     pub flops_per_second: f64,
 }

@@ -205,7 +205,11 @@ pub fn text(plan: &Plan) -> String {
                 }
                 _ => String::new(),
             };
-            format!("{} {} ({}{products})", d.name, Bytes(d.runtime_bytes), runtime_source(&d.runtime_source))
+            let norm = match d.workspace_bytes {
+                Some(bytes) if bytes > 0 => format!(", and {} for its largest op's temporaries", Bytes(bytes)),
+                _ => String::new(),
+            };
+            format!("{} {} ({}{products}{norm})", d.name, Bytes(d.runtime_bytes), runtime_source(&d.runtime_source))
         })
         .collect();
     if !runtime.is_empty() {

@@ -132,6 +132,9 @@ fn device_plan(d: &DevicePeak) -> DevicePlan {
         runtime_source: d.runtime_source.to_owned(),
         distinct_products: d.products.map(|p| p.distinct),
         product_bytes: d.products.map(|p| p.bytes_each),
+        largest_norm_bytes: d.workspace.map(|w| w.largest_norm),
+        largest_dequantized_weights: d.workspace.map(|w| w.largest_dequantized),
+        workspace_bytes: d.workspace.map(|w| w.bytes),
         flops_per_second: d.flops_per_second,
     }
 }

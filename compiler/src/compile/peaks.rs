@@ -24,6 +24,19 @@ pub struct Products {
     pub bytes_each: u64,
 }
 
+/// The temporaries of a device's largest ops, which the allocator keeps once freed: its largest
+/// norm's and what making its largest quantized or 8-bit weight computable holds. One op runs
+/// at a time, so the device holds the larger of the two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Workspace {
+    /// Bytes of the largest norm's input (as much of it as the runtime norms at once).
+    pub largest_norm: u64,
+    /// Weights (elements) of the largest weight dequantized or converted to compute.
+    pub largest_dequantized: u64,
+    /// The larger of the two ops' temporaries, at the profile's figures.
+    pub bytes: u64,
+}
+
 /// The schedule, with every device's memory at its peak.
 #[derive(Clone, Debug)]
 pub struct Peaks {
@@ -52,6 +65,10 @@ pub struct DevicePeak {
     /// profile measured that.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub products: Option<Products>,
+    /// The temporaries of the largest ops computed here, in `runtime`, where the profile
+    /// measured what they hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<Workspace>,
     pub peak: u64,
     /// Assumed compute throughput, FLOP/s.
     pub flops_per_second: f64,
@@ -107,6 +124,7 @@ pub fn schedule_to_peaks(schedule: Schedule, workflow: &Workflow, cost: &CostMod
             let mut peak = device_peak(&schedule, &groups, device);
             let runtime = runtime_memory(workflow, &schedule.graph, device);
             (peak.runtime, peak.runtime_source, peak.products) = (runtime.bytes, runtime.source, runtime.products);
+            peak.workspace = runtime.workspace;
             if device != Device::Disk {
                 peak.peak += peak.runtime;
             }
@@ -142,21 +160,43 @@ const DEFAULT_GPU_RUNTIME: u64 = 512 << 20;
 /// host, 182 MiB beyond the CPU runtime's own figure; rounded up. A probe's figure replaces it.
 const DEFAULT_GPU_HOST: u64 = 256 << 20;
 
-/// The runtime's own memory on a device, of which the kernels of its products.
+/// The runtime's own memory on a device, of which the kernels of its products and its largest
+/// ops' temporaries.
 pub(super) struct RuntimeMemory {
     pub bytes: u64,
     /// Where the figure comes from: `profile`, `default`, `profile and default`, or `none`.
     pub source: &'static str,
     pub products: Option<Products>,
+    pub workspace: Option<Workspace>,
 }
 
-/// The runtime's own memory on `device`: its base figure ([`runtime_base`]) and the kernels of
-/// the products computed there, where the profile measured them ([`products`]).
+/// The runtime's own memory on `device`: its base figure ([`runtime_base`]), the kernels of the
+/// products computed there ([`products`]) and what its largest ops hold while they run
+/// ([`workspace`]), the last two where the profile measured them.
 pub(super) fn runtime_memory(workflow: &Workflow, graph: &LayerGraph, device: Device) -> RuntimeMemory {
     let (base, source) = runtime_base(workflow, device);
     let products = products(workflow, graph, device);
     let kernels = products.map_or(0, |p| p.distinct.saturating_mul(p.bytes_each));
-    RuntimeMemory { bytes: base.saturating_add(kernels), source, products }
+    let workspace = workspace(workflow, graph, device);
+    let bytes = base.saturating_add(kernels).saturating_add(workspace.map_or(0, |w| w.bytes));
+    RuntimeMemory { bytes, source, products, workspace }
+}
+
+/// What the largest ops of the models computing on `device` hold while they run, where the
+/// profile measured what a norm holds a byte of its input and what making a weight computable
+/// holds a weight: the allocator keeps those temporaries once freed, for the next op (a CPU with
+/// native BF16 held 1 byte a byte of a BF16 norm's input, and 26 bytes a weight of a GGUF block
+/// type dequantized). The larger of the two, rounded up to 4 KiB pages. Without a profile, the
+/// default runtime figure covers it.
+fn workspace(workflow: &Workflow, graph: &LayerGraph, device: Device) -> Option<Workspace> {
+    let profile = workflow.profile.as_ref()?;
+    let (per_byte, per_weight) = (profile.norm_workspace(device)?, profile.dequantize_workspace(device).unwrap_or(0.0));
+    let largest_norm = super::products::largest_norm(graph, device);
+    let largest_dequantized = super::products::largest_dequantized(graph, device);
+    #[expect(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "bytes")]
+    let held = |count: u64, each: f64| (count as f64 * each).ceil() as u64;
+    let bytes = held(largest_norm, per_byte).max(held(largest_dequantized, per_weight));
+    Some(Workspace { largest_norm, largest_dequantized, bytes: bytes.div_ceil(4096) * 4096 })
 }
 
 /// The runtime's own memory on `device` apart from its products' kernels, and where the figure
@@ -253,6 +293,7 @@ fn device_peak(schedule: &Schedule, groups: &[Vec<usize>], device: Device) -> De
         runtime: 0,
         runtime_source: "none",
         products: None,
+        workspace: None,
         peak,
         flops_per_second: 0.0,
         transient_parts,

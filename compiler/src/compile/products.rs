@@ -62,6 +62,51 @@ fn model_products(model: &GraphModel, seen: &mut BTreeSet<Product>) {
     }
 }
 
+/// Bytes of the largest norm's input among the models computing on `device`: a 1-D weight that
+/// is not a bias, over its rows, as much of them at once as a third of the model's arena holds
+/// (the runtime's chunks). A norm's temporaries are a multiple of it (`norm_workspace` in a
+/// profile).
+pub fn largest_norm(graph: &LayerGraph, device: Device) -> u64 {
+    let mut largest = 0;
+    for model in graph.models.iter().filter(|m| m.spec.compute == device) {
+        let region = model.activation_bytes / 3 / 256 * 256;
+        for layer in &model.layers {
+            for (i, t) in layer.tensors.iter().enumerate() {
+                let ([width], Some((_, element))) = (t.shape.as_slice(), computed_as(t.dtype)) else { continue };
+                if t.name.ends_with("bias") {
+                    continue;
+                }
+                let rows = layer.work.rows.get(i).map_or(model.tokens, |&r| r.round().max(0.0) as u64);
+                let at_once = if region > 0 { (region / element / (*width).max(1)).max(1) } else { rows };
+                largest = largest.max(rows.min(at_once).saturating_mul(*width).saturating_mul(element));
+            }
+        }
+    }
+    largest
+}
+
+/// Weights (elements) of the largest weight the models computing on `device` make computable
+/// before applying it: a GGUF block type, dequantized whenever its layer runs, or an 8-bit float
+/// the layer applies, converted to BF16 (as `mgc run` does).
+pub fn largest_dequantized(graph: &LayerGraph, device: Device) -> u64 {
+    let mut largest = 0;
+    for model in graph.models.iter().filter(|m| m.spec.compute == device) {
+        for layer in &model.layers {
+            for (i, t) in layer.tensors.iter().enumerate() {
+                let rows = layer.work.rows.get(i).map_or(model.tokens, |&r| r.round().max(0.0) as u64);
+                let converted = matches!(t.dtype.name(), "F8_E4M3" | "F8_E5M2") && (rows > 0 || is_lookup(&t.name));
+                // A ggml type in blocks of more than one weight is quantized; F32, F16 and BF16
+                // are blocks of one.
+                let quantized = matches!(t.dtype, Dtype::Ggml(g) if g.block_size > 1);
+                if quantized || converted {
+                    largest = largest.max(t.shape.iter().product::<u64>());
+                }
+            }
+        }
+    }
+    largest
+}
+
 /// `rows` through `inner × outputs` in chunks of the rows a region holds.
 fn chunked(seen: &mut BTreeSet<Product>, region: u64, kind: Kind, rows: u64, inner: u64, outputs: u64) {
     let (name, element) = kind;

@@ -25,6 +25,8 @@ fn measured() -> Profile {
             runtime_bytes: Some(402_653_184),
             gpu_host_bytes: None,
             product_bytes: None,
+            norm_workspace: Some(2.5),
+            dequantize_workspace: Some(10.0),
             copy_slowdown: Some(1.18),
             spread: Some(0.125),
         }],
@@ -174,6 +176,14 @@ fn bad_profiles_say_what_is_wrong() {
         (
             "[[device]]\nname = \"cuda:0\"\nflops_per_second = 1\ncopy_slowdown = inf\n",
             "`copy_slowdown` of `cuda:0` must be 1 or more",
+        ),
+        (
+            "[[device]]\nname = \"cpu\"\nflops_per_second = 1\nnorm_workspace = -2\n",
+            "`norm_workspace` of `cpu` must be 0 or more, not -2",
+        ),
+        (
+            "[[device]]\nname = \"cpu\"\nflops_per_second = 1\ndequantize_workspace = nan\n",
+            "`dequantize_workspace` of `cpu` must be 0 or more, not NaN",
         ),
     ];
     for (text, expected) in cases {

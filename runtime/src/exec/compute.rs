@@ -2,7 +2,7 @@
 //! says the model applies it to in a step, and the layer's attention products at their lengths:
 //! the work the plan's prediction counts, with the model's own weights.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use tch::{Device, Kind, Tensor};
@@ -358,10 +358,13 @@ fn kind_code(kind: Kind) -> i64 {
     }
 }
 
-/// Forgets the products computed so far: a run counts its own.
+/// Forgets the products and norms computed so far: a run counts its own.
 pub fn forget_products() {
     if let Ok(mut seen) = PRODUCTS.lock() {
         seen.clear();
+    }
+    if let Ok(mut norms) = NORMS.lock() {
+        norms.clear();
     }
 }
 
@@ -385,8 +388,23 @@ fn first_row(out: &Tensor) -> Result<Tensor, RunError> {
     Ok(first.f_sum(Kind::Double)?)
 }
 
+/// The largest norm's input computed on each device since [`forget_products`], in bytes (the
+/// device as [`ordinal`] numbers it): the allocator keeps a norm's temporaries, a multiple of
+/// it, and the plan counts them (`largest_norm_bytes`); a run reports its own, to compare.
+static NORMS: Mutex<BTreeMap<i64, u64>> = Mutex::new(BTreeMap::new());
+
+/// The largest norm input computed on `device` since [`forget_products`], in bytes.
+pub fn largest_norm(device: Device) -> u64 {
+    NORMS.lock().map_or(0, |norms| norms.get(&ordinal(device)).copied().unwrap_or(0))
+}
+
 /// A layer norm of `x` by the weight `w`, into `out` where there is room.
 pub(super) fn norm(x: &Tensor, out: Option<&Tensor>, w: &Tensor, n: i64) -> Result<Tensor, RunError> {
+    if let Ok(mut norms) = NORMS.lock() {
+        let bytes = super::streams::tensor_bytes(x);
+        let largest = norms.entry(ordinal(x.device())).or_insert(0);
+        *largest = (*largest).max(bytes);
+    }
     if let Some(out) = out {
         // Mean and deviation per row, in the dtype the device's kernel keeps them in (a GPU
         // keeps 16-bit inputs' statistics in F32); where that guess is wrong, the plain norm.

@@ -8,6 +8,16 @@ use super::error::RunError;
 /// The ggml types this runtime dequantizes; plain types (F32, F16, BF16) need none.
 pub const QUANTIZED: [&str; 3] = ["Q8_0", "Q4_K", "Q6_K"];
 
+/// Bytes and weights of one block of a ggml type this runtime dequantizes.
+pub fn block(dtype: &str) -> Option<(i64, i64)> {
+    match dtype {
+        "Q8_0" => Some((34, 32)),
+        "Q4_K" => Some((144, 256)),
+        "Q6_K" => Some((210, 256)),
+        _ => None,
+    }
+}
+
 /// Whether a plan dtype is a ggml block type that this runtime can dequantize.
 pub fn is_quantized(dtype: &str) -> bool {
     QUANTIZED.contains(&dtype)

@@ -720,11 +720,13 @@ fn cpu_runtime_bytes() -> Result<(u64, u64), RunError> {
     // The layer computed four products (`qkv`, `proj` and the two of the MLP, 64 rows each):
     // their kernels are counted apart, as a plan's products are.
     let measured = measured.saturating_sub(SMALL_LAYER_PRODUCTS * per_product);
-    // Rounded up to a quarter MiB, and [`ALLOCATOR_SLACK`] more: glibc keeps freed small chunks
-    // resident in each thread's heap, and a run's pattern of small allocations (the plan read and
-    // parsed, layers of many widths) leaves a few more of them than this one layer does. With
-    // the threshold held (`steady_allocator`), the runs of the plan-truth benchmark held at most
-    // 0.14 MiB more than this figure rounded.
+    // Rounded up to a quarter MiB, and [`ALLOCATOR_SLACK`] more: glibc keeps freed chunks
+    // resident in each thread's heap, and a run's pattern of allocations (the plan read and
+    // parsed, layers of many widths, the scratch of products of a few hundred rows) leaves more
+    // of them than this one layer does. With the allocator held where glibc's thresholds rise to
+    // (`steady_allocator`), the tiny Flux at 256 tokens held 1.5 MiB more than this figure
+    // rounded beside its products' kernels at their mean; the mapping threshold held at 128 KiB,
+    // the plan-truth benchmark's runs held at most 0.14 MiB more.
     Ok((measured.div_ceil(QUARTER_MIB) * QUARTER_MIB + ALLOCATOR_SLACK, per_product))
 }
 
@@ -732,11 +734,14 @@ fn cpu_runtime_bytes() -> Result<(u64, u64), RunError> {
 const SMALL_LAYER_PRODUCTS: u64 = 4;
 
 /// What each distinct matrix product adds to the process for good: libtorch's math library
-/// generates kernels for each shape it meets (a CPU with native BF16: oneDNN's, some 0.6 MiB a
-/// shape) and caches them for the rest of the run, so that a plan's memory grows with the
-/// distinct products its models compute, not with their number. Measured as the resident memory
-/// that [`PRODUCT_SHAPES`] products, none met before, leave behind (their inputs and outputs
-/// made first), per product, rounded up to 4 KiB; 0 where nothing stays.
+/// generates kernels for each shape it meets (a CPU with native BF16: oneDNN's, in quarter-MiB
+/// pieces, two or three a shape, four or five for an inner width of 2048) and caches them for
+/// the rest of the run, so that a plan's memory grows with the distinct products its models
+/// compute, not with their number. Measured as the resident memory each of [`PRODUCT_SHAPES`]
+/// products, none met before, leaves behind (their inputs and outputs made first): the upper
+/// quartile of them, rounded up to 4 KiB, so that a model whose shapes hold more than the
+/// probe's on average is still counted in full (at their mean, 0.6 MiB, the tiny Flux at 64
+/// tokens held 1.9 MiB more than its plan counted); 0 where nothing stays.
 fn cpu_product_bytes() -> Result<u64, RunError> {
     let kind = Kind::BFloat16;
     let widest = PRODUCT_SHAPES.iter().map(|s| s.1.max(s.2)).max().unwrap_or(1);
@@ -746,22 +751,84 @@ fn cpu_product_bytes() -> Result<u64, RunError> {
     let w = Tensor::f_ones([widest * widest], (kind, Device::Cpu))?;
     let out = Tensor::f_zeros([rows * widest], (kind, Device::Cpu))?;
     super::memory::sample();
-    let before = super::memory::anon_now();
+    let mut held = Vec::new();
     for &(rows, inner, outputs) in &PRODUCT_SHAPES {
         let a = x.f_narrow(0, 0, rows * inner)?.f_view([rows, inner])?;
         let b = w.f_narrow(0, 0, outputs * inner)?.f_view([outputs, inner])?.f_transpose(0, 1)?;
         let room = out.f_narrow(0, 0, rows * outputs)?.f_view([rows, outputs])?;
+        let before = super::memory::anon_now();
         drop(super::compute::product(&a, &b, Some(&room))?);
         super::memory::sample();
+        held.push(super::memory::anon_now().saturating_sub(before));
     }
-    let after = super::memory::anon_now();
-    let per = after.saturating_sub(before) / PRODUCT_SHAPES.len() as u64;
+    held.sort_unstable();
+    let per = held.get(held.len() * 3 / 4).copied().unwrap_or(0);
     Ok(per.div_ceil(4096) * 4096)
 }
 
+/// What a layer norm holds beyond its input and output while it runs, per byte of its input, at
+/// the most of the thread counts a run computes with (every core, and one fewer beside a copy
+/// thread): the resident memory a norm of [`NORM_ROWS`] rows of [`NORM_WIDTH`] adds once the
+/// heaps' free memory is handed back (so that its temporaries take fresh pages), over its
+/// input's bytes (a CPU with native BF16: 1 byte a byte, at one thread and at two); the allocator
+/// keeps them once freed.
+fn cpu_norm_workspace() -> Result<f64, RunError> {
+    let kind = Kind::BFloat16;
+    let x = super::compute::pattern(&[NORM_ROWS, NORM_WIDTH], kind, Device::Cpu)?;
+    let out = Tensor::f_zeros([NORM_ROWS, NORM_WIDTH], (kind, Device::Cpu))?;
+    let w = Tensor::f_ones([NORM_WIDTH], (kind, Device::Cpu))?;
+    let input = (NORM_ROWS * NORM_WIDTH * 2) as f64;
+    let all = tch::get_num_threads();
+    let mut most: f64 = 0.0;
+    for threads in [all, (all - 1).max(1)] {
+        tch::set_num_threads(threads);
+        super::memory::release_free_memory();
+        let before = super::memory::anon_now();
+        drop(super::compute::norm(&x, Some(&out), &w, NORM_WIDTH)?);
+        let held = super::memory::anon_now().saturating_sub(before);
+        most = most.max(held as f64 / input);
+    }
+    tch::set_num_threads(all);
+    Ok(most)
+}
+
+/// What making a weight computable holds while it runs, per element of the weight, at the most
+/// of the kinds a run makes computable: GGUF blocks dequantized (through 32-bit values) and
+/// 8-bit floats converted to BF16. Measured as [`cpu_norm_workspace`] is, on a weight of
+/// [`DEQUANTIZED`] elements; the BF16 weight made is part of it (a layer holds it while it runs).
+fn cpu_dequantize_workspace() -> Result<f64, RunError> {
+    let mut most: f64 = 0.0;
+    let mut held = |make: &dyn Fn() -> Result<Tensor, RunError>| -> Result<(), RunError> {
+        super::memory::release_free_memory();
+        let before = super::memory::anon_now();
+        drop(make()?);
+        most = most.max(super::memory::anon_now().saturating_sub(before) as f64 / DEQUANTIZED as f64);
+        Ok(())
+    };
+    for dtype in super::gguf::QUANTIZED {
+        let Some((bytes, weights)) = super::gguf::block(dtype) else { continue };
+        let raw = Tensor::f_zeros([DEQUANTIZED / weights * bytes], (Kind::Uint8, Device::Cpu))?;
+        held(&|| super::gguf::dequantize(&raw, dtype, &[1024, DEQUANTIZED / 1024]))?;
+    }
+    let f8 = Tensor::f_zeros([DEQUANTIZED], (Kind::Float8e4m3fn, Device::Cpu))?;
+    held(&|| Ok(f8.f_to_kind(Kind::BFloat16)?))?;
+    Ok(most)
+}
+
+/// Elements of the weight [`cpu_dequantize_workspace`] makes computable: 4 MiB as 32-bit values,
+/// under the allocator's mapping threshold.
+const DEQUANTIZED: i64 = 1 << 20;
+
+/// The norm [`cpu_norm_workspace`] measures: 4 MiB of BF16 input, larger than any temporary
+/// the probe made before, smaller than the allocator's mapping threshold (32 MiB).
+const NORM_ROWS: i64 = 8192;
+const NORM_WIDTH: i64 = 256;
+
 /// `(rows, inner, outputs)` of the products [`cpu_product_bytes`] measures, as a model's: one row
-/// (modulation) to many, square and wide, none of them the small layer's.
-const PRODUCT_SHAPES: [(i64, i64, i64); 12] = [
+/// (modulation) to a few hundred (tokens), square and wide, none of them the small layer's. (Of
+/// rows up to 64 alone, they held 600 KiB each where a model's products at 64 to 320 rows held
+/// 700 on average.)
+const PRODUCT_SHAPES: [(i64, i64, i64); 16] = [
     (1, 256, 768),
     (1, 128, 512),
     (1, 512, 256),
@@ -774,12 +841,16 @@ const PRODUCT_SHAPES: [(i64, i64, i64); 12] = [
     (64, 512, 512),
     (64, 384, 128),
     (64, 768, 1024),
+    (256, 2048, 256),
+    (256, 128, 768),
+    (512, 256, 256),
+    (512, 768, 512),
 ];
 
 const QUARTER_MIB: u64 = 1 << 18;
 
 /// What a run's allocator keeps beyond the probe's measurement: see [`cpu_runtime_bytes`].
-const ALLOCATOR_SLACK: u64 = 2 * QUARTER_MIB;
+const ALLOCATOR_SLACK: u64 = 4 * QUARTER_MIB;
 
 /// The runtime's own memory on a GPU: what libtorch holds on the device beyond the tensors it
 /// was asked for once it has run layers (cuBLAS handles and workspaces, the caching allocator's
@@ -805,6 +876,8 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
     let gb = |bytes: i64, s: f64| bytes as f64 / s / 1e9;
     // The runtime's own memory first, before other figures start threads or fill allocators.
     let (cpu_runtime, cpu_product) = cpu_runtime_bytes()?;
+    let norm_workspace = cpu_norm_workspace()?;
+    let dequantize_workspace = cpu_dequantize_workspace()?;
     // Then what the CUDA side adds on the host (the driver's context, libtorch's CUDA side),
     // from before the driver starts to after each GPU has run a layer.
     let host = super::memory::Baseline::now();
@@ -827,6 +900,8 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
         }
     }
     p.figures.push(Figure::new("cpu runtime memory per distinct product", cpu_product as f64 / 1024.0, "KiB"));
+    p.figures.push(Figure::new("cpu norm workspace per byte of its input", norm_workspace, "bytes"));
+    p.figures.push(Figure::new("cpu dequantize workspace per weight", dequantize_workspace, "bytes"));
 
     // Host memory.
     let host = Tensor::f_ones([COPY_BYTES], (Kind::Uint8, Device::Cpu))?;
@@ -903,6 +978,8 @@ pub fn probe(scratch: &Path) -> Result<Probe, RunError> {
                 runtime_bytes: runtime.iter().find(|(d, _)| *d == device).and_then(|(_, b)| *b),
                 gpu_host_bytes: if device == Device::Cpu { gpu_host } else { None },
                 product_bytes: (device == Device::Cpu).then_some(cpu_product),
+                norm_workspace: (device == Device::Cpu).then_some(norm_workspace),
+                dequantize_workspace: (device == Device::Cpu).then_some(dequantize_workspace),
                 copy_slowdown: slowdown,
                 spread: Some(spread_of(timings)),
             });

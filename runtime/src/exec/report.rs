@@ -22,6 +22,10 @@ pub struct DeviceReport {
     /// runtime's memory), and as many as the plan counted where it counted them.
     pub distinct_products: u64,
     pub distinct_products_predicted: Option<u64>,
+    /// The input of the largest norm the run computed here, in bytes (its temporaries stay in
+    /// the runtime's memory), and the plan's where it counted it.
+    pub largest_norm_bytes: u64,
+    pub largest_norm_bytes_predicted: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -303,6 +307,11 @@ pub fn report(
                 .flatten()
                 .map_or(0, super::compute::distinct_products),
             distinct_products_predicted: d.distinct_products,
+            largest_norm_bytes: super::load::torch_device(d.name)
+                .ok()
+                .flatten()
+                .map_or(0, super::compute::largest_norm),
+            largest_norm_bytes_predicted: d.largest_norm_bytes,
         })
         .collect();
     Report {
