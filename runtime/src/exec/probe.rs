@@ -715,34 +715,43 @@ fn cpu_runtime_bytes() -> Result<(u64, u64), RunError> {
         Ok(())
     })?;
     let measured = baseline.peak_above().saturating_sub(own);
-    let per_product = cpu_product_bytes()?;
+    let ProductBytes { mean, counted } = cpu_product_bytes()?;
     drop(ring);
     // The layer computed four products (`qkv`, `proj` and the two of the MLP, 64 rows each):
     // their kernels are counted apart, as a plan's products are.
-    let measured = measured.saturating_sub(SMALL_LAYER_PRODUCTS * per_product);
+    let measured = measured.saturating_sub(SMALL_LAYER_PRODUCTS * mean);
     // Rounded up to a quarter MiB, and [`ALLOCATOR_SLACK`] more: glibc keeps freed chunks
     // resident in each thread's heap, and a run's pattern of allocations (the plan read and
     // parsed, layers of many widths, the scratch of products of a few hundred rows) leaves more
     // of them than this one layer does. With the allocator held where glibc's thresholds rise to
     // (`steady_allocator`), the tiny Flux at 256 tokens held 1.5 MiB more than this figure
-    // rounded beside its products' kernels at their mean; the mapping threshold held at 128 KiB,
-    // the plan-truth benchmark's runs held at most 0.14 MiB more.
-    Ok((measured.div_ceil(QUARTER_MIB) * QUARTER_MIB + ALLOCATOR_SLACK, per_product))
+    // rounded beside its products' kernels at their mean (the slack and the products counted
+    // above their mean cover that); the mapping threshold held at 128 KiB, the plan-truth
+    // benchmark's runs held at most 0.14 MiB more.
+    Ok((measured.div_ceil(QUARTER_MIB) * QUARTER_MIB + ALLOCATOR_SLACK, counted))
 }
 
 /// Distinct products of the probe's small layer: see [`cpu_runtime_bytes`].
 const SMALL_LAYER_PRODUCTS: u64 = 4;
 
 /// What each distinct matrix product adds to the process for good: libtorch's math library
-/// generates kernels for each shape it meets (a CPU with native BF16: oneDNN's, in quarter-MiB
-/// pieces, two or three a shape, four or five for an inner width of 2048) and caches them for
-/// the rest of the run, so that a plan's memory grows with the distinct products its models
-/// compute, not with their number. Measured as the resident memory each of [`PRODUCT_SHAPES`]
-/// products, none met before, leaves behind (their inputs and outputs made first): the upper
-/// quartile of them, rounded up to 4 KiB, so that a model whose shapes hold more than the
-/// probe's on average is still counted in full (at their mean, 0.6 MiB, the tiny Flux at 64
-/// tokens held 1.9 MiB more than its plan counted); 0 where nothing stays.
-fn cpu_product_bytes() -> Result<u64, RunError> {
+/// generates kernels for each shape it meets (a CPU with native BF16: oneDNN's, taken a quarter
+/// MiB at a time, one to four quarters a product as the heap has room) and caches them for the
+/// rest of the run, so that a plan's memory grows with the distinct products its models
+/// compute, not with their number.
+struct ProductBytes {
+    /// The mean of what each of [`PRODUCT_SHAPES`] products, none met before, left behind.
+    mean: u64,
+    /// What a plan counts a product at: the mean and half the products' standard deviation
+    /// (quarter MiBs fall unevenly, and a model's shapes may hold more than the probe's: at their
+    /// mean, 0.6 MiB, the tiny Flux at 64 tokens held 1.9 MiB more than its plan counted),
+    /// rounded up to 4 KiB; 0 where nothing stays.
+    counted: u64,
+}
+
+/// Measures [`ProductBytes`]: the resident memory each product leaves behind, its inputs and
+/// outputs made first.
+fn cpu_product_bytes() -> Result<ProductBytes, RunError> {
     let kind = Kind::BFloat16;
     let widest = PRODUCT_SHAPES.iter().map(|s| s.1.max(s.2)).max().unwrap_or(1);
     let rows = PRODUCT_SHAPES.iter().map(|s| s.0).max().unwrap_or(1);
@@ -759,11 +768,13 @@ fn cpu_product_bytes() -> Result<u64, RunError> {
         let before = super::memory::anon_now();
         drop(super::compute::product(&a, &b, Some(&room))?);
         super::memory::sample();
-        held.push(super::memory::anon_now().saturating_sub(before));
+        held.push(super::memory::anon_now().saturating_sub(before) as f64);
     }
-    held.sort_unstable();
-    let per = held.get(held.len() * 3 / 4).copied().unwrap_or(0);
-    Ok(per.div_ceil(4096) * 4096)
+    let n = held.len().max(1) as f64;
+    let mean = held.iter().sum::<f64>() / n;
+    let deviation = (held.iter().map(|h| (h - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let page = |bytes: f64| (bytes.ceil() as u64).div_ceil(4096) * 4096;
+    Ok(ProductBytes { mean: page(mean), counted: page(mean + deviation / 2.0) })
 }
 
 /// What a layer norm holds beyond its input and output while it runs, per byte of its input, at
