@@ -72,9 +72,9 @@ impl Baseline {
 /// norms read as a slow machine). Called first thing by the runtime's command line (`mgc run` and
 /// `mgc probe`), this holds both at the values glibc rises to, so that a run holds the same memory
 /// every time and computes as a warm process does, and what the probe measures is what a run
-/// holds: its heaps keep the largest temporaries a run makes, which a plan counts (a norm's,
-/// `norm_workspace` in a profile). Not called for the node pack, whose process is not ours to
-/// tune.
+/// holds: its heaps keep the largest temporaries a run makes, which a plan counts (a norm's and
+/// a dequantized weight's: `norm_workspace` and `dequantize_workspace` in a profile). Not called
+/// for the node pack, whose process is not ours to tune.
 pub fn steady_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
