@@ -205,11 +205,16 @@ pub fn text(plan: &Plan) -> String {
                 }
                 _ => String::new(),
             };
-            let norm = match d.workspace_bytes {
+            let workspace = match d.workspace_bytes {
                 Some(bytes) if bytes > 0 => format!(", and {} for its largest op's temporaries", Bytes(bytes)),
                 _ => String::new(),
             };
-            format!("{} {} ({}{products}{norm})", d.name, Bytes(d.runtime_bytes), runtime_source(&d.runtime_source))
+            format!(
+                "{} {} ({}{products}{workspace})",
+                d.name,
+                Bytes(d.runtime_bytes),
+                runtime_source(&d.runtime_source)
+            )
         })
         .collect();
     if !runtime.is_empty() {

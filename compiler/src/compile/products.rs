@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use mgc_core::Device;
 use mgc_plan::is_lookup;
 
-use super::graph::{GraphModel, LayerGraph};
+use super::graph::{GraphLayer, GraphModel, LayerGraph};
 use crate::inventory::{Dtype, Tensor};
 
 /// `(dtype, rows, inner, outputs)`: a product's dtype as computed, and its shape.
@@ -33,12 +33,11 @@ pub fn distinct_products(graph: &LayerGraph, device: Device) -> u64 {
 }
 
 fn model_products(model: &GraphModel, seen: &mut BTreeSet<Product>) {
-    // The arena's regions start at multiples of 256 bytes; without one, a product is whole.
-    let region = model.activation_bytes / 3 / 256 * 256;
+    let region = arena_region(model);
     for layer in &model.layers {
         let mut layer_kind = None;
         for (i, t) in layer.tensors.iter().enumerate() {
-            let rows = layer.work.rows.get(i).map_or(model.tokens, |&r| r.round().max(0.0) as u64);
+            let rows = rows_of(model, layer, i);
             let Some(kind) = computed_as(t.dtype) else { continue };
             if rows == 0 && !is_lookup(&t.name) {
                 continue;
@@ -69,16 +68,15 @@ fn model_products(model: &GraphModel, seen: &mut BTreeSet<Product>) {
 pub fn largest_norm(graph: &LayerGraph, device: Device) -> u64 {
     let mut largest = 0;
     for model in graph.models.iter().filter(|m| m.spec.compute == device) {
-        let region = model.activation_bytes / 3 / 256 * 256;
+        let region = arena_region(model);
         for layer in &model.layers {
             for (i, t) in layer.tensors.iter().enumerate() {
                 let ([width], Some((_, element))) = (t.shape.as_slice(), computed_as(t.dtype)) else { continue };
                 if t.name.ends_with("bias") {
                     continue;
                 }
-                let rows = layer.work.rows.get(i).map_or(model.tokens, |&r| r.round().max(0.0) as u64);
-                let at_once = if region > 0 { (region / element / (*width).max(1)).max(1) } else { rows };
-                largest = largest.max(rows.min(at_once).saturating_mul(*width).saturating_mul(element));
+                let at_once = rows_at_once(region, element, rows_of(model, layer, i), *width, *width);
+                largest = largest.max(at_once.saturating_mul(*width).saturating_mul(element));
             }
         }
     }
@@ -93,7 +91,7 @@ pub fn largest_dequantized(graph: &LayerGraph, device: Device) -> u64 {
     for model in graph.models.iter().filter(|m| m.spec.compute == device) {
         for layer in &model.layers {
             for (i, t) in layer.tensors.iter().enumerate() {
-                let rows = layer.work.rows.get(i).map_or(model.tokens, |&r| r.round().max(0.0) as u64);
+                let rows = rows_of(model, layer, i);
                 let converted = matches!(t.dtype.name(), "F8_E4M3" | "F8_E5M2") && (rows > 0 || is_lookup(&t.name));
                 // A ggml type in blocks of more than one weight is quantized; F32, F16 and BF16
                 // are blocks of one.
@@ -107,17 +105,33 @@ pub fn largest_dequantized(graph: &LayerGraph, device: Device) -> u64 {
     largest
 }
 
+/// The bytes of one of a model's three arena regions: they start at multiples of 256 bytes; 0
+/// without an arena.
+fn arena_region(model: &GraphModel) -> u64 {
+    model.activation_bytes / 3 / 256 * 256
+}
+
+/// The vectors the `i`th weight of `layer` is applied to in a step (the model's tokens where
+/// the work does not say).
+fn rows_of(model: &GraphModel, layer: &GraphLayer, i: usize) -> u64 {
+    layer.work.rows.get(i).map_or(model.tokens, |&r| r.round().max(0.0) as u64)
+}
+
+/// Of `rows` vectors of `inner` in and `outputs` out, how many go through at once: as many as
+/// a region holds of the wider (one at least), all of them without an arena.
+fn rows_at_once(region: u64, element: u64, rows: u64, inner: u64, outputs: u64) -> u64 {
+    if region == 0 {
+        return rows;
+    }
+    let capacity = region / element;
+    (capacity / inner.max(1)).min(capacity / outputs.max(1)).max(1).min(rows)
+}
+
 /// `rows` through `inner × outputs` in chunks of the rows a region holds.
 fn chunked(seen: &mut BTreeSet<Product>, region: u64, kind: Kind, rows: u64, inner: u64, outputs: u64) {
     let (name, element) = kind;
     let rows = rows.max(1);
-    let chunk = if region > 0 {
-        let capacity = region / element;
-        (capacity / inner.max(1)).min(capacity / outputs.max(1)).max(1).min(rows)
-    } else {
-        rows
-    };
-    for n in pieces(rows, chunk) {
+    for n in pieces(rows, rows_at_once(region, element, rows, inner, outputs)) {
         seen.insert((name, n, inner, outputs));
     }
 }

@@ -8,12 +8,17 @@ use super::error::RunError;
 /// The ggml types this runtime dequantizes; plain types (F32, F16, BF16) need none.
 pub const QUANTIZED: [&str; 3] = ["Q8_0", "Q4_K", "Q6_K"];
 
+/// Bytes and weights of one block of each ggml type this runtime dequantizes.
+const Q8_0: (i64, i64) = (34, 32);
+const Q4_K: (i64, i64) = (144, 256);
+const Q6_K: (i64, i64) = (210, 256);
+
 /// Bytes and weights of one block of a ggml type this runtime dequantizes.
 pub fn block(dtype: &str) -> Option<(i64, i64)> {
     match dtype {
-        "Q8_0" => Some((34, 32)),
-        "Q4_K" => Some((144, 256)),
-        "Q6_K" => Some((210, 256)),
+        "Q8_0" => Some(Q8_0),
+        "Q4_K" => Some(Q4_K),
+        "Q6_K" => Some(Q6_K),
         _ => None,
     }
 }
@@ -52,7 +57,7 @@ pub fn dequantize_f32(raw: &Tensor, dtype: &str, shape: &[i64]) -> Result<Tensor
     let values = match dtype {
         // 32 weights: an f16 scale, then 32 int8.
         "Q8_0" => {
-            let blocks = raw.f_reshape([-1, 34])?;
+            let blocks = raw.f_reshape([-1, Q8_0.0])?;
             let d = half_column(&blocks, 0)?;
             let q = blocks.f_narrow(1, 2, 32)?.f_contiguous()?.f_view_dtype(Kind::Int8)?.f_to_kind(Kind::Float)?;
             d.f_mul(&q)?
@@ -60,7 +65,7 @@ pub fn dequantize_f32(raw: &Tensor, dtype: &str, shape: &[i64]) -> Result<Tensor
         // 256 weights: f16 scale and min, 12 bytes of 6-bit sub-block scales and mins, 128 bytes
         // of 4-bit values (low nibbles then high nibbles of each 32-byte run).
         "Q4_K" => {
-            let blocks = raw.f_reshape([-1, 144])?;
+            let blocks = raw.f_reshape([-1, Q4_K.0])?;
             let n = blocks.size().first().copied().unwrap_or(0);
             let d = half_column(&blocks, 0)?;
             let dmin = half_column(&blocks, 2)?;
@@ -78,7 +83,7 @@ pub fn dequantize_f32(raw: &Tensor, dtype: &str, shape: &[i64]) -> Result<Tensor
         // 256 weights: 128 bytes of low 4 bits, 64 bytes of high 2 bits, 16 int8 scales, an f16
         // scale; in two halves of 128.
         "Q6_K" => {
-            let blocks = raw.f_reshape([-1, 210])?;
+            let blocks = raw.f_reshape([-1, Q6_K.0])?;
             let n = blocks.size().first().copied().unwrap_or(0);
             let d = half_column(&blocks, 208)?;
             let scales =

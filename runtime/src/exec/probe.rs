@@ -779,9 +779,8 @@ fn cpu_product_bytes() -> Result<ProductBytes, RunError> {
 
 /// What a layer norm holds beyond its input and output while it runs, per byte of its input, at
 /// the most of the thread counts a run computes with (every core, and one fewer beside a copy
-/// thread): the resident memory a norm of [`NORM_ROWS`] rows of [`NORM_WIDTH`] adds once the
-/// heaps' free memory is handed back (so that its temporaries take fresh pages), over its
-/// input's bytes (a CPU with native BF16: 1 byte a byte, at one thread and at two); the allocator
+/// thread): what a norm of [`NORM_ROWS`] rows of [`NORM_WIDTH`] leaves resident
+/// ([`fresh_bytes_held`]), over its input's bytes (a CPU with native BF16: 1 byte a byte, at one thread and at two); the allocator
 /// keeps them once freed.
 fn cpu_norm_workspace() -> Result<f64, RunError> {
     let kind = Kind::BFloat16;
@@ -793,14 +792,21 @@ fn cpu_norm_workspace() -> Result<f64, RunError> {
     let mut most: f64 = 0.0;
     for threads in [all, (all - 1).max(1)] {
         tch::set_num_threads(threads);
-        super::memory::release_free_memory();
-        let before = super::memory::anon_now();
-        drop(super::compute::norm(&x, Some(&out), &w, NORM_WIDTH)?);
-        let held = super::memory::anon_now().saturating_sub(before);
-        most = most.max(held as f64 / input);
+        let held = fresh_bytes_held(|| super::compute::norm(&x, Some(&out), &w, NORM_WIDTH));
+        most = most.max(held? as f64 / input);
     }
     tch::set_num_threads(all);
     Ok(most)
+}
+
+/// The resident memory `op` leaves behind once the heaps' free memory is handed back first, so
+/// that its temporaries take fresh pages (which the allocator then keeps); what it returns is
+/// dropped inside.
+fn fresh_bytes_held(op: impl FnOnce() -> Result<Tensor, RunError>) -> Result<u64, RunError> {
+    super::memory::release_free_memory();
+    let before = super::memory::anon_now();
+    drop(op()?);
+    Ok(super::memory::anon_now().saturating_sub(before))
 }
 
 /// What making a weight computable holds while it runs, per element of the weight, at the most
@@ -808,22 +814,15 @@ fn cpu_norm_workspace() -> Result<f64, RunError> {
 /// 8-bit floats converted to BF16. Measured as [`cpu_norm_workspace`] is, on a weight of
 /// [`DEQUANTIZED`] elements; the BF16 weight made is part of it (a layer holds it while it runs).
 fn cpu_dequantize_workspace() -> Result<f64, RunError> {
-    let mut most: f64 = 0.0;
-    let mut held = |make: &dyn Fn() -> Result<Tensor, RunError>| -> Result<(), RunError> {
-        super::memory::release_free_memory();
-        let before = super::memory::anon_now();
-        drop(make()?);
-        most = most.max(super::memory::anon_now().saturating_sub(before) as f64 / DEQUANTIZED as f64);
-        Ok(())
-    };
+    let mut most = 0;
     for dtype in super::gguf::QUANTIZED {
         let Some((bytes, weights)) = super::gguf::block(dtype) else { continue };
         let raw = Tensor::f_zeros([DEQUANTIZED / weights * bytes], (Kind::Uint8, Device::Cpu))?;
-        held(&|| super::gguf::dequantize(&raw, dtype, &[1024, DEQUANTIZED / 1024]))?;
+        most = most.max(fresh_bytes_held(|| super::gguf::dequantize(&raw, dtype, &[1024, DEQUANTIZED / 1024]))?);
     }
     let f8 = Tensor::f_zeros([DEQUANTIZED], (Kind::Float8e4m3fn, Device::Cpu))?;
-    held(&|| Ok(f8.f_to_kind(Kind::BFloat16)?))?;
-    Ok(most)
+    most = most.max(fresh_bytes_held(|| Ok(f8.f_to_kind(Kind::BFloat16)?))?);
+    Ok(most as f64 / DEQUANTIZED as f64)
 }
 
 /// Elements of the weight [`cpu_dequantize_workspace`] makes computable: 4 MiB as 32-bit values,

@@ -288,30 +288,28 @@ pub fn report(
     let devices = plan
         .devices
         .iter()
-        .map(|d| DeviceReport {
-            name: d.name,
-            peak_bytes_measured: match d.name {
-                Device::Cpu => Some(cpu_peak),
-                Device::Disk => Some(0),
-                Device::Cuda(n) => runs
-                    .iter()
-                    .filter_map(|r| r.device_low)
-                    .filter(|(device, _)| *device == d.name)
-                    .filter_map(|(_, low)| baseline.cuda_above(n as usize, low))
-                    .max(),
-                _ => None,
-            },
-            peak_bytes_predicted: d.peak_bytes,
-            distinct_products: super::load::torch_device(d.name)
-                .ok()
-                .flatten()
-                .map_or(0, super::compute::distinct_products),
-            distinct_products_predicted: d.distinct_products,
-            largest_norm_bytes: super::load::torch_device(d.name)
-                .ok()
-                .flatten()
-                .map_or(0, super::compute::largest_norm),
-            largest_norm_bytes_predicted: d.largest_norm_bytes,
+        .map(|d| {
+            // The device as libtorch names it, where the run computed what it counts.
+            let torch = super::load::torch_device(d.name).ok().flatten();
+            DeviceReport {
+                name: d.name,
+                peak_bytes_measured: match d.name {
+                    Device::Cpu => Some(cpu_peak),
+                    Device::Disk => Some(0),
+                    Device::Cuda(n) => runs
+                        .iter()
+                        .filter_map(|r| r.device_low)
+                        .filter(|(device, _)| *device == d.name)
+                        .filter_map(|(_, low)| baseline.cuda_above(n as usize, low))
+                        .max(),
+                    _ => None,
+                },
+                peak_bytes_predicted: d.peak_bytes,
+                distinct_products: torch.map_or(0, super::compute::distinct_products),
+                distinct_products_predicted: d.distinct_products,
+                largest_norm_bytes: torch.map_or(0, super::compute::largest_norm),
+                largest_norm_bytes_predicted: d.largest_norm_bytes,
+            }
         })
         .collect();
     Report {
